@@ -1,0 +1,46 @@
+# hipbridge — two commands on a fresh machine:  make demo   and   make test
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+DEMO_DAYS  ?= 3
+DEMO_SCALE ?= 0.02
+
+.PHONY: venv demo test lint bench bench-transfer bench-mapping bench-quality bench-deletion clean
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -r requirements.txt
+	$(PIP) install -q --no-deps -e .
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	$(PY) -m hipbridge.cli demo run --days $(DEMO_DAYS) --scale $(DEMO_SCALE)
+
+test: venv
+	$(PY) -m pytest -q tests
+
+lint: venv
+	$(VENV)/bin/ruff check plugins dags tests bench
+
+bench: bench-transfer
+
+bench-transfer: venv
+	$(PY) bench/transfer.py $(if $(ROWS),--rows $(ROWS),)
+
+bench-mapping: venv
+	$(PY) bench/mapping.py
+
+bench-quality: venv
+	$(PY) bench/quality.py
+
+bench-deletion: venv
+	$(PY) bench/deletion.py
+
+clean:
+	rm -rf .hipbridge

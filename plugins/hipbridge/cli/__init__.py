@@ -1,0 +1,45 @@
+"""`hipbridge` command line. Each module in this package adds one command group.
+
+A module defines `register(subparsers)` and sets `func` on its parsers; adding a command is
+adding a module here, nothing else (helpers working in parallel never touch a shared list).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hipbridge",
+        description="hipbridge — 广西全民健康信息平台 数据采集上传、对码、质控与共享",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one clear line for operators, not a traceback
+        if getattr(args, "debug", False) or __import__("os").environ.get("HIPBRIDGE_DEBUG"):
+            raise
+        print(f"hipbridge {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
