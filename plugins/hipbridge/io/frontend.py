@@ -1,0 +1,222 @@
+"""Front-end (前置机) tables built from the specs: DDL with Chinese comments, create and upgrade.
+
+The province's tools identify columns by their Chinese labels, so every table carries its label
+as the table comment and every column its label as the column comment (MariaDB/PostgreSQL).
+SQLite has no comments: the same labels are kept in the ops table `frontend_catalog` on every
+dialect, which is also what `hipbridge status` and the reports read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    inspect,
+    text,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.types import TypeEngine
+
+from hipbridge.spec import ColumnType, Defaults, SpecSet, TableSpec
+
+from hipbridge.settings import ops_schema_name
+
+from .ops import ensure_ops, register_ops_tables
+
+# MariaDB/InnoDB rows may hold at most 65,535 bytes of VARCHAR (utf8mb4: 4 bytes a character).
+_MYSQL_ROW_BUDGET = 60_000
+
+
+@register_ops_tables
+def _catalog(md: MetaData) -> None:
+    Table(
+        "frontend_catalog", md,
+        Column("table_name", String(64), primary_key=True),
+        Column("column_name", String(64), primary_key=True),
+        Column("table_id", String(64), nullable=False),
+        Column("table_label", String(100), nullable=False),
+        Column("column_label", String(100), nullable=False),
+        Column("ordinal", Integer, nullable=False),
+        Column("declared_type", String(40), nullable=False),
+        comment="前置机表结构目录: Chinese labels of every front-end table and column",
+    )
+
+
+@dataclass(frozen=True)
+class TargetColumn:
+    name: str
+    label: str
+    ctype: ColumnType
+    required: bool
+    role: str | None = None  # audit role, or None for a spec column
+
+
+def target_columns(spec: TableSpec, defaults: Defaults) -> list[TargetColumn]:
+    """Physical column order: org columns, the spec's columns, then the other audit columns."""
+    head = [a for a in defaults.audit_columns if a.role in ("org_code", "org_name")]
+    tail = [a for a in defaults.audit_columns if a.role not in ("org_code", "org_name")]
+    cols = [TargetColumn(a.name, a.label, a.ctype, a.required, a.role) for a in head]
+    cols += [TargetColumn(c.name, c.label, c.ctype, c.required) for c in spec.columns]
+    cols += [TargetColumn(a.name, a.label, a.ctype, a.required, a.role) for a in tail]
+    return cols
+
+
+def sa_type(ct: ColumnType) -> TypeEngine:
+    if ct.kind == "varchar":
+        return String(ct.length)
+    if ct.kind == "decimal":
+        return Numeric(ct.precision, ct.scale, asdecimal=True)
+    if ct.kind == "integer":
+        return BigInteger()
+    if ct.kind == "date":
+        return Date()
+    if ct.kind == "timestamp":
+        return DateTime()
+    return Text()
+
+
+def _mysql_text_columns(cols: list[TargetColumn], pk: set[str]) -> set[str]:
+    """Which long VARCHARs become TEXT on MySQL so the row fits; lengths stay checked by quality rules."""
+    widths = {c.name: c.ctype.length * 4 for c in cols if c.ctype.kind == "varchar"}
+    total = sum(widths.values())
+    out: set[str] = set()
+    for name in sorted((n for n in widths if n not in pk), key=lambda n: -widths[n]):
+        if total <= _MYSQL_ROW_BUDGET:
+            break
+        out.add(name)
+        total -= widths[name]
+    return out
+
+
+def target_table(spec: TableSpec, defaults: Defaults, metadata: MetaData | None = None,
+                 dialect: str | None = None, name: str | None = None, schema: str | None = None) -> Table:
+    """The SQLAlchemy Table of a spec's front-end table (or of a copy under another name/schema)."""
+    md = metadata if metadata is not None else MetaData()
+    cols = target_columns(spec, defaults)
+    pk = set(spec.target.primary_key)
+    as_text = _mysql_text_columns(cols, pk) if dialect in ("mysql", "mariadb") else set()
+    return Table(
+        name or spec.target.name, md,
+        *[Column(c.name, Text() if c.name in as_text else sa_type(c.ctype),
+                 nullable=c.name not in pk, comment=c.label) for c in cols],
+        PrimaryKeyConstraint(*spec.target.primary_key),  # in the spec's order, as the province declares it
+        comment=spec.label,
+        schema=schema,
+    )
+
+
+STAGING_EXTRA = ("hb_batch", "hb_rownum", "hb_digest", "hb_void")
+
+
+def staging_table(spec: TableSpec, defaults: Defaults, ops_schema: str, metadata: MetaData | None = None,
+                  dialect: str | None = None) -> Table:
+    """Staging copy of the target in the ops schema: all columns nullable, plus batch bookkeeping.
+
+    `hb_rownum` orders rows of a batch (the last one per key wins), `hb_digest` is the row's
+    content digest, `hb_void` marks source rows that are voided (修改标志 = voided).
+    """
+    md = metadata if metadata is not None else MetaData()
+    cols = target_columns(spec, defaults)
+    pk = set(spec.target.primary_key)
+    as_text = _mysql_text_columns(cols, pk) if dialect in ("mysql", "mariadb") else set()
+    return Table(
+        f"stg_{spec.table}", md,
+        Column("hb_batch", String(64), nullable=False),
+        Column("hb_rownum", BigInteger, nullable=False),
+        Column("hb_digest", String(32), nullable=False),
+        Column("hb_void", Integer, nullable=False),
+        *[Column(c.name, Text() if c.name in as_text else sa_type(c.ctype), nullable=True) for c in cols],
+        Index(f"ix_stg_{spec.table}_batch", "hb_batch", *spec.target.primary_key),
+        schema=ops_schema,
+    )
+
+
+def ledger_table(spec: TableSpec, defaults: Defaults, ops_schema: str, metadata: MetaData | None = None) -> Table:
+    """What we last published per key: its content digest and 修改标志, to skip unchanged rows."""
+    md = metadata if metadata is not None else MetaData()
+    by_name = {c.name: c for c in target_columns(spec, defaults)}
+    return Table(
+        f"ledger_{spec.table}", md,
+        *[Column(k, sa_type(by_name[k].ctype), primary_key=True) for k in spec.target.primary_key],
+        Column("hb_digest", String(32), nullable=False),
+        Column("hb_flag", String(4), nullable=False),
+        Column("hb_batch", String(64), nullable=False),
+        schema=ops_schema,
+    )
+
+
+# ---------------------------------------------------------------- create / upgrade
+
+
+@dataclass
+class FrontendReport:
+    created: list[str]
+    upgraded: dict[str, list[str]]
+    unchanged: list[str]
+
+
+def _add_column_sql(engine: Engine, table: Table, column: Column) -> str:
+    q = engine.dialect.identifier_preparer
+    coltype = column.type.compile(dialect=engine.dialect)
+    sql = f"ALTER TABLE {q.format_table(table)} ADD COLUMN {q.quote(column.name)} {coltype}"
+    if engine.dialect.name in ("mysql", "mariadb") and column.comment:
+        sql += " COMMENT " + engine.dialect.statement_compiler(engine.dialect, None).render_literal_value(
+            column.comment, String())
+    return sql
+
+
+def create_frontend(engine: Engine, specs: SpecSet, tables: list[str] | None = None) -> FrontendReport:
+    """Create missing front-end tables and add missing columns to existing ones (never drops)."""
+    defaults = specs.defaults
+    assert defaults is not None, "specs without _defaults.yaml"
+    ops_schema = ops_schema_name(defaults)
+    ops = ensure_ops(engine, ops_schema)
+    dialect = engine.dialect.name
+    report = FrontendReport([], {}, [])
+    insp = inspect(engine)
+    existing = set(insp.get_table_names())
+    catalog_rows = []
+    for table_id in tables or sorted(specs.specs):
+        spec = specs.get(table_id)
+        md = MetaData()
+        table = target_table(spec, defaults, md, dialect)
+        if table.name not in existing:
+            table.create(engine)
+            report.created.append(table.name)
+        else:
+            have = {c["name"] for c in insp.get_columns(table.name)}
+            missing = [c for c in table.columns if c.name not in have]
+            if missing:
+                with engine.begin() as conn:
+                    for col in missing:
+                        conn.execute(text(_add_column_sql(engine, table, col)))
+                report.upgraded[table.name] = [c.name for c in missing]
+            else:
+                report.unchanged.append(table.name)
+        stg_md = MetaData()
+        staging_table(spec, defaults, ops_schema, stg_md, dialect)
+        ledger_table(spec, defaults, ops_schema, stg_md)
+        stg_md.create_all(engine)
+        for i, c in enumerate(target_columns(spec, defaults)):
+            catalog_rows.append({"table_name": table.name, "column_name": c.name, "table_id": spec.table,
+                                 "table_label": spec.label, "column_label": c.label, "ordinal": i,
+                                 "declared_type": str(c.ctype)})
+    cat = ops.table("frontend_catalog")
+    with engine.begin() as conn:
+        names = sorted({r["table_name"] for r in catalog_rows})
+        if names:
+            conn.execute(cat.delete().where(cat.c.table_name.in_(names)))
+            conn.execute(cat.insert(), catalog_rows)
+    return report
