@@ -58,7 +58,8 @@ def connection_url(conn_id: str) -> str:
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
+    # Rollback journal, not WAL: a publish spans the front-end file and the attached ops file,
+    # and only the rollback journal makes such a two-file commit atomic.
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()

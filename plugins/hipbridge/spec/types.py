@@ -48,6 +48,10 @@ class ColumnType:
 def parse_type(text: str) -> ColumnType:
     """Parse `varchar(32)` style types; raise ValueError with the accepted forms."""
     m = _TYPE_RE.match(str(text))
+    if not m and "(" in str(text) and ")" not in str(text):
+        raise ValueError(
+            f"column type {text!r} is cut at a comma: inside {{ }} quote it, e.g. type: 'decimal(12,2)'"
+        )
     if not m:
         raise ValueError(
             f"unknown column type {text!r}; expected varchar(n), decimal(p[,s]), integer, date, timestamp or text"

@@ -1,0 +1,45 @@
+"""Code mapping (数据对码): standard value domains, reviewed local mappings, apply, gap report.
+
+Nothing is read at import time. `load_catalog()` reads `mappings/standard/` and the configured
+hospital's `mappings/local/<hospital>/`, validates every file and caches the parsed CSVs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .catalog import COUNT_KEYS, Catalog, MappingResult
+from .files import MappingConfigError, MappingFileError
+
+__all__ = ["COUNT_KEYS", "Catalog", "MappingConfigError", "MappingFileError", "MappingResult",
+           "default_hospital", "default_mappings_dir", "load_catalog"]
+
+_PROJECT_ROOT = Path(__file__).resolve().parents[3]
+
+
+def default_mappings_dir() -> Path:
+    env = os.environ.get("HIPBRIDGE_MAPPINGS")
+    return Path(env) if env else _PROJECT_ROOT / "mappings"
+
+
+def default_hospital() -> str:
+    return os.environ.get("HIPBRIDGE_HOSPITAL") or "demo"
+
+
+def load_catalog(mappings_dir: Path | str | None = None, hospital: str | None = None) -> Catalog:
+    """Standard domains + the hospital's local sets (default `demo`, env HIPBRIDGE_HOSPITAL).
+
+    Never raises for a bad file: the errors are in `catalog.errors`, and `apply` refuses a column
+    whose domain or local set failed validation (nothing is applied from an invalid file).
+    """
+    from .domains import load_domains  # noqa: PLC0415
+    from .local import load_hospital  # noqa: PLC0415
+
+    root = Path(mappings_dir) if mappings_dir else default_mappings_dir()
+    domains, errors = load_domains(root / "standard")
+    hosp = load_hospital(root / "local", hospital or default_hospital(), domains)
+    errors = list(errors) + list(hosp.errors)
+    for s in hosp.sets.values():
+        errors.extend(e for e in s.errors if e not in errors)
+    return Catalog(root, domains, hosp, errors)
