@@ -26,6 +26,7 @@ from sqlalchemy import (
     inspect,
     text,
 )
+from sqlalchemy.dialects.sqlite import DATETIME as SQLITE_DATETIME
 from sqlalchemy.engine import Engine
 from sqlalchemy.types import TypeEngine
 
@@ -73,6 +74,11 @@ def target_columns(spec: TableSpec, defaults: Defaults) -> list[TargetColumn]:
     return cols
 
 
+# SQLite keeps timestamps as text: store them the way the province writes them (no microseconds).
+_SQLITE_TS = SQLITE_DATETIME(storage_format="%(year)04d-%(month)02d-%(day)02d "
+                                            "%(hour)02d:%(minute)02d:%(second)02d")
+
+
 def sa_type(ct: ColumnType) -> TypeEngine:
     if ct.kind == "varchar":
         return String(ct.length)
@@ -83,7 +89,7 @@ def sa_type(ct: ColumnType) -> TypeEngine:
     if ct.kind == "date":
         return Date()
     if ct.kind == "timestamp":
-        return DateTime()
+        return DateTime().with_variant(_SQLITE_TS, "sqlite")
     return Text()
 
 

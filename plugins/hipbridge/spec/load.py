@@ -202,13 +202,16 @@ def load_spec_file(path: Path) -> tuple[TableSpec | None, list[SpecError]]:
     except ValidationError as exc:
         return None, _validation_errors(str(path), text, data, exc)
     if spec.table != path.stem:
-        return None, [SpecError(str(path), _line_of(text, ("table",)), "table",
-                                f"table id must equal the file name {path.stem!r}", spec.table)]
+        twin = path.parent / f"{spec.table}.yaml"
+        message = (f"duplicate table id: {twin.name} already declares table {spec.table!r} "
+                   f"(the table id must equal the file name)" if twin.exists()
+                   else f"table id must equal the file name {path.stem!r}")
+        return None, [SpecError(str(path), _line_of(text, ("table",)), "table", message, spec.table)]
     return spec, []
 
 
 def _cross_errors(spec: TableSpec, path: Path, defaults: Defaults | None,
-                  specs: dict[str, TableSpec]) -> list[SpecError]:
+                  specs: dict[str, TableSpec], broken: set[str] = frozenset()) -> list[SpecError]:
     """Checks that need the whole set: keys, references, columns named by quality/retention."""
     text: str | None = None
 
@@ -241,6 +244,10 @@ def _cross_errors(spec: TableSpec, path: Path, defaults: Defaults | None,
             t, c = ref
             if not c:
                 out.append(err(("columns", i, "references"), "expected <table_id>.<COLUMN>", col.references))
+            elif t in broken:
+                out.append(err(("columns", i, "references"),
+                               f"references table {t}, whose spec {t}.yaml is invalid (fix that file first)",
+                               col.references))
             elif t not in specs:
                 out.append(err(("columns", i, "references"), "references a table that has no spec",
                                col.references))
@@ -294,8 +301,9 @@ def load_specs(directory: Path | str | None = None) -> SpecSet:
                                                f"duplicate table id, also declared in {others}", table))
             continue
         paths[table], valid[table] = entries[0]
+    broken = {p.stem for p in files} - set(valid)
     for table in sorted(valid):
-        errs = _cross_errors(valid[table], paths[table], defaults, valid)
+        errs = _cross_errors(valid[table], paths[table], defaults, valid, broken)
         if errs:
             result.errors.extend(errs)
         else:
