@@ -71,6 +71,21 @@ def _timetable(spec: TableSpec, timezone: str):
     return CronTriggerTimetable(cron, timezone=timezone)
 
 
+def scheduled_high_watermark(run_type, logical_date: datetime | None, tz: str) -> datetime | None:
+    """A scheduled run covers the hospital's calendar days before the local day it fires on.
+
+    Airflow schedules in UTC; 00:00 in Asia/Shanghai is 16:00 UTC the day before, so the local
+    date is taken after converting. Manual runs (possibly without a logical date) return None:
+    they read up to "now", fixed when the batch is planned.
+    """
+    if logical_date is None or not str(run_type or "").lower().endswith("scheduled"):
+        return None
+    from zoneinfo import ZoneInfo  # noqa: PLC0415
+
+    local_day = logical_date.astimezone(ZoneInfo(tz)).date()
+    return datetime.combine(local_day, datetime.min.time())
+
+
 def _context():
     from hipbridge.pipeline.run import Context  # noqa: PLC0415 - heavy imports only inside tasks
 
@@ -105,21 +120,14 @@ def build_dag(spec: TableSpec, specs: SpecSet) -> DAG:
         @task(task_id="plan")
         def plan_batch() -> dict:
             from datetime import date  # noqa: PLC0415
-            from zoneinfo import ZoneInfo  # noqa: PLC0415
 
-            from hipbridge.pipeline.run import hospital_day_bounds, plan  # noqa: PLC0415
+            from hipbridge.pipeline.run import plan  # noqa: PLC0415
 
             context = get_current_context()
             params = context["params"]
             ctx = _context()
-            high = None
-            logical = context.get("logical_date")
             run = context.get("dag_run")
-            scheduled = run is not None and str(getattr(run, "run_type", "")).endswith("scheduled")
-            if scheduled and logical is not None:
-                # A scheduled run covers the hospital's calendar days up to the day it fires.
-                local_day = logical.astimezone(ZoneInfo(tz)).date()
-                high = hospital_day_bounds(local_day)[0]
+            high = scheduled_high_watermark(getattr(run, "run_type", None), context.get("logical_date"), tz)
             ws = date.fromisoformat(params["window_start"]) if params.get("window_start") else None
             we = date.fromisoformat(params["window_end"]) if params.get("window_end") else None
             batch = plan(ctx, table, params.get("mode") or "incremental", ws, we, high,
