@@ -1,0 +1,21 @@
+# hipbridge on the front-end machine: Airflow 3.3 + the hipbridge package, one image for every role.
+FROM python:3.11-slim
+ENV PIP_NO_CACHE_DIR=1 PYTHONUNBUFFERED=1 \
+    AIRFLOW_HOME=/opt/airflow \
+    AIRFLOW__CORE__DAGS_FOLDER=/opt/hipbridge/dags \
+    AIRFLOW__CORE__PLUGINS_FOLDER=/opt/hipbridge/plugins \
+    AIRFLOW__CORE__LOAD_EXAMPLES=False \
+    HIPBRIDGE_SPECS=/opt/hipbridge/table_specs \
+    HIPBRIDGE_MAPPINGS=/opt/hipbridge/mappings
+WORKDIR /opt/hipbridge
+COPY requirements.txt pyproject.toml ./
+RUN pip install -r requirements.txt
+COPY plugins ./plugins
+RUN pip install --no-deps -e .
+COPY dags ./dags
+COPY table_specs ./table_specs
+COPY mappings ./mappings
+COPY expectations ./expectations
+COPY config ./config
+RUN useradd --create-home --uid 50000 airflow && mkdir -p $AIRFLOW_HOME && chown airflow $AIRFLOW_HOME
+USER airflow
