@@ -109,3 +109,22 @@ def _main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(_main(sys.argv[1:]))
+
+
+def run_demo(days: int, scale: float, seed: int = 7, env: dict | None = None) -> int:
+    """`make demo`: build the demo hospital, create the front-end, run every table DAG, print a summary."""
+    from hipbridge.demo import build  # noqa: PLC0415
+    from hipbridge.pipeline.run import Context  # noqa: PLC0415
+    from hipbridge.status import format_table, table_status  # noqa: PLC0415
+
+    out = home() / "demo"
+    print(f"building the demo hospital in {out} (days={days}, scale={scale}, seed={seed}) …", flush=True)
+    build(out, seed=seed, days=days, scale=scale)
+    ctx = Context.create()
+    ctx.ensure_frontend()
+    print(f"front-end: {ctx.engine.url.render_as_string(hide_password=True)}; running the table DAGs through "
+          f"Airflow (AIRFLOW_HOME={airflow_env(env)['AIRFLOW_HOME']}) …", flush=True)
+    rc = run_dags(env=env)
+    print()
+    print(format_table(table_status(ctx)))
+    return rc

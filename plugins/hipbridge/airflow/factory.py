@@ -16,7 +16,7 @@ from pathlib import Path
 from airflow.sdk import DAG, Asset, Param, get_current_context, task
 from airflow.timetables.trigger import CronTriggerTimetable
 
-from hipbridge.spec import SpecSet, TableSpec, load_specs
+from hipbridge.spec import SpecSet, TableSpec, default_spec_dir, load_specs
 
 _PRESETS = {"@daily": "0 0 * * *", "@hourly": "0 * * * *", "@weekly": "0 0 * * 1", "@monthly": "0 0 1 * *"}
 DEFAULT_ARGS = {"owner": "hipbridge", "retries": 2, "retry_delay": timedelta(minutes=2),
@@ -27,8 +27,18 @@ class SpecErrors(Exception):
     """Raised by the errors loader: one line per problem, each naming file, line and key."""
 
 
+_LOADED: dict[tuple, SpecSet] = {}
+
+
 def load_for_dags(specs_dir: str | Path | None = None) -> SpecSet:
-    return load_specs(specs_dir or os.environ.get("HIPBRIDGE_SPECS") or None)
+    """Load specs once per process while no file changed (both DAG files of a DagBag share it)."""
+    directory = Path(specs_dir or os.environ.get("HIPBRIDGE_SPECS") or default_spec_dir())
+    files = sorted(directory.glob("*.yaml")) + sorted(directory.glob("sql/**/*.sql"))
+    key = (str(directory), tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in files))
+    if key not in _LOADED:
+        _LOADED.clear()
+        _LOADED[key] = load_specs(directory)
+    return _LOADED[key]
 
 
 def asset_for(spec: TableSpec) -> Asset:
