@@ -44,16 +44,22 @@ def migrate(env: dict) -> None:
         raise RuntimeError(f"airflow db migrate failed:\n{done.stderr[-3000:]}")
 
 
-def run_dags(tables: list[str] | None = None, conf: dict | None = None, env: dict | None = None) -> int:
-    """Migrate the metadata DB, then run the table DAGs in a child process with that environment."""
+def run_dags(tables: list[str] | None = None, conf: dict | None = None, env: dict | None = None,
+             reconcile: tuple[str, str] | None = None) -> int:
+    """Migrate the metadata DB, then run the table DAGs in a child process with that environment.
+
+    `reconcile=(from, to)` also runs the control-table DAG for those hospital days afterwards.
+    """
+    import json  # noqa: PLC0415
+
     env = airflow_env(env)
     migrate(env)
     cmd = [sys.executable, "-m", "hipbridge.airflow.embedded", *(tables or [])]
     if conf:
-        import json  # noqa: PLC0415
-
         cmd += ["--conf", json.dumps(conf)]
-    return subprocess.run(cmd, env=env).returncode
+    if reconcile:
+        cmd += ["--reconcile", json.dumps({"from": reconcile[0], "to": reconcile[1]})]
+    return subprocess.run(cmd, env=env, check=False).returncode
 
 
 def dependency_order(specs) -> list[str]:
@@ -79,12 +85,18 @@ def dependency_order(specs) -> list[str]:
 def _main(argv: list[str]) -> int:
     import json  # noqa: PLC0415
 
-    conf = {"mode": "incremental"}
-    if "--conf" in argv:
-        i = argv.index("--conf")
-        conf = json.loads(argv[i + 1])
+    def option(name: str) -> dict | None:
+        nonlocal argv
+        if name not in argv:
+            return None
+        i = argv.index(name)
+        value = json.loads(argv[i + 1])
         argv = argv[:i] + argv[i + 2:]
-    from hipbridge.airflow.factory import build_all, load_for_dags  # noqa: PLC0415
+        return value
+
+    conf = option("--conf") or {"mode": "incremental"}
+    reconcile = option("--reconcile")
+    from hipbridge.airflow.factory import build_all, build_reconciliation_dag, load_for_dags  # noqa: PLC0415
 
     specs = load_for_dags()
     for err in specs.errors:
@@ -104,6 +116,11 @@ def _main(argv: list[str]) -> int:
         print(f"[airflow] {dag.dag_id}: {state}", flush=True)
         if not state.endswith("success"):
             failed.append(table)
+    if reconcile:
+        run = build_reconciliation_dag(specs).test(logical_date=None, run_conf=reconcile)
+        print(f"[airflow] hipbridge_reconciliation: {run.state}", flush=True)
+        if not str(run.state).endswith("success"):
+            failed.append("reconciliation")
     return 1 if failed else 0
 
 
@@ -119,12 +136,14 @@ def run_demo(days: int, scale: float, seed: int = 7, env: dict | None = None) ->
 
     out = home() / "demo"
     print(f"building the demo hospital in {out} (days={days}, scale={scale}, seed={seed}) …", flush=True)
-    build(out, seed=seed, days=days, scale=scale)
+    summary = build(out, seed=seed, days=days, scale=scale)
     ctx = Context.create()
     ctx.ensure_frontend()
     print(f"front-end: {ctx.engine.url.render_as_string(hide_password=True)}; running the table DAGs through "
           f"Airflow (AIRFLOW_HOME={airflow_env(env)['AIRFLOW_HOME']}) …", flush=True)
-    rc = run_dags(env=env)
+    rc = run_dags(env=env, reconcile=(summary["window"]["start"], summary["window"]["end"]))
     print()
     print(format_table(table_status(ctx)))
+    print(f"\n数据量记录汇总 / 数据对账表: {summary['window']['start']} … {summary['window']['end']} "
+          f"(hipbridge reconcile 可重算)")
     return rc

@@ -160,7 +160,7 @@ def build_dag(spec: TableSpec, specs: SpecSet) -> DAG:
 
         @task(task_id="quality_gate", retries=0)
         def gate_batch(batch: dict, moved: dict) -> dict:
-            from airflow.exceptions import AirflowFailException  # noqa: PLC0415
+            from airflow.sdk.exceptions import AirflowFailException  # noqa: PLC0415
 
             from hipbridge.io.state import Batch  # noqa: PLC0415
             from hipbridge.pipeline.run import gate  # noqa: PLC0415
@@ -198,3 +198,42 @@ def raise_spec_errors(specs: SpecSet | None = None) -> None:
     if specs.errors:
         raise SpecErrors(f"{len(specs.errors)} problem(s) in table specs — the affected tables have no DAG:\n"
                          + "\n".join(str(e) for e in specs.errors))
+
+
+def build_reconciliation_dag(specs: SpecSet | None = None) -> DAG | None:
+    """数据量记录汇总 / 数据对账表 for the previous hospital day (or a chosen range), after the uploads."""
+    specs = specs or load_for_dags()
+    if specs.defaults is None:
+        return None
+    tz = specs.defaults.timezone
+    with DAG(
+        dag_id="hipbridge_reconciliation",
+        description="数据量记录汇总 + 数据对账表",
+        schedule=CronTriggerTimetable("0 6 * * *", timezone=tz),
+        start_date=datetime(2024, 1, 1),
+        catchup=False,
+        max_active_runs=1,
+        default_args=DEFAULT_ARGS,
+        tags=["hipbridge", "control"],
+        doc_md="## 对账\n每日 06:00（医院时区）按已发布的前置机数据重算前一天的数据量记录汇总与数据对账表；"
+               "可用参数 `from` / `to` 重算任意日期区间（含首尾）。",
+        params={"from": Param(None, type=["null", "string"], format="date", description="开始日期（含）"),
+                "to": Param(None, type=["null", "string"], format="date", description="结束日期（含），默认昨天")},
+    ) as dag:
+
+        @task(task_id="reconcile")
+        def reconcile_days() -> dict:
+            from datetime import date  # noqa: PLC0415
+
+            from hipbridge.pipeline.reconcile import reconcile  # noqa: PLC0415
+
+            params = get_current_context()["params"]
+            ctx = _context()
+            end = date.fromisoformat(params["to"]) if params.get("to") else ctx.now().date() - timedelta(days=1)
+            start = date.fromisoformat(params["from"]) if params.get("from") else end
+            ctx.ensure_frontend()
+            r = reconcile(ctx.engine, ctx.specs, start, end, ctx.now())
+            return {"days": r.days, "volume_rows": r.volume_rows, "reconciliation_rows": r.reconciliation_rows}
+
+        reconcile_days()
+    return dag

@@ -1,10 +1,10 @@
-"""`hipbridge run | status | frontend init`: the table pipeline from a shell, without Airflow."""
+"""`hipbridge run | status | frontend init | reconcile`: the table pipeline from a shell, without Airflow."""
 
 from __future__ import annotations
 
 import json
 import sys
-from datetime import date
+from datetime import date, timedelta
 
 
 def _context(args):
@@ -87,3 +87,28 @@ def register(sub) -> None:
     i.add_argument("--db", help="front-end database URL (default $HIPBRIDGE_FRONTEND_URL or the embedded SQLite)")
     i.add_argument("--specs", help="spec folder (default table_specs/)")
     i.set_defaults(func=_frontend_init)
+
+    register_reconcile(sub)
+
+
+def _reconcile(args) -> int:
+    from hipbridge.pipeline.reconcile import reconcile  # noqa: PLC0415
+
+    ctx = _context(args)
+    end = args.to_date or (ctx.now().date() - timedelta(days=1))
+    start = args.from_date or end
+    if start > end:
+        raise SystemExit("hipbridge reconcile: --from is after --to")
+    ctx.ensure_frontend()
+    r = reconcile(ctx.engine, ctx.specs, start, end, ctx.now())
+    print(f"数据量记录汇总 {r.volume_rows} 行, 数据对账表 {r.reconciliation_rows} 行 ({start} … {end}, {r.days} 天)")
+    return 0
+
+
+def register_reconcile(sub) -> None:
+    c = sub.add_parser("reconcile", help="compute 数据量记录汇总 and 数据对账表 for hospital days (default: yesterday)")
+    c.add_argument("--from", dest="from_date", type=date.fromisoformat, help="first day (inclusive)")
+    c.add_argument("--to", dest="to_date", type=date.fromisoformat, help="last day (inclusive; default yesterday)")
+    c.add_argument("--db", help="front-end database URL")
+    c.add_argument("--specs", help="spec folder (default table_specs/)")
+    c.set_defaults(func=_reconcile)

@@ -17,7 +17,7 @@ from .sm import SM2KeyPair, hmac_sm3, sm2_generate_keypair
 
 
 def default_key_dir() -> Path:
-    from hipbridge.io.engines import home  # noqa: PLC0415 - keep crypto free of io at import
+    from hipbridge.io.engines import home
 
     return Path(os.environ.get("HIPBRIDGE_KEYS", home() / "keys"))
 

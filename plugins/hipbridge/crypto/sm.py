@@ -89,7 +89,7 @@ class SM2KeyPair:
     private_key: str  # 64 hex
     public_key: str   # 128 hex, bare x‖y (no 04 prefix)
 
-    def public_only(self) -> "SM2KeyPair":
+    def public_only(self) -> SM2KeyPair:
         return SM2KeyPair("", self.public_key)
 
 

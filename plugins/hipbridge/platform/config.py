@@ -98,6 +98,7 @@ class PlatformConfig(_Strict):
     app_id: str
     timeout_s: float = 10
     time_format: str
+    timezone: str = "Asia/Shanghai"
     envelope: Envelope
     services: dict[str, Service]
     messages: dict[str, dict[str, str]]
@@ -109,6 +110,13 @@ class PlatformConfig(_Strict):
     @property
     def url(self) -> str:
         return os.environ.get("HIPBRIDGE_PLATFORM_URL") or self.base_url
+
+    def local_now(self):
+        """Naive local time in `timezone` (the time base of every stored and exchanged datetime)."""
+        from datetime import datetime
+        from zoneinfo import ZoneInfo
+
+        return datetime.now(ZoneInfo(self.timezone)).replace(tzinfo=None, microsecond=0)
 
     def service(self, role: str) -> Service:
         try:
@@ -161,6 +169,7 @@ class Store(_Strict):
 class Verification(_Strict):
     quality_engine: bool = True
     orphan_grace: timedelta = timedelta(hours=24)
+    skip_quality_rules: list[str] = Field(default_factory=list)
 
     @field_validator("orphan_grace", mode="before")
     @classmethod
@@ -210,6 +219,7 @@ class VisitEndSource(_Strict):
     visit_column: str
     end_column: str
     visit_type: str
+    links: list[str] = Field(default_factory=list, description="other tables' columns that may hold this visit's number")
 
 
 class RetentionRun(_Strict):

@@ -1,0 +1,205 @@
+"""Operations tables of the platform services: outbox, authorization records, audit trail, messages.
+
+Registered with `register_ops_tables`, created by `ensure_ops`. None of them holds plaintext
+personal data: patients appear as `patient_key` (HMAC-SM3 blind index); the outbox payload, which
+must carry name and ID to the platform, is stored SM4-encrypted (`crypto.fields`).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    select,
+)
+from sqlalchemy.engine import Connection, Engine
+
+from hipbridge.crypto.keys import KeyStore
+from hipbridge.crypto.sm import hmac_sm3
+from hipbridge.io.ops import Ops, ensure_ops, register_ops_tables
+
+# Outbox and authorization state machines: a row only ever moves to a higher rank.
+OUTBOX_RANK = {"NEW": 0, "SENT": 1, "ACKED": 2, "FAILED": 2}
+AUTH_NEXT = {
+    "PENDING": {"ACTIVE", "FAILED", "REVOKED", "EXPIRED"},
+    "ACTIVE": {"REVOKED", "EXPIRED"},
+    "REVOKED": set(),
+    "EXPIRED": set(),
+    "FAILED": set(),
+}
+
+
+@register_ops_tables
+def _platform_tables(md: MetaData) -> None:
+    Table(
+        "outbox", md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("kind", String(16), nullable=False, comment="grant | revoke | query"),
+        Column("org_code", String(22), nullable=False),
+        Column("appointment_id", String(32), nullable=False),
+        Column("patient_key", String(64), nullable=False),
+        Column("payload", Text, nullable=False, comment="SM4-encrypted request roles (v1:key:iv:ct)"),
+        Column("status", String(8), nullable=False, comment="NEW → SENT → ACKED | FAILED"),
+        Column("attempts", Integer, nullable=False, default=0),
+        Column("next_retry_at", DateTime, nullable=False),
+        Column("locked_until", DateTime),
+        Column("last_code", String(16)),
+        Column("last_error", Text),
+        Column("created_at", DateTime, nullable=False),
+        Column("updated_at", DateTime, nullable=False),
+        Column("acked_at", DateTime),
+        UniqueConstraint("org_code", "appointment_id", "kind", name="uq_outbox_business_key"),
+        Index("ix_outbox_due", "status", "next_retry_at"),
+        comment="平台调用发件箱: 预约不因平台故障而失败, 异步重试",
+    )
+    Table(
+        "auth_record", md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("org_code", String(22), nullable=False),
+        Column("appointment_id", String(32), nullable=False),
+        Column("patient_key", String(64), nullable=False),
+        Column("status", String(8), nullable=False, comment="PENDING → ACTIVE → REVOKED | EXPIRED; PENDING → FAILED"),
+        Column("auth_id", String(64), comment="platform authId"),
+        Column("channel", String(2)),
+        Column("visit_type", String(12), nullable=False, comment="outpatient | inpatient"),
+        Column("visit_date", DateTime, nullable=False),
+        Column("visit_no", String(64), comment="门诊/住院就诊流水号 of the visit, once known"),
+        Column("visit_start", DateTime),
+        Column("visit_end", DateTime, comment="门急诊结束 or 出院时间"),
+        Column("effective_time", DateTime),
+        Column("expire_time", DateTime),
+        Column("revoked_at", DateTime, comment="local withdrawal time (cancel / refund / patient)"),
+        Column("revoke_type", String(2)),
+        Column("legal_hold", Boolean, nullable=False, default=False),
+        Column("legal_hold_reason", Text),
+        Column("consent_text_version", String(16)),
+        Column("consent_text_sm3", String(64)),
+        Column("consent_time", DateTime),
+        Column("consent_method", String(16)),
+        Column("consent_terminal", String(64)),
+        Column("consent_operator", String(64)),
+        Column("last_code", String(16)),
+        Column("purged_at", DateTime),
+        Column("created_at", DateTime, nullable=False),
+        Column("updated_at", DateTime, nullable=False),
+        UniqueConstraint("org_code", "appointment_id", name="uq_auth_appointment"),
+        Index("ix_auth_patient", "patient_key"),
+        Index("ix_auth_platform", "auth_id"),
+        comment="预约授权记录 (FHIR Consent): 授权状态、就诊、同意证据",
+    )
+    Table(
+        "audit_event", md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("ts", DateTime, nullable=False),
+        Column("actor_type", String(16), nullable=False),
+        Column("actor_id", String(64)),
+        Column("patient_key", String(64)),
+        Column("action", String(32), nullable=False),
+        Column("object_type", String(32)),
+        Column("object_id", String(64)),
+        Column("request_id", String(64)),
+        Column("result_code", String(16)),
+        Column("detail_json", Text),
+        Column("prev_mac", String(64), nullable=False),
+        Column("mac", String(64), nullable=False),
+        Index("ix_audit_patient", "patient_key"),
+        comment="审计日志 (HMAC-SM3 哈希链, 无明文个人信息)",
+    )
+    Table(
+        "audit_chain", md,
+        Column("chain", String(16), primary_key=True),
+        Column("last_mac", String(64), nullable=False),
+        comment="审计哈希链的链尾 (行锁串行化写入)",
+    )
+    Table(
+        "platform_message", md,
+        Column("request_id", String(64), primary_key=True),
+        Column("outbox_id", Integer),
+        Column("service_code", String(64), nullable=False),
+        Column("request_sm3", String(64), comment="SM3 of the plaintext body"),
+        Column("request_envelope", Text, nullable=False, comment="signed, encrypted: non-repudiation evidence"),
+        Column("response_envelope", Text),
+        Column("code", String(16)),
+        Column("sent_at", DateTime, nullable=False),
+        comment="平台报文存证: 已签名的请求与平台签名的应答",
+    )
+
+
+def ops_for_engine(engine: Engine, schema: str) -> Ops:
+    return ensure_ops(engine, schema)
+
+
+# ---------------------------------------------------------------- audit (hash chain)
+
+
+def audit(conn: Connection, ops: Ops, keys: KeyStore, *, ts: datetime, actor_type: str, action: str,
+          actor_id: str | None = None, patient_key: str | None = None, object_type: str | None = None,
+          object_id: str | None = None, request_id: str | None = None, result_code: str | None = None,
+          detail: dict[str, Any] | None = None) -> None:
+    """Append one audit event; mac = HMAC-SM3(K_log, prev_mac ‖ row). Callers never pass personal data."""
+    audit_many(conn, ops, keys, [{
+        "ts": ts, "actor_type": actor_type, "actor_id": actor_id, "patient_key": patient_key, "action": action,
+        "object_type": object_type, "object_id": object_id, "request_id": request_id, "result_code": result_code,
+        "detail": detail}])
+
+
+def audit_many(conn: Connection, ops: Ops, keys: KeyStore, events: list[dict[str, Any]]) -> None:
+    """Append events in order under one lock of the chain tail (one round trip for many events)."""
+    if not events:
+        return
+    chain = ops.table("audit_chain")
+    ev = ops.table("audit_event")
+    row = conn.execute(select(chain.c.last_mac).where(chain.c.chain == "audit").with_for_update()).first()
+    if row is None:
+        conn.execute(chain.insert().values(chain="audit", last_mac="0" * 64))
+        row = conn.execute(select(chain.c.last_mac).where(chain.c.chain == "audit").with_for_update()).first()
+    prev = row[0]
+    k = keys.secret("log")
+    rows = []
+    for e in events:
+        detail = e.get("detail")
+        values = {
+            "ts": e["ts"].replace(microsecond=0), "actor_type": e["actor_type"], "actor_id": e.get("actor_id"),
+            "patient_key": e.get("patient_key"), "action": e["action"], "object_type": e.get("object_type"),
+            "object_id": e.get("object_id"), "request_id": e.get("request_id"), "result_code": e.get("result_code"),
+            "detail_json": json.dumps(detail, ensure_ascii=False, sort_keys=True) if detail else None,
+        }
+        mac = hmac_sm3(k, (prev + canonical_row(values)).encode("utf-8")).hex()
+        rows.append(values | {"prev_mac": prev, "mac": mac})
+        prev = mac
+    conn.execute(ev.insert(), rows)
+    conn.execute(chain.update().where(chain.c.chain == "audit").values(last_mac=prev))
+
+
+def canonical_row(values: dict[str, Any]) -> str:
+    return json.dumps({k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in values.items()},
+                      ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def verify_audit_chain(engine: Engine, ops: Ops, keys: KeyStore) -> int | None:
+    """Recompute the chain; return the id of the first broken event, or None when intact."""
+    ev = ops.table("audit_event")
+    prev = "0" * 64
+    k = keys.secret("log")
+    cols = ["ts", "actor_type", "actor_id", "patient_key", "action", "object_type", "object_id",
+            "request_id", "result_code", "detail_json"]
+    with engine.connect() as conn:
+        for r in conn.execute(select(ev).order_by(ev.c.id)).mappings():
+            values = {c: r[c] for c in cols}
+            mac = hmac_sm3(k, (prev + canonical_row(values)).encode("utf-8")).hex()
+            if r["prev_mac"] != prev or r["mac"] != mac:
+                return r["id"]
+            prev = mac
+    return None

@@ -1,0 +1,20 @@
+-- 床位占用情况表 ← HIS ward daily census (床位日报), one 23:59 snapshot per ward and day.
+SELECT b.WARD_CODE       AS ward_code,
+       b.WARD_NAME       AS ward_name,
+       b.STAT_TIME       AS stat_time,
+       b.STAT_DATE       AS stat_date,
+       b.APPROVED_BEDS   AS approved_beds,
+       b.ACTUAL_BEDS     AS actual_beds,
+       b.OPEN_BEDS       AS open_beds,
+       b.USED_BEDS       AS used_beds,
+       b.REMAIN_PATIENTS AS remain_patients,
+       b.NEW_ADMIT       AS new_admit,
+       b.TRANSFER_IN     AS transfer_in,
+       b.TRANSFER_OUT    AS transfer_out,
+       b.DISCHARGED      AS discharged,
+       b.DEATHS          AS deaths,
+       b.EMPTY_BEDS      AS empty_beds,
+       b.EXTRA_BEDS      AS extra_beds,
+       b.ICU_OPEN        AS icu_open,
+       b.ICU_USED        AS icu_used
+FROM WARD_BED_DAILY b

@@ -1,0 +1,25 @@
+-- 费用明细 ← HIS charge lines (outpatient and inpatient); the visit id goes to 门诊 or 住院 and '-'
+-- fills the other (DDL rule). A refund is a negative line (REFUND_FLAG = '1') naming the original.
+SELECT f.DETAIL_ID    AS detail_id,
+       f.VISIT_TYPE   AS visit_type,
+       CASE WHEN f.VISIT_TYPE = 'I' THEN '-' ELSE f.VISIT_NO END AS outp_visit_no,
+       CASE WHEN f.VISIT_TYPE = 'I' THEN f.VISIT_NO ELSE '-' END AS inp_visit_no,
+       f.PAT_ID       AS patient_id,
+       f.SETTLE_NO    AS settle_no,
+       f.PRESC_NO     AS presc_no,
+       f.ORDER_NO     AS order_no,
+       f.ITEM_CODE    AS item_code,
+       f.ITEM_NAME    AS item_name,
+       f.FEE_CLASS    AS fee_class,
+       f.PRICE        AS price,
+       f.QUANTITY     AS quantity,
+       f.AMOUNT       AS amount,
+       f.DEPT_CODE    AS dept_code,
+       f.DOCTOR_NO    AS doctor_no,
+       f.EXEC_DEPT    AS exec_dept,
+       f.FEE_TIME     AS fee_time,
+       f.BILL_TIME    AS bill_time,
+       f.REFUND_FLAG  AS refund_flag,
+       f.ORIG_DETAIL_ID AS orig_detail_id,
+       f.UPDATE_TIME  AS update_time
+FROM FEE_DETAIL f

@@ -1,0 +1,31 @@
+-- 入院登记信息 ← HIS inpatient stay (PAT_VISIT); CANCEL_FLAG = '1' is a voided admission.
+SELECT v.INP_NO           AS inp_no,
+       v.PAT_ID           AS patient_id,
+       v.CARD_TYPE        AS card_type,
+       v.CARD_NO          AS card_no,
+       v.ID_TYPE          AS id_type,
+       v.ID_NO            AS id_no,
+       v.PAT_NAME         AS patient_name,
+       v.SEX              AS sex,
+       v.BIRTHDAY         AS birth_date,
+       v.AGE              AS age,
+       v.INP_CODE         AS inp_code,
+       v.ADMIT_ROUTE      AS admit_route,
+       v.ADMIT_DEPT       AS admit_dept,
+       d.DEPT_NAME        AS admit_dept_name,
+       v.ADMIT_WARD       AS admit_ward,
+       w.DEPT_NAME        AS admit_ward_name,
+       v.ROOM_NO          AS room_no,
+       v.BED_NO           AS bed_no,
+       v.ADMIT_TIME       AS admit_time,
+       v.ADMIT_DIAG_CODE  AS admit_diag_code,
+       v.ADMIT_DIAG_NAME  AS admit_diag_name,
+       v.HOME_ADDR        AS home_address,
+       v.CONTACT_PHONE    AS contact_phone,
+       v.CANCEL_FLAG      AS cancel_flag,
+       v.OPERATOR_NO      AS operator_no,
+       v.REG_TIME         AS reg_time,
+       v.UPDATE_TIME      AS update_time
+FROM PAT_VISIT v
+LEFT JOIN DEPT_DICT d ON d.DEPT_CODE = v.ADMIT_DEPT
+LEFT JOIN DEPT_DICT w ON w.DEPT_CODE = v.ADMIT_WARD

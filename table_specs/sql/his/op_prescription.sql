@@ -1,0 +1,21 @@
+-- 门诊处方 ← HIS outpatient prescription header (CANCEL_FLAG = '1' is 作废).
+SELECT p.PRESC_NO       AS presc_no,
+       p.VISIT_NO       AS visit_no,
+       p.PAT_ID         AS patient_id,
+       p.VISIT_TYPE     AS visit_type,
+       p.PAT_NAME       AS patient_name,
+       p.SEX            AS sex,
+       p.AGE            AS age,
+       p.PRESC_TYPE     AS presc_type,
+       p.PRESC_TIME     AS presc_time,
+       p.DEPT_CODE      AS dept_code,
+       p.DOCTOR_NO      AS doctor_no,
+       p.PHARMACIST_NO  AS pharmacist_no,
+       p.AUDIT_TIME     AS audit_time,
+       p.DIAG_CODE      AS diag_code,
+       p.DIAG_NAME      AS diag_name,
+       p.VALID_DAYS     AS valid_days,
+       p.AMOUNT         AS amount,
+       p.CANCEL_FLAG    AS cancel_flag,
+       p.UPDATE_TIME    AS update_time
+FROM OUTP_PRESC p

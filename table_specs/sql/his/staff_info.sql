@@ -1,0 +1,20 @@
+-- 医护人员信息表 ← HIS staff dictionary. STAFF_ID is the internal key; JOB_NO (工号) is unique.
+SELECT s.STAFF_ID       AS staff_id,
+       s.JOB_NO         AS job_no,
+       s.NAME           AS staff_name,
+       s.SEX            AS sex,
+       s.BIRTHDAY       AS birth_date,
+       s.NATION         AS nation,
+       s.ID_TYPE        AS id_type,
+       s.ID_NO          AS id_no,
+       s.DEPT_CODE      AS dept_code,
+       s.DEPT_NAME      AS dept_name,
+       s.TITLE          AS title,
+       s.CERT_NO        AS cert_no,
+       s.REG_FLAG       AS reg_flag,
+       s.WORK_STATUS    AS work_status,
+       s.HIRE_TYPE      AS hire_type,
+       s.WORK_START     AS work_start,
+       s.MOBILE         AS mobile,
+       s.UPDATE_TIME    AS update_time
+FROM STAFF_DICT s

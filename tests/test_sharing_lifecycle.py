@@ -1,0 +1,406 @@
+"""The whole sharing story against the simulated platform (real HTTP) and MariaDB:
+book → grant → push → verify → visit ends → day 15 → deleted; revoke → deleted now; overlapping
+authorizations; no-show; platform outage and retries; safety cap and dry run; no plaintext at rest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, select, text
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+
+def valid_id(prefix17: str) -> str:
+    w = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
+    return prefix17 + "10X98765432"[sum(int(a) * b for a, b in zip(prefix17, w, strict=True)) % 11]
+
+
+class Clock:
+    """A movable 'now' shared by the hospital side and the simulated platform."""
+
+    def __init__(self, start: datetime):
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kw) -> datetime:
+        self.now += timedelta(**kw)
+        return self.now
+
+
+class World:
+    def __init__(self, life, clock, sim, sim_app, door, token, platform_keys):
+        import httpx
+
+        self.life, self.clock, self.sim, self.sim_app, self.door = life, clock, sim, sim_app, door
+        self.platform_keys = platform_keys
+        self.http = httpx.Client(base_url=door.url, headers={"Authorization": f"Bearer {token}"}, trust_env=False,
+                                 timeout=30)
+        self.client = life.client(clock=clock, base_url=sim.url)
+
+    def book(self, appointment_id: str, id_no: str, visit_date: datetime, name: str = "张三", **extra):
+        body = {"appointmentId": appointment_id, "channel": "03",
+                "patient": {"name": name, "idType": "01", "idNo": id_no, "phone": "13800000000"},
+                "visitDate": visit_date.isoformat(), "deptCode": "0101", "deptName": "心内科",
+                "consent": {"given": True, "method": "CHECKBOX", "terminalId": "WX-01"}, **extra}
+        r = self.http.post("/booking/book", json=body)
+        assert r.status_code == 202, r.text
+        return r.json()
+
+    def post(self, path: str, **body):
+        r = self.http.post(path, json=body)
+        assert r.status_code == 202, r.text
+        return r.json()
+
+    def drain(self):
+        return self.life.drain_outbox(self.client)
+
+    def shared_rows(self, auth_ids=None) -> int:
+        from sqlalchemy import func, select
+
+        store = self.life.store
+        total = 0
+        with store.engine.connect() as c:
+            for t in store.tables.values():
+                q = select(func.count()).select_from(t)
+                if auth_ids is not None:
+                    q = q.where(t.c[store.cols["auth_id"]].in_(list(auth_ids)))
+                total += c.execute(q).scalar_one()
+        return total
+
+    def auth(self, appointment_id: str) -> dict:
+        from sqlalchemy import select
+
+        ar = self.life.ops.table("auth_record")
+        with self.life.frontend.connect() as c:
+            return dict(c.execute(select(ar).where(ar.c.appointment_id == appointment_id)).mappings().one())
+
+    def outbox(self) -> list[dict]:
+        from sqlalchemy import select
+
+        ob = self.life.ops.table("outbox")
+        with self.life.frontend.connect() as c:
+            return [dict(r) for r in c.execute(select(ob).order_by(ob.c.id)).mappings()]
+
+
+def write_specs(d: Path) -> Path:
+    from hipbridge.sharing.sample_specs import write_sample_specs
+
+    return write_sample_specs(d)
+
+
+ID_A = valid_id("45100219800101123")
+ID_B = valid_id("45100219900202234")
+
+
+@pytest.fixture
+def spec_dir(tmp_path, monkeypatch):
+    d = write_specs(tmp_path / "specs")
+    monkeypatch.setenv("HIPBRIDGE_SPECS", str(d))
+    return d
+
+
+@pytest.fixture
+def share_schema(monkeypatch):
+    name = f"hbshare_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("HIPBRIDGE_SHARE_SCHEMA", name)
+    yield name
+    admin = create_engine(os.environ.get("HIPBRIDGE_TEST_MARIADB", "mysql+pymysql://root@127.0.0.1:3306/"))
+    with admin.begin() as c:
+        c.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+    admin.dispose()
+
+
+def _world(hb_home, spec_dir, mariadb_url, sim_port=None, start_sim=True):
+    from hipbridge.crypto.keys import KeyStore, provision_pair
+    from hipbridge.platform.simulator import ServerThread, create_app
+    from hipbridge.sharing.door import add_caller
+    from hipbridge.sharing.service import Lifecycle
+    from hipbridge.spec import load_specs
+
+    clock = Clock(datetime(2026, 3, 2, 9, 0, 0))
+    hospital, platform = KeyStore(hb_home / "keys"), KeyStore(hb_home / "platform_keys")
+    provision_pair(hospital, platform)
+    life = Lifecycle.open(mariadb_url, load_specs(spec_dir).require_valid(), hospital)
+    sim_app = create_app(platform, life.store, clock=clock, seed=7)
+    sim = ServerThread(sim_app, port=sim_port)
+    if start_sim:
+        sim.start()
+    door = ServerThread(life.door_app(clock=clock)).start()
+    token = add_caller(hospital, "his-booking")
+    return World(life, clock, sim, sim_app, door, token, platform)
+
+
+@pytest.fixture
+def world(hb_home, spec_dir, share_schema, mariadb_url):
+    w = _world(hb_home, spec_dir, mariadb_url)
+    yield w
+    w.client.close()
+    w.door.stop()
+    w.sim.stop()
+
+
+def _wait(pred, seconds=10.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return pred()
+
+
+# ---------------------------------------------------------------- the story
+
+
+def test_grant_push_verify_visit_end_day15_deleted(world):
+    w = world
+    visit = datetime(2026, 3, 3, 8, 30)
+    assert w.book("A1001", ID_A, visit)["shared"] is True
+    assert w.shared_rows() == 0                     # nothing happens before the outbox runs
+    rep = w.drain()
+    assert rep.acked == 1
+    rec = w.auth("A1001")
+    assert rec["status"] == "ACTIVE" and rec["auth_id"]
+    pushed = w.shared_rows([rec["auth_id"]])
+    assert pushed > 0
+
+    v = w.life.verify(w.clock(), run_quality=False)
+    assert v.batches and all(b.status == "PASSED" for b in v.batches), v.as_dict()
+    assert all(b.digest_ok and b.received_rows == b.manifest_rows for b in v.batches)
+    assert w.life.verify(w.clock(), run_quality=False).batches == []   # each batch once
+
+    w.clock.now = visit
+    w.post("/visit/start", appointmentId="A1001", visitNo="MZ0001", time=visit.isoformat())
+    end = visit + timedelta(hours=2)
+    w.post("/visit/end", appointmentId="A1001", visitNo="MZ0001", time=end.isoformat())
+
+    w.clock.now = end + timedelta(days=14, hours=23)
+    assert w.life.purge(w.clock()).deleted == 0
+    assert w.shared_rows() == pushed
+
+    w.clock.now = end + timedelta(days=15, seconds=1)
+    dry = w.life.purge(w.clock(), dry_run=True)
+    assert dry.deleted == 0 and sum(dry.per_table.values()) == pushed and w.shared_rows() == pushed
+    rep = w.life.purge(w.clock())
+    assert rep.status == "OK" and rep.deleted == pushed
+    assert w.shared_rows() == 0
+    rec = w.auth("A1001")
+    assert rec["purged_at"] is not None and rec["status"] == "EXPIRED"
+    dlog = w.life.ops.table("deletion_log")
+    with w.life.frontend.connect() as c:
+        logs = c.execute(select(dlog).where(dlog.c.dry_run.is_(False))).mappings().all()
+    assert len(logs) == 1 and logs[0]["rows_deleted"] == pushed and logs[0]["reason"] == "visit_end"
+    assert logs[0]["patient_key"] == rec["patient_key"] and rec["auth_id"] not in (logs[0]["auth_keys"] or "")
+    assert w.life.purge(w.clock()).deleted == 0       # re-run is a no-op
+
+
+def test_verification_rejects_tampered_push_and_runs_quality(world):
+    w = world
+    w.book("A2001", ID_A, datetime(2026, 3, 3, 8, 30))
+    w.drain()
+    store = w.life.store
+    t = store.tables["lab_result"]
+    with store.engine.begin() as c:   # someone alters a pushed result after the manifest was written
+        c.execute(t.update().where(t.c.JYMXLSH == select(t.c.JYMXLSH).limit(1).scalar_subquery()).values(JCJG=999))
+    v = w.life.verify(w.clock(), run_quality=True)
+    by_table = {b.table_name: b for b in v.batches}
+    assert by_table[t.name].status == "REJECTED"
+    assert any(p.rule_id == "Q08" for p in by_table[t.name].problems)
+    assert by_table[store.tables["op_visit"].name].status in ("PASSED", "WARN")
+    pp = w.life.ops.table("push_problem")
+    with w.life.frontend.connect() as c:
+        assert c.execute(select(pp).where(pp.c.rule_id == "Q08")).first() is not None
+    assert v.quality_run_id   # quality engine + push-back rules stored as a `push` run for the quality report
+    with w.life.frontend.connect() as c:
+        kind = c.execute(text(f"SELECT kind FROM `{w.life.ops.schema}`.quality_run WHERE run_id = :r"),
+                         {"r": v.quality_run_id}).scalar()
+        q08 = c.execute(text(f"SELECT severity, status FROM `{w.life.ops.schema}`.quality_result "
+                             "WHERE run_id = :r AND rule_id = 'PUSH.Q08.lab_result'"), {"r": v.quality_run_id}).first()
+    assert kind == "push" and tuple(q08) == ("error", "Failed")
+
+
+def test_revoke_deletes_now(world):
+    w = world
+    w.book("A3001", ID_A, datetime(2026, 3, 10, 8, 30))
+    w.drain()
+    auth_id = w.auth("A3001")["auth_id"]
+    assert w.shared_rows([auth_id]) > 0
+    res = w.post("/booking/cancel", appointmentId="A3001", reason="患者退号", operatorId="W01")
+    assert res["authStatus"] == "REVOKED"
+    assert _wait(lambda: w.shared_rows([auth_id]) == 0)   # deleted at once, before the platform is told
+    w.drain()
+    assert [o["status"] for o in w.outbox()] == ["ACKED", "ACKED"]
+    assert w.sim_app.state.sim.auths[(w.life.org_code, "A3001")].status == "2"
+    assert w.post("/booking/cancel", appointmentId="A3001")["duplicate"] is True
+
+
+def test_overlapping_authorizations_keep_data_until_the_later_ends(world):
+    w = world
+    v1, v2 = datetime(2026, 3, 3, 9), datetime(2026, 3, 25, 9)
+    w.book("B1", ID_B, v1)
+    w.book("B2", ID_B, v2)
+    w.drain()
+    ids = [w.auth("B1")["auth_id"], w.auth("B2")["auth_id"]]
+    total = w.shared_rows(ids)
+    assert total > 0
+    w.post("/visit/end", appointmentId="B1", time=(v1 + timedelta(hours=1)).isoformat())
+    w.clock.now = v1 + timedelta(days=17)                  # B1 is due, B2 still active
+    assert w.life.purge(w.clock()).deleted == 0
+    assert w.shared_rows(ids) == total
+    w.post("/visit/end", appointmentId="B2", time=(v2 + timedelta(hours=1)).isoformat())
+    w.clock.now = v2 + timedelta(days=15, hours=2)
+    rep = w.life.purge(w.clock())
+    assert rep.deleted == total and w.shared_rows(ids) == 0
+
+
+def test_no_show_purged_at_expiry_and_legal_hold(world):
+    w = world
+    visit = datetime(2026, 3, 4, 10)
+    w.book("C1", ID_A, visit)
+    w.book("C2", valid_id("45100219850505345"), visit, name="李四")
+    w.drain()
+    ar = w.life.ops.table("auth_record")
+    with w.life.frontend.begin() as c:
+        c.execute(ar.update().where(ar.c.appointment_id == "C2").values(legal_hold=True,
+                                                                          legal_hold_reason="医疗纠纷封存"))
+    ids = {a: w.auth(a)["auth_id"] for a in ("C1", "C2")}
+    expire = w.auth("C1")["expire_time"]
+    w.clock.now = expire - timedelta(minutes=1)
+    assert w.life.purge(w.clock()).deleted == 0
+    w.clock.now = expire + timedelta(minutes=1)
+    rep = w.life.purge(w.clock())
+    assert rep.deleted > 0 and w.shared_rows([ids["C1"]]) == 0
+    assert w.shared_rows([ids["C2"]]) > 0                   # on hold: kept
+    assert rep.patients[0]["reason"] == "no_show"
+
+
+def test_safety_cap_aborts_without_deleting(world):
+    w = world
+    w.book("D1", ID_A, datetime(2026, 3, 3, 9))
+    w.drain()
+    before = w.shared_rows()
+    w.post("/booking/refund", appointmentId="D1")   # immediate purge would run; use the cap explicitly below
+    _wait(lambda: w.shared_rows() == 0)
+    # push again for another patient, then try a purge that would empty the tables with a tight cap
+    w.book("D2", ID_B, datetime(2026, 3, 3, 9))
+    w.drain()
+    w.post("/visit/end", appointmentId="D2", time="2026-03-03T10:00:00")
+    w.clock.now = datetime(2026, 3, 20)
+    rep = w.life.purge(w.clock(), max_share_pct=10, cap_min_rows=1)
+    assert rep.status == "ABORTED" and "安全上限" in rep.message and w.shared_rows() == before
+    runs = w.life.ops.table("deletion_run")
+    with w.life.frontend.connect() as c:
+        assert c.execute(select(runs.c.status).where(runs.c.run_id == rep.run_id)).scalar() == "ABORTED"
+
+
+def test_booking_is_idempotent_and_declined_consent_sends_nothing(world):
+    w = world
+    first = w.book("E1", ID_A, datetime(2026, 3, 5, 9))
+    again = w.book("E1", ID_A, datetime(2026, 3, 5, 9))
+    assert again["duplicate"] is True and again["outboxId"] == first["outboxId"]
+    r = w.http.post("/booking/book", json={
+        "appointmentId": "E2", "patient": {"name": "王五", "idType": "01", "idNo": ID_B},
+        "visitDate": "2026-03-05T09:00:00", "consent": {"given": False}})
+    assert r.status_code == 202 and r.json()["shared"] is False
+    assert len(w.outbox()) == 1
+    r = w.http.post("/booking/book", json={}, headers={"Authorization": "Bearer wrong"})
+    assert r.status_code == 401
+    import httpx
+
+    assert httpx.post(w.door.url + "/booking/cancel", json={"appointmentId": "E1"}, trust_env=False).status_code == 401
+
+
+def test_identity_mismatch_fails_without_retry(world):
+    w = world
+    w.book("F1", "451002198001011230", datetime(2026, 3, 5, 9))   # wrong GB 11643 check character
+    rep = w.drain()
+    assert rep.failed == 1 and w.auth("F1")["status"] == "FAILED"
+    assert w.outbox()[0]["last_code"] == "A2002"
+    w.clock.advance(hours=2)
+    assert w.drain().sent == 0
+
+
+def test_no_plaintext_personal_data_at_rest_and_audit_chain(world):
+    from hipbridge.platform.state import verify_audit_chain
+
+    w = world
+    w.book("G1", ID_A, datetime(2026, 3, 5, 9), name="赵六")
+    w.drain()
+    w.post("/booking/cancel", appointmentId="G1")
+    w.drain()
+    schema = w.life.ops.schema
+    with w.life.frontend.connect() as c:
+        for table in ("outbox", "auth_record", "audit_event", "platform_message", "deletion_log"):
+            dump = json.dumps([list(map(str, r)) for r in c.execute(text(f"SELECT * FROM `{schema}`.`{table}`"))],
+                              ensure_ascii=False)
+            assert ID_A not in dump and "赵六" not in dump and "13800000000" not in dump, table
+    assert verify_audit_chain(w.life.frontend, w.life.ops, w.life.keys) is None
+    ev = w.life.ops.table("audit_event")
+    with w.life.frontend.begin() as c:   # tamper with one event: the chain breaks there
+        first = c.execute(select(ev.c.id).order_by(ev.c.id).limit(1)).scalar()
+        c.execute(ev.update().where(ev.c.id == first).values(result_code="XXXXX"))
+    assert verify_audit_chain(w.life.frontend, w.life.ops, w.life.keys) == first
+
+
+def test_nightly_reconciliation_follows_a_revocation_at_the_platform(world):
+    w = world
+    w.book("K1", ID_A, datetime(2026, 3, 9, 9))
+    w.drain()
+    auth_id = w.auth("K1")["auth_id"]
+    assert w.shared_rows([auth_id]) > 0
+    w.sim_app.state.sim.auths[(w.life.org_code, "K1")].status = "2"   # the patient withdrew in the platform's app
+    rep = w.life.reconcile(w.client)
+    assert rep.checked == 1 and rep.changed == 1
+    assert w.auth("K1")["status"] == "REVOKED" and w.shared_rows([auth_id]) == 0
+
+
+def test_platform_down_outbox_retries_then_succeeds(hb_home, spec_dir, share_schema, mariadb_url):
+    from hipbridge.platform.simulator import free_port
+
+    port = free_port()
+    w = _world(hb_home, spec_dir, mariadb_url, sim_port=port, start_sim=False)
+    try:
+        t0 = w.clock()
+        assert w.book("H1", ID_A, datetime(2026, 3, 5, 9))["accepted"] is True   # booking never blocked
+        rep = w.drain()
+        assert rep.retry == 1 and rep.acked == 0
+        ob = w.outbox()[0]
+        assert ob["status"] == "SENT" and ob["attempts"] == 1 and ob["next_retry_at"] == t0 + timedelta(minutes=1)
+        w.clock.advance(minutes=1)
+        w.drain()
+        ob = w.outbox()[0]
+        assert ob["attempts"] == 2 and ob["next_retry_at"] == w.clock() + timedelta(minutes=5)
+        w.sim.start()                                   # the platform comes back
+        w.clock.advance(minutes=2)
+        assert w.drain().sent == 0                      # not due yet: back-off respected
+        w.clock.advance(minutes=3)
+        rep = w.drain()
+        assert rep.acked == 1
+        assert w.outbox()[0]["status"] == "ACKED" and w.auth("H1")["status"] == "ACTIVE"
+        assert w.shared_rows() > 0
+    finally:
+        w.client.close()
+        w.door.stop()
+        w.sim.stop()
+
+
+def test_quality_engine_results_reach_the_push_run(world):
+    w = world
+    w.book("Q1", ID_A, datetime(2026, 3, 3, 8, 30))
+    w.drain()
+    v = w.life.verify(w.clock(), run_quality=True)
+    assert v.quality_run_id, "quality engine did not run"
+    with w.life.frontend.connect() as c:
+        n = c.execute(text(f"SELECT COUNT(*) FROM `{w.life.ops.schema}`.quality_result WHERE run_id = :r"),
+                      {"r": v.quality_run_id}).scalar()
+    assert n > 0
