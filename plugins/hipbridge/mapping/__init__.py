@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from . import ops as _ops  # noqa: F401 - registers the mapping_gap table in the operations schema
 from .catalog import COUNT_KEYS, Catalog, MappingResult
 from .files import MappingConfigError, MappingFileError
 
@@ -33,8 +34,8 @@ def load_catalog(mappings_dir: Path | str | None = None, hospital: str | None = 
     Never raises for a bad file: the errors are in `catalog.errors`, and `apply` refuses a column
     whose domain or local set failed validation (nothing is applied from an invalid file).
     """
-    from .domains import load_domains  # noqa: PLC0415
-    from .local import load_hospital  # noqa: PLC0415
+    from .domains import load_domains
+    from .local import load_hospital
 
     root = Path(mappings_dir) if mappings_dir else default_mappings_dir()
     domains, errors = load_domains(root / "standard")

@@ -18,7 +18,7 @@ from .files import MappingFileError, decode_utf8, read_csv
 DOMAINS_FILE = "_domains.yaml"
 STANDARD_COLUMNS = ["code", "name", "standard", "version"]
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_META_KEYS = {"label", "standard", "version", "file", "other", "status", "full_file"}
+_META_KEYS = {"label", "standard", "version", "file", "other", "status", "full_file", "aliases"}
 
 
 @dataclass
@@ -31,6 +31,7 @@ class ValueDomain:
     other: str | None = None
     status: str = "complete"
     codes: dict[str, str] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
     errors: list[MappingFileError] = field(default_factory=list)
 
     @property
@@ -115,14 +116,29 @@ def load_domains(standard_dir: Path) -> tuple[dict[str, ValueDomain], list[Mappi
             path = standard_dir / str(meta["full_file"])
         codes, file_errors = _read_domain_csv(path)
         other = None if meta.get("other") is None else str(meta["other"])
+        aliases = tuple(str(a) for a in meta.get("aliases") or ())
         dom = ValueDomain(dom_id, str(meta["label"]), str(meta["standard"]), str(meta["version"]), path,
-                          other, str(meta.get("status", "complete")), codes, list(file_errors))
+                          other, str(meta.get("status", "complete")), codes, aliases, list(file_errors))
         if other is not None and not file_errors and other not in codes:
             dom.errors.append(MappingFileError(str(index), None, dom_id,
                                                f"other 代码 {other!r} 不在值域文件 {path.name} 中"))
         errors.extend(dom.errors)
         out[dom_id] = dom
+    taken = set(out)
+    for dom in list(out.values()):
+        for alias in dom.aliases:
+            if alias in taken:
+                errors.append(MappingFileError(str(index), None, dom.id, f"别名 {alias!r} 与其他值域标识或别名重复"))
+            taken.add(alias)
     return out, errors
+
+
+def find_domain(domains: dict[str, ValueDomain], domain_id: str) -> ValueDomain | None:
+    """A domain by id or by one of its aliases."""
+    dom = domains.get(domain_id)
+    if dom is not None:
+        return dom
+    return next((d for d in domains.values() if domain_id in d.aliases), None)
 
 
 # ---------------------------------------------------------------- hospital's full ICD files
@@ -134,7 +150,7 @@ _NAME_HEADERS = ("name", "名称", "疾病名称", "诊断名称", "手术名称
 
 def _rows_from_file(path: Path, encoding: str | None) -> list[list[str]]:
     if path.suffix.lower() in (".xlsx", ".xlsm"):
-        from openpyxl import load_workbook  # noqa: PLC0415 - only for this command
+        from openpyxl import load_workbook
 
         wb = load_workbook(path, read_only=True, data_only=True)
         ws = wb.worksheets[0]
@@ -159,7 +175,7 @@ def import_standard_file(domain_id: str, source: Path, mappings_dir: Path | None
 
     Returns (written path, number of codes, subset codes missing from the full list).
     """
-    from . import default_mappings_dir  # noqa: PLC0415
+    from . import default_mappings_dir
 
     standard_dir = (mappings_dir or default_mappings_dir()) / "standard"
     meta = yaml.load((standard_dir / DOMAINS_FILE).read_text(encoding="utf-8"), Loader=_Loader)["domains"]

@@ -53,7 +53,17 @@ def decode_utf8(raw: bytes, file: str) -> tuple[str | None, MappingFileError | N
             hint = "；看起来是 GBK/GB18030 编码（Excel 另存为 CSV 的默认编码），请另存为“CSV UTF-8”"
         except UnicodeDecodeError:
             pass
-        return None, MappingFileError(file, row, None, f"文件不是 UTF-8 编码（字节位置 {exc.start}）{hint}")
+        return None, MappingFileError(file, row, _column_at(raw, exc.start),
+                                      f"文件不是 UTF-8 编码（字节位置 {exc.start}）{hint}")
+
+
+def _column_at(raw: bytes, offset: int) -> str | None:
+    """The header name of the CSV field holding byte `offset` (quotes ignored: a hint, not a parse)."""
+    line_start = raw.rfind(b"\n", 0, offset) + 1
+    field_no = raw[line_start:offset].count(b",")
+    header = raw.split(b"\n", 1)[0].decode("utf-8", errors="replace").lstrip("\ufeff").strip()
+    names = [h.strip() for h in header.split(",")]
+    return names[field_no] if line_start > 0 and field_no < len(names) else None
 
 
 def read_csv(path: Path, required: list[str], optional: list[str] = (),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from .domains import ValueDomain
+from .domains import ValueDomain, find_domain
 from .files import MappingFileError, decode_utf8, read_csv
 
 SETS_FILE = "_sets.yaml"
@@ -32,6 +32,8 @@ STATUS_ALIASES = {**{v: k for k, v in STATUS_LABELS.items()}, **{k: k for k in S
 _SET_KEYS = {"domain", "label", "system", "dictionary"}
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2})?)?$")
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# parsed and validated set files, keyed by path; invalidated when the file or its domain file changes
+_SET_CACHE: dict[Path, tuple[tuple, list, list]] = {}
 
 
 @dataclass
@@ -138,8 +140,8 @@ def validate_rows(rows: list[dict[str, str]], numbers: list[int], file: str, dom
 
 def load_local_set(set_id: str, path: Path, domain_id: str, domains: dict[str, ValueDomain],
                    label: str = "", system: str | None = None, dictionary: dict | None = None) -> LocalSet:
-    ls = LocalSet(set_id, domain_id, label, path, system, dictionary)
-    domain = domains.get(domain_id)
+    domain = find_domain(domains, domain_id)
+    ls = LocalSet(set_id, domain.id if domain else domain_id, label, path, system, dictionary)
     if domain is None:
         ls.errors.append(MappingFileError(str(path.parent / SETS_FILE), None, set_id,
                                           f"码表 {set_id} 的目标值域 {domain_id!r} 未在 standard/_domains.yaml 中定义"))
@@ -150,11 +152,18 @@ def load_local_set(set_id: str, path: Path, domain_id: str, domains: dict[str, V
     if not path.exists():
         ls.errors.append(MappingFileError(str(path), None, None, f"_sets.yaml 声明了码表 {set_id}，但文件不存在"))
         return ls
+    st, dst = path.stat(), domain.file.stat()
+    key = (st.st_mtime_ns, st.st_size, str(domain.file), dst.st_mtime_ns, dst.st_size)
+    hit = _SET_CACHE.get(path)
+    if hit and hit[0] == key:
+        ls.rows, ls.errors = list(hit[1]), list(hit[2])
+        return ls
     rows, numbers, errors = read_csv(path, LOCAL_COLUMNS, aliases=LOCAL_HEADER_ALIASES)
     if errors:
         ls.errors = errors
-        return ls
-    ls.rows, ls.errors = validate_rows(rows, numbers, str(path), domain)
+    else:
+        ls.rows, ls.errors = validate_rows(rows, numbers, str(path), domain)
+    _SET_CACHE[path] = (key, list(ls.rows), list(ls.errors))
     return ls
 
 
