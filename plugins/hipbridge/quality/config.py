@@ -181,3 +181,18 @@ def load_config(directory: Path | str | None = None) -> QualityConfig:
             if rule.enabled:
                 cfg.custom.append((str(path), rule))
     return cfg
+
+
+_CACHE: dict[Path, tuple[tuple, QualityConfig]] = {}
+
+
+def cached_config(directory: Path | str | None = None) -> QualityConfig:
+    """load_config, re-read only when a file under the folder changed (the gate runs per batch)."""
+    directory = Path(directory) if directory else default_dir()
+    stamp = tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in directory.glob("*.yaml")))
+    hit = _CACHE.get(directory)
+    if hit and hit[0] == stamp:
+        return hit[1]
+    cfg = load_config(directory)
+    _CACHE[directory] = (stamp, cfg)
+    return cfg

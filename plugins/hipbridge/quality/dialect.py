@@ -43,7 +43,10 @@ class SqlDialect:
             return f"EXTRACT(EPOCH FROM (CAST({later} AS TIMESTAMP) - CAST({earlier} AS TIMESTAMP)))"
         return f"((julianday({later}) - julianday({earlier})) * 86400.0)"
 
-    def trim_lower(self, expr: str) -> str:
+    def trim_lower(self, expr: str, cast: bool = True) -> str:
+        """Normalised text for placeholder checks; `cast=False` for columns that are text already."""
+        if not cast:
+            return f"LOWER(TRIM({expr}))"
         return f"LOWER(TRIM(CAST({expr} AS {'CHAR' if self.name == 'mysql' else 'TEXT'})))"
 
 

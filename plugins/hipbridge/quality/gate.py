@@ -1,0 +1,97 @@
+"""The quality gate on one staged batch: batch-level rules pushed down as SQL; fatal failures block.
+
+Called by the pipeline between staging and publishing:
+
+    outcome = run_gate(engine, spec, specs, batch_id, staging_table)
+    outcome.blocked   # a fatal rule Failed (or, with gate.block_on_error, could not run)
+
+Only rules marked `gate` in `expectations/_rules.yaml` (and custom rules with `gate: true` or
+severity fatal) run here; cross-batch rules (coverage, references, timeliness) belong to the
+periodic report. Results are stored in the ops schema under run id = batch id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Table
+from sqlalchemy.engine import Engine
+
+from hipbridge.settings import ops_schema_name
+from hipbridge.spec import SpecSet, TableSpec
+
+from .check import base_params, local_now, safe_url
+from .config import QualityConfig, cached_config
+from .dialect import SqlDialect
+from .engine import ERROR, FAILED, Evaluator, RuleResult, Scope, physical_names
+from .rules import DomainCodes, Rule, build_rules, catalog_domains
+from .scoring import score
+
+
+@dataclass
+class GateOutcome:
+    batch_id: str
+    table: str
+    blocked: bool = False
+    results: list[RuleResult] = field(default_factory=list)
+    message: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def fatal_failures(self) -> list[RuleResult]:
+        return [r for r in self.results if r.severity == "fatal" and r.status in (FAILED, ERROR)]
+
+
+_RULES: dict[tuple, tuple[TableSpec, list[Rule]]] = {}
+_DOMAINS: list[DomainCodes] = []
+
+
+def gate_rules(spec: TableSpec, specs: SpecSet, cfg: QualityConfig, sql: SqlDialect,
+               domains: DomainCodes | None = None) -> list[Rule]:
+    """The gate's rules for a table, cached per spec object, dialect and configuration."""
+    key = (spec.table, id(spec), sql.name, id(cfg), id(domains))
+    hit = _RULES.get(key)
+    if hit is not None and hit[0] is spec:
+        return hit[1]
+    if domains is None:
+        if not _DOMAINS:
+            _DOMAINS.append(catalog_domains())
+        domains = _DOMAINS[0]
+    # 修改标志 is decided at publish time (new / changed / voided against the ledger): NULL when staged
+    flag = specs.defaults.audit("change_flag").name
+    rules = [r for r in build_rules(spec, specs, cfg, sql, domains=domains)
+             if r.gate and not (r.template == "C01" and r.columns == [flag])]
+    _RULES[key] = (spec, rules)
+    return rules
+
+
+def run_gate(engine: Engine, spec: TableSpec, specs: SpecSet, batch_id: str, staging_table: Table, *,
+             cfg: QualityConfig | None = None, domains: DomainCodes | None = None,
+             store: bool = True) -> GateOutcome:
+    """Check the rows of `staging_table` with hb_batch = batch_id; store results; say whether to block."""
+    cfg = cfg or cached_config()
+    started = datetime.now()
+    sql = SqlDialect(engine.dialect)
+    rules = gate_rules(spec, specs, cfg, sql, domains)
+    scope = Scope(from_sql=sql.table(staging_table.name, staging_table.schema), pk=list(spec.target.primary_key),
+                  physical=physical_names(sql, specs), where="t.hb_batch = :hb_batch",
+                  params={"hb_batch": batch_id}, sensitive={c.name for c in spec.columns if c.sensitive})
+    with engine.connect() as conn:
+        results = Evaluator(conn, cfg, sql, base_params(specs, cfg, local_now(specs))).run(rules, scope)
+    blocking = [r for r in results if r.severity == "fatal"
+                and (r.status == FAILED or (r.status == ERROR and cfg.block_on_error))]
+    outcome = GateOutcome(batch_id, spec.table, blocked=bool(blocking), results=results)
+    if blocking:
+        outcome.message = "；".join(
+            f"{r.rule_id} {r.message}（{r.violated}/{r.denominator}）" if r.status == FAILED
+            else f"{r.rule_id} 无法执行: {r.error}" for r in blocking)
+    finished = datetime.now()
+    outcome.seconds = (finished - started).total_seconds()
+    if store:
+        from .store import save_run
+
+        save_run(engine, ops_schema_name(specs.defaults), batch_id, "gate", started, finished, results,
+                 score(results, cfg.scoring), [spec.table], database=safe_url(engine), blocked=outcome.blocked,
+                 message=outcome.message)
+    return outcome

@@ -1,0 +1,391 @@
+"""Each rule template finds exactly the faults injected into a small fixture (counts, not just 'failed').
+
+The fixture is three tiny front-end tables built from fixture specs (copied `_defaults.yaml`),
+created with `create_frontend` on real MariaDB and SQLite, filled with rows that carry known faults.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from hipbridge.io.engines import engine_for
+from hipbridge.io.frontend import create_frontend, target_table
+from hipbridge.quality import gb11643
+from hipbridge.quality.config import load_config
+from hipbridge.settings import ops_schema_name
+from hipbridge.spec import load_specs
+from sqlalchemy import MetaData, insert
+
+ROOT = Path(__file__).resolve().parents[1]
+ORG = "451002000001"
+NOW = datetime.now().replace(microsecond=0)
+DOMAINS = {
+    "GB/T 2261.1": {"0": "未知的性别", "1": "男性", "2": "女性", "9": "未说明的性别"},
+    "CV02.01.101": {"01": "居民身份证", "02": "居民户口簿", "99": "其他法定有效证件"},
+}
+
+PATIENT = """
+table: patient
+label: 患者基本信息表
+source: {system: his, connection: his, query: "select 1"}
+target: {name: HZJBXXB, primary_key: [HZWYBSH, YLJGDM]}
+columns:
+  - {name: HZWYBSH, label: 患者唯一标识号, type: varchar(32), required: true, from: a}
+  - {name: XM, label: 姓名, type: varchar(4), required: true, from: b, sensitive: true}
+  - {name: XBDM, label: 性别代码, type: varchar(2), required: true, from: c,
+     codes: {domain: GB/T 2261.1, name_column: XBMC}}
+  - {name: XBMC, label: 性别名称, type: varchar(20)}
+  - {name: CSRQ, label: 出生日期, type: date, from: d, range: {min: "1900-01-01"}}
+  - {name: ZJLXDM, label: 证件类型代码, type: varchar(2), from: e, codes: {domain: CV02.01.101}}
+  - {name: ZJHM, label: 证件号码, type: varchar(32), from: f, sensitive: true, checks: [gb11643]}
+  - {name: SJHM, label: 手机号码, type: varchar(20), from: g, checks: [mobile]}
+  - {name: XZQH, label: 行政区划代码, type: varchar(12), from: h, checks: [division_code]}
+  - {name: SG, label: 身高, type: 'decimal(4,1)', from: i, range: {min: 20, max: 250}}
+  - {name: BM, label: 病案号, type: varchar(10), from: j, pattern: "^BA[0-9]+$"}
+  - {name: YWSJSCSJ, label: 业务数据生成时间, type: timestamp, from: k}
+quality:
+  time_order: [{before: CSRQ, after: YWSJSCSJ, rule: P03}]
+  timeliness: {event: YWSJSCSJ, max_lag: 24h}
+"""
+
+VISIT = """
+table: visit
+label: 门诊就诊记录
+source: {system: his, connection: his, query: "select 1"}
+target: {name: MZJZJL, primary_key: [JZLSH, YLJGDM]}
+columns:
+  - {name: JZLSH, label: 门诊就诊流水号, type: varchar(32), required: true, from: a}
+  - {name: HZWYBSH, label: 患者唯一标识号, type: varchar(32), from: b, references: patient.HZWYBSH}
+  - {name: JZKSSJ, label: 就诊开始时间, type: timestamp, required: true, from: c}
+  - {name: JZJSSJ, label: 就诊结束时间, type: timestamp, from: d}
+  - {name: ZFY, label: 总费用, type: 'decimal(12,2)', from: e}
+quality:
+  time_order: [{before: JZKSSJ, after: JZJSSJ}]
+"""
+
+FEE = """
+table: fee
+label: 费用明细
+source: {system: his, connection: his, query: "select 1"}
+target: {name: FYMX, primary_key: [MXLSH, YLJGDM]}
+columns:
+  - {name: MXLSH, label: 明细流水号, type: varchar(32), required: true, from: a}
+  - {name: JZLSH, label: 门诊就诊流水号, type: varchar(32), from: b, references: visit.JZLSH}
+  - {name: JE, label: 金额, type: 'decimal(12,2)', from: c}
+"""
+
+EMPTY = """
+table: empty_tab
+label: 空表
+source: {system: his, connection: his, query: "select 1"}
+target: {name: KB, primary_key: [LSH, YLJGDM]}
+columns:
+  - {name: LSH, label: 流水号, type: varchar(32), required: true, from: a}
+  - {name: DM, label: 性别代码, type: varchar(2), from: b, codes: {domain: GB/T 2261.1}}
+"""
+
+CUSTOM = """
+description: 跨表规则(测试)
+rules:
+  - id: K04.visit.total
+    template: K04
+    table: visit
+    columns: [ZFY]
+    filter: "{总费用} IS NOT NULL"
+    violation: >-
+      ABS({总费用} - COALESCE((SELECT SUM(d.{fee:金额}) FROM {@fee} d
+      WHERE {d.JZLSH} = {JZLSH} AND d.{fee:医疗机构代码} = {医疗机构代码}), 0)) > 0.01
+    message: 总费用与费用明细金额合计不一致
+  - id: X01.visit.long
+    dimension: 准确性
+    severity: warning
+    threshold: 50
+    table: visit
+    columns: [JZKSSJ, JZJSSJ]
+    filter: "{JZJSSJ} IS NOT NULL"
+    violation: "{JZJSSJ} > :now"
+    message: 就诊结束时间晚于当前时间
+  - id: X02.visit.bad_label
+    template: K06
+    table: visit
+    violation: "{不存在的数据元} IS NULL"
+  - id: X03.nowhere
+    template: K06
+    table: no_such_table
+    violation: "1=1"
+"""
+
+
+def valid_id(first17: str) -> str:
+    return first17 + gb11643.check_char(first17)
+
+
+ID_M = valid_id("45100219800101001")   # 男 (17th digit 1 odd), born 1980-01-01
+ID_F = valid_id("45100219900202002")   # 女, born 1990-02-02
+
+
+def write_fixture(folder: Path, custom: bool = True) -> tuple[Path, Path]:
+    specs_dir, exp_dir = folder / "specs", folder / "expectations"
+    specs_dir.mkdir(parents=True, exist_ok=True)
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "table_specs" / "_defaults.yaml", specs_dir / "_defaults.yaml")
+    for name, body in (("patient", PATIENT), ("visit", VISIT), ("fee", FEE), ("empty_tab", EMPTY)):
+        (specs_dir / f"{name}.yaml").write_text(body, encoding="utf-8")
+    for name in ("_rules.yaml", "_scoring.yaml"):
+        shutil.copy(ROOT / "expectations" / name, exp_dir / name)
+    if custom:
+        (exp_dir / "fixture_rules.yaml").write_text(CUSTOM, encoding="utf-8")
+    return specs_dir, exp_dir
+
+
+def audit(i: int, org: str = ORG, lag_hours: float = 1) -> dict:
+    up = NOW - timedelta(days=1)
+    return {"YLJGDM": org, "YLJGMC": "测试医院", "XGBZ": "1", "MJ": "0", "SJGXSJ": up,
+            "SJCJSJ": up + timedelta(hours=lag_hours)}
+
+
+def patient_rows() -> list[dict]:
+    """10 patients; every fault listed in EXPECTED below, each injected a known number of times."""
+    base = {"XM": "张三", "XBDM": "1", "XBMC": "男性", "CSRQ": datetime(1980, 1, 1).date(), "ZJLXDM": "01", "ZJHM": ID_M,
+                "SJHM": "13800138000", "XZQH": "451002", "SG": Decimal("170.0"), "BM": "BA1",
+                "YWSJSCSJ": NOW - timedelta(days=1)}
+    rows = []
+    for i in range(10):
+        r = {**audit(i), **base, "HZWYBSH": f"P{i:03d}"}
+        rows.append(r)
+    rows[0]["XM"] = None                                  # C01 XM ×2 (null, placeholder '-')
+    rows[1]["XM"] = " - "
+    rows[2]["XBDM"], rows[2]["XBMC"] = "5", None          # S01 XBDM ×1
+    rows[3]["XBMC"] = "女性"                              # S02 ×1 (1 + 女性)
+    rows[4]["ZJHM"] = ID_M[:17] + ("0" if ID_M[17] != "0" else "1")   # S03 checksum ×1
+    rows[5]["XBDM"], rows[5]["XBMC"], rows[5]["ZJHM"] = "2", "女性", ID_M   # K01 ×1 (even code, odd ID)
+    rows[6]["CSRQ"] = datetime(1981, 1, 1).date()         # K02 ×1
+    rows[7]["ZJLXDM"], rows[7]["ZJHM"] = "02", "NOT-AN-ID"  # not a 居民身份证: S03 does not apply
+    rows[8]["ZJHM"] = "451002900202002"                   # 15-digit, upgrades to 19900202 birth, even: 女
+    rows[8]["XBDM"], rows[8]["XBMC"], rows[8]["CSRQ"] = "2", "女性", datetime(1990, 2, 2).date()
+    rows[1]["SJHM"] = "12345"                             # S07 ×1
+    rows[2]["XZQH"] = "45100"                             # S08 ×1
+    rows[3]["SG"] = Decimal("300.0")                      # P05 ×1
+    rows[4]["BM"] = "XX9"                                 # S04 ×1
+    rows[5]["CSRQ"] = datetime(1850, 1, 1).date()         # P04 ×1 (and K02: ID says 1980-01-01)
+    rows[6]["YWSJSCSJ"] = datetime(1970, 1, 1)            # P03 ×1 (before 出生日期 1981), T01 too
+    rows[7]["YWSJSCSJ"] = NOW + timedelta(days=2)         # P02 ×1 (future); negative lag is on time
+    rows[9]["YLJGDM"] = "450000000000"                    # S10 ×1 (fatal)
+    rows[9].update(audit(9, org="450000000000", lag_hours=48))
+    rows[9]["YWSJSCSJ"] = rows[9]["SJCJSJ"] - timedelta(hours=48)     # T01 ×1 (48 h > 24 h)
+    rows[0]["XM"] = None
+    rows[2]["XM"] = "欧阳娜娜"                             # 4 characters = varchar(4): NOT a length fault
+    rows[3]["XM"] = "司马相如君"                           # 5 characters: S06 XM ×1
+    return rows
+
+
+def visit_rows() -> list[dict]:
+    t0 = NOW - timedelta(days=1)
+    rows = []
+    for i in range(6):
+        rows.append({**audit(i), "JZLSH": f"V{i}", "HZWYBSH": f"P{i:03d}", "JZKSSJ": t0,
+                     "JZJSSJ": t0 + timedelta(hours=1), "ZFY": Decimal("30.00")})
+    rows[1]["HZWYBSH"] = "P999"                            # R01 ×1
+    rows[2]["HZWYBSH"] = "-"                               # filler: not a reference fault
+    rows[3]["JZJSSJ"] = t0 - timedelta(hours=1)            # P01 ×1
+    rows[4]["ZFY"] = Decimal("99.00")                      # K04 ×1
+    rows[5]["JZKSSJ"] = None                               # C01 JZKSSJ ×1
+    return rows
+
+
+def fee_rows() -> list[dict]:
+    out = []
+    for i in range(6):
+        out.append({**audit(i), "MXLSH": f"F{i}a", "JZLSH": f"V{i}", "JE": Decimal("10.00")})
+        out.append({**audit(i), "MXLSH": f"F{i}b", "JZLSH": f"V{i}", "JE": Decimal("20.00")})
+    out[-1]["JZLSH"] = "V77"                               # R01 fee ×1 (and V5's total now 10 ≠ 30 → K04 ×2)
+    return out
+
+
+# rule id → (status, violated, denominator)
+EXPECTED = {
+    "C01.patient.XM": ("Failed", 2, 10),
+    "C01.patient.HZWYBSH": ("Passed", 0, 10),
+    "S06.patient.XM": ("Failed", 1, 9),
+    "S01.patient.XBDM": ("Failed", 1, 10),
+    "S02.patient.XBDM": ("Failed", 1, 9),
+    "S03.patient.ZJHM": ("Failed", 1, 9),
+    "K01.patient.XBDM": ("Failed", 1, 7),
+    "K02.patient.CSRQ": ("Failed", 2, 8),
+    "S04.patient.BM": ("Failed", 1, 10),
+    "S07.patient.SJHM": ("Failed", 1, 10),
+    "S08.patient.XZQH": ("Failed", 1, 10),
+    "P05.patient.SG": ("Failed", 1, 10),
+    "P04.patient.CSRQ": ("Failed", 1, 10),
+    "P03.patient.YWSJSCSJ.CSRQ": ("Failed", 1, 10),
+    "P02.patient.YWSJSCSJ": ("Failed", 1, 10),
+    "S10.patient.YLJGDM": ("Failed", 1, 10),
+    "T01.patient.YWSJSCSJ": ("Failed", 2, 10),
+    "U01.patient.pk": ("Passed", 0, 10),
+    "C04.patient": ("Passed", 0, 1),
+    "R01.visit.HZWYBSH": ("Failed", 1, 5),
+    "P01.visit.JZJSSJ.JZKSSJ": ("Failed", 1, 5),
+    "C01.visit.JZKSSJ": ("Failed", 1, 6),
+    "K04.visit.total": ("Failed", 2, 6),
+    "X01.visit.long": ("Passed", 0, 6),
+    "X02.visit.bad_label": ("Error", None, None),
+    "R01.fee.JZLSH": ("Failed", 1, 12),
+    "C04.empty_tab": ("Failed", 1, 1),
+    "C01.empty_tab.LSH": ("Not Applicable", 0, 0),
+    "S01.empty_tab.DM": ("Not Applicable", 0, 0),
+    "U01.empty_tab.pk": ("Not Applicable", 0, 0),
+}
+
+
+def build_fixture(url: str, folder: Path, ops: str | None = None):
+    """Create the fixture's front-end tables at `url` and insert the faulty rows; return (engine, specs, cfg)."""
+    specs_dir, exp_dir = write_fixture(folder)
+    # the physical tables are created from a wider copy of the specs (XM varchar(10)), as in a database
+    # hipbridge did not create, so that a 5-character name can be stored and S06 can find it
+    phys_dir = folder / "physical"
+    shutil.copytree(specs_dir, phys_dir, dirs_exist_ok=True)
+    p = phys_dir / "patient.yaml"
+    p.write_text(p.read_text(encoding="utf-8").replace("type: varchar(4)", "type: varchar(10)"), encoding="utf-8")
+    physical = load_specs(phys_dir).require_valid()
+    specs = load_specs(specs_dir).require_valid()
+    engine = engine_for(url, ops or ops_schema_name(specs.defaults))
+    create_frontend(engine, physical)
+    md = MetaData()
+    with engine.begin() as conn:
+        for tid, rows in (("patient", patient_rows()), ("visit", visit_rows()), ("fee", fee_rows())):
+            conn.execute(insert(target_table(physical.get(tid), physical.defaults, md)), rows)
+    return engine, specs, load_config(exp_dir)
+
+
+@pytest.fixture(params=["sqlite", "mariadb", "postgresql"])
+def fixture_db(request, tmp_path, hb_home, monkeypatch):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'fe.db'}"
+    elif request.param == "mariadb":
+        url = request.getfixturevalue("mariadb_url")
+    else:
+        url = request.getfixturevalue("postgres_url")
+        monkeypatch.setenv("HIPBRIDGE_OPS_SCHEMA", "hb_quality_ops")
+    return build_fixture(url, tmp_path)
+
+
+def test_each_template_finds_exactly_the_injected_faults(fixture_db):
+    from hipbridge.quality.check import check_database
+
+    engine, specs, cfg = fixture_db
+    out = check_database(engine, specs, cfg=cfg, domains=DOMAINS.get, now=NOW, run_id="fixture-run")
+    got = {r.rule_id: (r.status, r.violated, r.denominator) for r in out.results}
+    wrong = {k: (got.get(k), v) for k, v in EXPECTED.items() if got.get(k) != v}
+    assert not wrong, wrong
+    errors = {r.rule_id: r.error for r in out.results if r.status == "Error"}
+    assert list(errors) == ["X02.visit.bad_label"] and "不存在的数据元" in errors["X02.visit.bad_label"]
+    # samples are primary keys only, never names or ID numbers
+    by_id = {r.rule_id: r for r in out.results}
+    assert by_id["S03.patient.ZJHM"].samples == [{"HZWYBSH": "P004", "YLJGDM": ORG}]
+    assert by_id["C01.patient.XM"].samples == [{"HZWYBSH": "P000", "YLJGDM": ORG}, {"HZWYBSH": "P001", "YLJGDM": ORG}]
+    blob = json.dumps(out.as_json(), ensure_ascii=False)
+    assert ID_M not in blob and "张三" not in blob
+    # scores exist for every dimension that had applicable rules, with a grade
+    assert out.scores["overall"] is not None and out.scores["grade"]
+    assert set(out.scores["tables"]) == {"patient", "visit", "fee", "empty_tab"}
+    assert out.scores["tables"]["empty_tab"]["not_applicable"] >= 3
+    # stored per run in the ops schema
+    from hipbridge.quality.store import load_results, past_runs
+
+    ops = ops_schema_name(specs.defaults)
+    stored = {r["rule_id"]: r for r in load_results(engine, ops, "fixture-run")}
+    assert stored["K04.visit.total"]["violated"] == 2 and stored["K04.visit.total"]["status"] == "Failed"
+    assert [r["run_id"] for r in past_runs(engine, ops)] == ["fixture-run"]
+    # timeliness distribution for the report
+    assert out.scores["timeliness"]["patient"]["buckets"]
+
+
+def test_duplicate_keys_counted_as_extra_rows(tmp_path, hb_home):
+    from hipbridge.quality.check import check_database
+
+    url = f"sqlite:///{tmp_path / 'dup.db'}"
+    engine, specs, cfg = build_fixture(url, tmp_path)
+    from sqlalchemy import text
+
+    with engine.begin() as conn:   # SQLite target without the PK (a foreign database may lack one)
+        conn.execute(text("CREATE TABLE FYMX2 AS SELECT * FROM FYMX"))
+        conn.execute(text("DROP TABLE FYMX"))
+        conn.execute(text("ALTER TABLE FYMX2 RENAME TO FYMX"))
+        conn.execute(text("INSERT INTO FYMX SELECT * FROM FYMX WHERE MXLSH IN ('F0a', 'F1a')"))
+        conn.execute(text("INSERT INTO FYMX SELECT * FROM FYMX WHERE MXLSH = 'F0a' LIMIT 1"))
+    out = check_database(engine, specs, ["fee"], cfg=cfg, domains=DOMAINS.get, now=NOW, store=False)
+    u = next(r for r in out.results if r.rule_id == "U01.fee.pk")
+    assert (u.status, u.violated, u.denominator) == ("Failed", 3, 15)
+    assert {tuple(s.values()) for s in u.samples} == {("F0a", ORG), ("F1a", ORG)}
+
+
+def test_missing_column_is_error_and_missing_table_not_applicable(tmp_path, hb_home):
+    from hipbridge.quality.check import check_database
+    from sqlalchemy import text
+
+    engine, specs, cfg = build_fixture(f"sqlite:///{tmp_path / 'm.db'}", tmp_path)
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE HZJBXXB DROP COLUMN SJHM"))
+        conn.execute(text("DROP TABLE KB"))
+    out = check_database(engine, specs, ["patient", "empty_tab"], cfg=cfg, domains=DOMAINS.get, now=NOW,
+                         store=False)
+    by_id = {r.rule_id: r for r in out.results}
+    assert by_id["S07.patient.SJHM"].status == "Error" and "SJHM" in by_id["S07.patient.SJHM"].error
+    assert by_id["S01.patient.XBDM"].violated == 1          # the others still ran
+    assert by_id["C04.empty_tab"].status == "Failed"
+    assert by_id["S01.empty_tab.DM"].status == "Not Applicable"
+
+
+def test_gx_engine_gives_the_same_counts(fixture_db):
+    """The same rules through Great Expectations' UnexpectedRowsExpectation: identical counts."""
+    from hipbridge.quality.check import check_database
+    from hipbridge.quality.gx import check_database_gx
+
+    engine, specs, cfg = fixture_db
+    native = check_database(engine, specs, cfg=cfg, domains=DOMAINS.get, now=NOW, store=False)
+    via_gx = check_database_gx(engine, specs, cfg=cfg, domains=DOMAINS.get, now=NOW, store=False)
+    a = {r.rule_id: (r.status, r.violated, r.denominator) for r in native.results}
+    b = {r.rule_id: (r.status, r.violated, r.denominator) for r in via_gx.results}
+    assert a == b
+
+
+def test_project_configuration_loads_with_all_39_templates():
+    cfg = load_config(ROOT / "expectations")
+    assert len(cfg.templates) == 39
+    assert set(cfg.dimensions) == {t.dimension for t in cfg.templates.values()}
+    weights = sum(float(d["weight"]) for d in cfg.scoring["dimensions"].values())
+    assert weights == 100
+
+
+def test_bad_custom_rule_file_names_file_and_key(tmp_path):
+    from hipbridge.quality.config import ConfigError
+
+    _, exp_dir = write_fixture(tmp_path)
+    (exp_dir / "broken.yaml").write_text("rules:\n  - id: Z1\n    table: visit\n    violaton: '1=1'\n",
+                                         encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_config(exp_dir)
+    assert "broken.yaml" in str(err.value) and "violaton" in str(err.value)
+
+
+def test_why_length_rules_are_ours_gx_counts_bytes_on_mariadb(tmp_path, hb_home, mariadb_url):
+    """GX's own length expectation flags 欧阳娜娜 (4 characters, 12 bytes) as longer than 4; S06 does not."""
+    import great_expectations as gx
+    from hipbridge.quality.check import check_database
+    from hipbridge.quality.gx import _gx_context
+
+    engine, specs, cfg = build_fixture(mariadb_url, tmp_path)
+    _, ctx = _gx_context()
+    ds = ctx.data_sources.add_sql(name="fe", connection_string=engine.url.render_as_string(hide_password=False))
+    batch = ds.add_table_asset(name="p", table_name="HZJBXXB").add_batch_definition_whole_table("all").get_batch()
+    res = batch.validate(gx.expectations.ExpectColumnValueLengthsToBeBetween(column="XM", max_value=4),
+                         result_format="COMPLETE")
+    assert "欧阳娜娜" in res.result["unexpected_list"]           # bytes, not characters
+    ours = {r.rule_id: r for r in check_database(engine, specs, ["patient"], cfg=cfg, domains=DOMAINS.get,
+                                                  now=NOW, store=False).results}
+    assert ours["S06.patient.XM"].violated == 1                   # only 司马相如君 (5 characters)
