@@ -8,28 +8,212 @@ record the new digests, advance the watermark and close the batch — all in one
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
+import os
+import queue
+import tempfile
+import threading
+import time
 from dataclasses import dataclass
+from datetime import datetime
 
+import numpy as np
 import pandas as pd
-from sqlalchemy import Table, text
+from pandas.api.types import infer_dtype, is_datetime64_any_dtype
+from sqlalchemy import Column, Date, DateTime, Index, MetaData, PrimaryKeyConstraint, Table, text
 from sqlalchemy.engine import Connection
 
 from hipbridge.spec import Defaults, TableSpec
 
 from .frontend import target_columns
 
+# ---------------------------------------------------------------- per-batch staging tables
 
-def frame_records(frame: pd.DataFrame, columns: list[str]) -> list[dict]:
-    sub = frame[columns]
-    return sub.astype(object).where(sub.notna(), None).to_dict("records")
+
+BATCH_TABLE_SEP = "__"
+
+
+def batch_table_name(staging_name: str, batch_id: str) -> str:
+    return f"{staging_name}{BATCH_TABLE_SEP}{hashlib.sha1(batch_id.encode()).hexdigest()[:10]}"
+
+
+def batch_staging_table(staging: Table, batch_id: str, primary_key: list[str], dialect: str,
+                        mariadb: bool = False) -> Table:
+    """A batch's own staging table: the spec's staging columns under a per-batch name.
+
+    Why per batch: publishing then never deletes staged rows (DROP TABLE after the commit is
+    instant; deleting a million staged rows took longer than loading them), and concurrent
+    batches of one table (backfill windows) never touch each other's rows. On MySQL/MariaDB
+    the table is keyed by the target's primary key and loaded with LOAD DATA … REPLACE, so the
+    last row per key wins while loading and publish needs no "latest row per key" step.
+    """
+    md = MetaData()
+    name = batch_table_name(staging.name, batch_id)
+    keyed = dialect in ("mysql", "mariadb")
+    cols = [Column(c.name, c.type, nullable=not (keyed and c.name in primary_key)) for c in staging.columns]
+    extra = [PrimaryKeyConstraint(*primary_key)] if keyed else [Index(f"ix_{name}", *primary_key)]
+    # MariaDB: Aria, not InnoDB — a disposable table needs no undo/redo, and the gate and publish
+    # scan it several times (measured: see docs/transfer.md)
+    kwargs = {"mysql_engine": "Aria"} if mariadb and os.environ.get("HIPBRIDGE_STAGING_ENGINE", "aria") == "aria" else {}
+    return Table(name, md, *cols, *extra, schema=staging.schema, **kwargs)
+
+
+def frame_records(frame: pd.DataFrame, columns: list[str], date_columns: frozenset[str] = frozenset()) -> list[dict]:
+    sub = frame[columns].astype(object)
+    sub = sub.where(frame[columns].notna(), None)
+    records = sub.to_dict("records")
+    if date_columns:
+        for r in records:
+            for c in date_columns:
+                v = r.get(c)
+                if isinstance(v, datetime):
+                    r[c] = v.date()
+    return records
+
+
+# ---------------------------------------------------------------- text for bulk loaders
+
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _escape(v: str) -> str:
+    return v.translate(_ESCAPES)
+
+
+def _text_column(series: pd.Series, date_only: bool = False) -> np.ndarray:
+    """One column as an object array of str in the bulk loader's text form, NULL as \\N.
+
+    Both MySQL's LOAD DATA (default FIELDS/LINES) and PostgreSQL's COPY text format read
+    tab-separated fields with backslash escapes and ISO timestamps ('2026-11-20T08:00:00').
+    """
+    null = "\\N"
+    dtype = series.dtype
+    missing = series.isna().to_numpy()
+    if is_datetime64_any_dtype(dtype):
+        unit = "D" if date_only else "s"
+        out = np.datetime_as_string(series.to_numpy(dtype=f"datetime64[{unit}]"), unit=unit).astype(object)
+    elif str(dtype) == "Int64" or dtype.kind in "iu":
+        out = series.astype(str).to_numpy(dtype=object)
+    elif dtype.kind == "f":  # shortest round-trip form, e.g. 12.5; MariaDB and PostgreSQL read it exactly
+        out = np.array(list(map(repr, series.to_numpy(dtype="float64").tolist())), dtype=object)
+    else:
+        out = series.to_numpy(dtype=object)
+        if missing.any():
+            out = out.copy()
+            out[missing] = ""
+        if infer_dtype(out, skipna=False) != "string":  # numbers in a text column
+            out = np.array([str(v) for v in out], dtype=object)
+        joined = "\x01".join(out)
+        if "\\" in joined or "\t" in joined or "\n" in joined or "\r" in joined:
+            out = np.array([_escape(v) for v in out], dtype=object)
+    if missing.any():
+        out = out.copy()
+        out[missing] = null
+    return out
+
+
+_TEXT_BLOCK = 10_000  # rows turned into text at a time: bounds the per-cell str objects alive at once
+
+
+def bulk_text(frame: pd.DataFrame, columns: list[str], date_only: frozenset[str] = frozenset()) -> bytes:
+    """Tab-separated, backslash-escaped rows (MySQL LOAD DATA defaults, PostgreSQL COPY text format)."""
+    out = io.BytesIO()
+    write_bulk_text(out, frame, columns, date_only)
+    return out.getvalue()
+
+
+def write_bulk_text(out, frame: pd.DataFrame, columns: list[str], date_only: frozenset[str] = frozenset()) -> None:
+    """Write the loader text of a frame to a binary file, a block of rows at a time."""
+    for lo in range(0, len(frame), _TEXT_BLOCK):
+        block = frame.iloc[lo:lo + _TEXT_BLOCK]
+        cols = [_text_column(block[c], c in date_only) for c in columns]
+        body = "\n".join(["\t".join(row) for row in zip(*cols)])
+        del cols
+        out.write(body.encode("utf-8"))
+        out.write(b"\n")
+
+
+def _date_only(staging: Table) -> frozenset[str]:
+    return frozenset(c.name for c in staging.columns if isinstance(c.type, Date) and not isinstance(c.type, DateTime))
+
+
+def _load_file_mysql(conn: Connection, table: str, names: str, path: str, n: int, label: str,
+                     replace: bool = False) -> None:
+    sql = (f"LOAD DATA LOCAL INFILE '{path}' {'REPLACE ' if replace else ''}INTO TABLE {table} "
+           f"CHARACTER SET utf8mb4 FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' "
+           f"({names})")
+    loaded = conn.exec_driver_sql(sql).rowcount
+    # LOAD DATA LOCAL turns conversion errors into warnings: any warning means a value was changed
+    problems = [tuple(r) for r in conn.exec_driver_sql("SHOW WARNINGS LIMIT 5") if r[0] != "Note"]
+    # REPLACE counts a replaced row twice (deleted + inserted)
+    if problems or not (n <= loaded <= (2 * n if replace else n)):
+        raise BulkLoadError(f"LOAD DATA into {label}: {loaded} of {n} rows loaded; warnings: {problems}")
+
+
+def _load_data_mysql(conn: Connection, staging: Table, frame: pd.DataFrame, cols: list[str]) -> None:
+    prep = conn.dialect.identifier_preparer
+    names = ", ".join(prep.quote(c) for c in cols)
+    fd, path = tempfile.mkstemp(prefix="hb_stage_", suffix=".tsv", dir=_spool_dir())
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write_bulk_text(f, frame, cols, _date_only(staging))
+        _load_file_mysql(conn, prep.format_table(staging), names, path, len(frame), staging.fullname,
+                         replace=bool(staging.primary_key.columns))
+    finally:
+        os.unlink(path)
+
+
+def _copy_postgresql(conn: Connection, staging: Table, frame: pd.DataFrame, cols: list[str]) -> None:
+    data = bulk_text(frame, cols, _date_only(staging))
+    prep = conn.dialect.identifier_preparer
+    names = ", ".join(prep.quote(c) for c in cols)
+    cur = conn.connection.driver_connection.cursor()
+    try:
+        cur.copy_expert(f"COPY {prep.format_table(staging)} ({names}) FROM STDIN", io.BytesIO(data))
+    finally:
+        cur.close()
+
+
+def _spool_dir() -> str | None:
+    return os.environ.get("HIPBRIDGE_SPOOL_DIR") or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
+
+
+def clear_stale_spool(max_age_s: float = 3600.0) -> int:
+    """Remove loader files left by killed processes (a live transfer's file is seconds old)."""
+    folder = _spool_dir() or tempfile.gettempdir()
+    now, removed = time.time(), 0
+    for name in os.listdir(folder):
+        if name.startswith("hb_stage_") and name.endswith(".tsv"):
+            path = os.path.join(folder, name)
+            with contextlib.suppress(OSError):
+                if now - os.path.getmtime(path) > max_age_s:
+                    os.unlink(path)
+                    removed += 1
+    return removed
+
+
+class BulkLoadError(RuntimeError):
+    pass
 
 
 def stage_rows(conn: Connection, staging: Table, frame: pd.DataFrame) -> int:
-    """Generic staging insert (executemany); faster dialect paths may replace it."""
+    """Stage a conformed chunk: LOAD DATA LOCAL INFILE (MySQL/MariaDB), COPY (PostgreSQL), executemany otherwise.
+
+    `HIPBRIDGE_BULK_LOAD=0` forces the generic insert (for comparison and diagnosis).
+    """
     if frame.empty:
         return 0
     cols = [c.name for c in staging.columns]
-    conn.execute(staging.insert(), frame_records(frame, cols))
+    dialect = conn.dialect.name
+    bulk = os.environ.get("HIPBRIDGE_BULK_LOAD", "1").lower() not in ("0", "false", "no", "off")
+    if bulk and dialect in ("mysql", "mariadb"):
+        _load_data_mysql(conn, staging, frame, cols)
+    elif bulk and dialect == "postgresql":
+        _copy_postgresql(conn, staging, frame, cols)
+    else:
+        conn.execute(staging.insert(), frame_records(frame, cols, _date_only(staging)))
     return len(frame)
 
 
@@ -55,10 +239,26 @@ class PublishCounts:
 
 
 class _SQL:
-    """Builds the publish statements for one spec on one dialect."""
+    """Builds the publish statements for one spec on one dialect.
+
+    Publishing runs in three set-based steps inside the caller's transaction:
+
+    1. classify: the keys of the batch whose row is new, changed or voided — compared with the
+       ledger (and with the target, so a row deleted from the front-end is written again) — go
+       into a narrow temporary table `hb_changed` with their 修改标志;
+    2. the target and the ledger are upserted from `hb_changed` joined to the staged rows;
+    3. counts come from `hb_changed`.
+
+    Why a separate step: an `INSERT INTO target … SELECT` that reads the target (or the ledger)
+    in its own SELECT makes MySQL/MariaDB copy the whole result into a temporary table first;
+    for a million wide rows that was slower than the insert itself. `hb_changed` holds only keys.
+    """
+
+    CHANGED = "hb_changed"
 
     def __init__(self, conn: Connection, spec: TableSpec, defaults: Defaults, staging: Table, ledger: Table,
-                 target_name: str):
+                 target_name: str, unique: bool = False):
+        self.unique = unique  # at most one staged row per key in the batch: no "last row per key" step
         self.dialect = conn.dialect.name
         prep = conn.dialect.identifier_preparer
         self.q = prep.quote
@@ -73,16 +273,23 @@ class _SQL:
     def _on(self, a: str, b: str) -> str:
         return " AND ".join(f"{a}.{self.q(k)} = {b}.{self.q(k)}" for k in self.pk)
 
-    @property
-    def source(self) -> str:
+    def duplicates(self) -> str:
         pk = ", ".join(self.q(k) for k in self.pk)
+        return (f"SELECT 1 FROM {self.stg} WHERE hb_batch = :batch GROUP BY {pk} "
+                f"HAVING COUNT(*) > 1 LIMIT 1")
+
+    @property
+    def source(self) -> tuple[str, str]:
+        """FROM … WHERE over the batch's last staged row per key, with the ledger and target joined."""
+        pk = ", ".join(self.q(k) for k in self.pk)
+        k0 = self.q(self.pk[0])
+        joins = (f"LEFT JOIN {self.led} l ON {self._on('s', 'l')} "
+                 f"LEFT JOIN {self.tgt} t ON {self._on('s', 't')} WHERE s.hb_batch = :batch")
+        if self.unique:
+            return f"FROM {self.stg} s {joins}", k0
         latest = (f"(SELECT {pk}, MAX(hb_rownum) AS hb_last FROM {self.stg} "
                   f"WHERE hb_batch = :batch GROUP BY {pk})")
-        k0 = self.q(self.pk[0])
-        return (f"FROM {self.stg} s JOIN {latest} d ON {self._on('s', 'd')} AND s.hb_rownum = d.hb_last "
-                f"LEFT JOIN {self.led} l ON {self._on('s', 'l')} "
-                f"LEFT JOIN {self.tgt} t ON {self._on('s', 't')} "
-                f"WHERE s.hb_batch = :batch"), k0
+        return f"FROM {self.stg} s JOIN {latest} d ON {self._on('s', 'd')} AND s.hb_rownum = d.hb_last {joins}", k0
 
     @property
     def changed(self) -> str:
@@ -95,13 +302,32 @@ class _SQL:
         return (f"CASE WHEN s.hb_void = 1 THEN '{self.flags.voided}' WHEN l.{k0} IS NULL "
                 f"THEN '{self.flags.new}' ELSE '{self.flags.changed}' END")
 
-    def counts(self) -> str:
-        src, k0 = self.source
-        ch = self.changed
-        return (f"SELECT COUNT(*) AS latest, "
-                f"SUM(CASE WHEN {ch} AND s.hb_void = 0 AND l.{k0} IS NULL THEN 1 ELSE 0 END) AS inserted, "
-                f"SUM(CASE WHEN {ch} AND s.hb_void = 0 AND l.{k0} IS NOT NULL THEN 1 ELSE 0 END) AS updated, "
-                f"SUM(CASE WHEN {ch} AND s.hb_void = 1 THEN 1 ELSE 0 END) AS voided {src}")
+    def latest(self) -> str:
+        if self.unique:
+            return f"SELECT COUNT(*) FROM {self.stg} WHERE hb_batch = :batch"
+        pk = ", ".join(self.q(k) for k in self.pk)
+        return f"SELECT COUNT(*) FROM (SELECT {pk} FROM {self.stg} WHERE hb_batch = :batch GROUP BY {pk}) d"
+
+    def drop_changed(self) -> str:
+        if self.dialect in ("mysql", "mariadb"):
+            return f"DROP TEMPORARY TABLE IF EXISTS {self.CHANGED}"
+        return f"DROP TABLE IF EXISTS {self.CHANGED}"
+
+    def classify(self) -> str:
+        src, _ = self.source
+        keys = ", ".join(f"s.{self.q(k)}" for k in self.pk)
+        select = f"SELECT {keys}, s.hb_rownum, s.hb_digest, {self.flag} AS hb_flag {src} AND {self.changed}"
+        if self.dialect in ("mysql", "mariadb"):
+            pk = ", ".join(self.q(k) for k in self.pk)
+            return f"CREATE TEMPORARY TABLE {self.CHANGED} (PRIMARY KEY ({pk})) ENGINE=InnoDB {select}"
+        return f"CREATE TEMPORARY TABLE {self.CHANGED} AS {select}"
+
+    def changed_counts(self) -> str:
+        return f"SELECT hb_flag, COUNT(*) FROM {self.CHANGED} GROUP BY hb_flag"
+
+    def _from_changed(self) -> str:
+        return (f"FROM {self.CHANGED} c JOIN {self.stg} s ON {self._on('c', 's')} AND s.hb_rownum = c.hb_rownum "
+                f"WHERE s.hb_batch = :batch")
 
     def _upsert(self, table: str, cols: list[str], select_sql: str) -> str:
         names = ", ".join(self.q(c) for c in cols)
@@ -114,33 +340,164 @@ class _SQL:
         return f"INSERT INTO {table} ({names}) {select_sql} ON CONFLICT ({keys}) DO UPDATE SET {sets}"
 
     def write_target(self) -> str:
-        src, _ = self.source
-        exprs = [self.flag if c == self.flag_col else f"s.{self.q(c)}" for c in self.cols]
-        return self._upsert(self.tgt, self.cols, f"SELECT {', '.join(exprs)} {src} AND {self.changed}")
+        exprs = ["c.hb_flag" if c == self.flag_col else f"s.{self.q(c)}" for c in self.cols]
+        return self._upsert(self.tgt, self.cols, f"SELECT {', '.join(exprs)} {self._from_changed()}")
 
     def write_ledger(self) -> str:
-        src, k0 = self.source
         cols = self.pk + ["hb_digest", "hb_flag", "hb_batch"]
-        exprs = [f"s.{self.q(k)}" for k in self.pk] + ["s.hb_digest", self.flag, ":batch"]
-        cond = f"(l.{k0} IS NULL OR l.hb_digest <> s.hb_digest)"
-        return self._upsert(self.led, cols, f"SELECT {', '.join(exprs)} {src} AND {cond}")
+        exprs = [f"c.{self.q(k)}" for k in self.pk] + ["c.hb_digest", "c.hb_flag", ":batch"]
+        # a WHERE keeps SQLite from reading ON CONFLICT as the SELECT's join constraint
+        return self._upsert(self.led, cols, f"SELECT {', '.join(exprs)} FROM {self.CHANGED} c WHERE 1 = 1")
 
     def clear_staging(self) -> str:
         return f"DELETE FROM {self.stg} WHERE hb_batch = :batch"
 
 
 def publish_batch(conn: Connection, spec: TableSpec, defaults: Defaults, staging: Table, ledger: Table,
-                  batch_id: str) -> PublishCounts:
-    """Move one staged batch into the target table. Call inside the caller's transaction."""
+                  batch_id: str, *, clear: bool = True, staged: int | None = None,
+                  unique: bool | None = None) -> PublishCounts:
+    """Move one staged batch into the target table. Call inside the caller's transaction.
+
+    clear=False leaves the staged rows for the caller to drop after the commit: deleting them
+    is housekeeping, and inside the transaction it only makes the transaction longer.
+    staged: rows staged for the batch when the staging table no longer holds them all (a keyed
+    per-batch table keeps only the last row per key); unique: the staging table holds at most
+    one row per key (skips the check).
+    """
     sql = _SQL(conn, spec, defaults, staging, ledger, spec.target.name)
     params = {"batch": batch_id}
-    staged = conn.execute(text(f"SELECT COUNT(*) FROM {sql.stg} WHERE hb_batch = :batch"), params).scalar() or 0
-    row = conn.execute(text(sql.counts()), params).mappings().one()
-    counts = PublishCounts(staged=int(staged), latest=int(row["latest"] or 0), inserted=int(row["inserted"] or 0),
-                           updated=int(row["updated"] or 0), voided=int(row["voided"] or 0))
+    if unique is None:
+        unique = conn.execute(text(sql.duplicates()), params).first() is None
+    sql.unique = unique
+    if staged is None:
+        staged = conn.execute(text(f"SELECT COUNT(*) FROM {sql.stg} WHERE hb_batch = :batch"),
+                              params).scalar() or 0
+    latest = conn.execute(text(sql.latest()), params).scalar() or 0
+    conn.execute(text(sql.drop_changed()))
+    conn.execute(text(sql.classify()), params)
+    by_flag = {str(f): int(n) for f, n in conn.execute(text(sql.changed_counts())).all()}
+    flags = defaults.change_flags
+    counts = PublishCounts(staged=int(staged), latest=int(latest), inserted=by_flag.get(flags.new, 0),
+                           updated=by_flag.get(flags.changed, 0), voided=by_flag.get(flags.voided, 0))
     if counts.written:
-        # The target first: its statement reads the ledger as it was before this batch.
         conn.execute(text(sql.write_target()), params)
         conn.execute(text(sql.write_ledger()), params)
-    conn.execute(text(sql.clear_staging()), params)
+    conn.execute(text(sql.drop_changed()))
+    if clear:
+        conn.execute(text(sql.clear_staging()), params)
     return counts
+
+
+def clear_staged(conn: Connection, staging: Table, batch_ids: list[str]) -> int:
+    """Delete the staged rows of the given batches (after publishing, failing or being abandoned)."""
+    if not batch_ids:
+        return 0
+    return conn.execute(staging.delete().where(staging.c.hb_batch.in_(batch_ids))).rowcount or 0
+
+
+# ---------------------------------------------------------------- staging in the background
+
+
+class StagingWriter:
+    """Stages conformed chunks, one transaction each; on MySQL/MariaDB and PostgreSQL from a background thread.
+
+    The caller's thread turns a chunk into loader text (Python work) and hands it over; the
+    thread runs LOAD DATA / COPY and `write_extra(conn, extra)` (the chunk's quarantine rows) in
+    one transaction, while the caller reads and conforms the next chunk. At most one chunk is
+    in flight, so memory stays bounded by the chunk size. An error in the thread is raised in
+    the caller at its next `submit` or at `close`.
+    """
+
+    def __init__(self, engine, staging: Table, write_extra=None):
+        self.engine = engine
+        self.staging = staging
+        self.write_extra = write_extra
+        self.dialect = engine.dialect.name
+        self.cols = [c.name for c in staging.columns]
+        self.date_only = _date_only(staging)
+        bulk = os.environ.get("HIPBRIDGE_BULK_LOAD", "1").lower() not in ("0", "false", "no", "off")
+        self.threaded = bulk and self.dialect in ("mysql", "mariadb", "postgresql")
+        self.error: BaseException | None = None
+        self.rows = 0
+        self._queue: queue.Queue = queue.Queue(maxsize=1)
+        self._thread: threading.Thread | None = None
+        if self.threaded:
+            self._thread = threading.Thread(target=self._run, name=f"stage-{staging.name}", daemon=True)
+            self._thread.start()
+
+    def submit(self, frame: pd.DataFrame, extra=None) -> None:
+        self._raise()
+        if not self.threaded:
+            with self.engine.begin() as conn:
+                stage_rows(conn, self.staging, frame)
+                if self.write_extra is not None:
+                    self.write_extra(conn, extra)
+            self.rows += len(frame)
+            return
+        payload = None
+        if not frame.empty:
+            if self.dialect == "postgresql":
+                payload = bulk_text(frame, self.cols, self.date_only)
+            else:
+                fd, path = tempfile.mkstemp(prefix="hb_stage_", suffix=".tsv", dir=_spool_dir())
+                with os.fdopen(fd, "wb") as f:
+                    write_bulk_text(f, frame, self.cols, self.date_only)
+                payload = path
+        self._queue.put((payload, len(frame), extra))
+        self._raise()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            payload, n, extra = item
+            try:
+                if self.error is None:
+                    with self.engine.begin() as conn:
+                        if payload is not None:
+                            self._load(conn, payload, n)
+                        if self.write_extra is not None:
+                            self.write_extra(conn, extra)
+                    self.rows += n
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                self.error = exc
+            finally:
+                if isinstance(payload, str):
+                    with contextlib.suppress(OSError):
+                        os.unlink(payload)
+
+    def _load(self, conn: Connection, payload, n: int) -> None:
+        prep = conn.dialect.identifier_preparer
+        names = ", ".join(prep.quote(c) for c in self.cols)
+        table = prep.format_table(self.staging)
+        if self.dialect == "postgresql":
+            cur = conn.connection.driver_connection.cursor()
+            try:
+                cur.copy_expert(f"COPY {table} ({names}) FROM STDIN", io.BytesIO(payload))
+            finally:
+                cur.close()
+            return
+        _load_file_mysql(conn, table, names, payload, n, self.staging.fullname,
+                         replace=bool(self.staging.primary_key.columns))
+
+    def _raise(self) -> None:
+        if self.error is not None:  # kept: later chunks are discarded, not loaded
+            raise self.error
+
+    def close(self) -> int:
+        """Wait for the last chunk; raise the thread's error if there was one. Returns rows staged."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        self._raise()
+        return self.rows
+
+    def abort(self) -> None:
+        """Stop without raising (the caller is already handling an error)."""
+        if self._thread is not None:
+            self.error = self.error or RuntimeError("aborted")
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None

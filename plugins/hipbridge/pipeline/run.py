@@ -2,30 +2,38 @@
 
 Each step is a function of (context, batch) so the Airflow DAG can run them as separate tasks
 (retried independently) and the CLI/tests can run them in one process. Data never passes
-between steps in memory: the batch is staged in the operations schema.
+between steps in memory: the batch is staged in its own table in the operations schema
+(`stg_<table>__<hash>`, dropped after publishing). Sources and the front-end that go away are
+retried with backoff; only publish moves the watermark. Design and figures: docs/transfer.md.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import cached_property
 from pathlib import Path
+from time import sleep
 from zoneinfo import ZoneInfo
 
+import numpy as np
 from sqlalchemy import MetaData
 from sqlalchemy.engine import Engine
 
 from hipbridge.io import engines, state
 from hipbridge.io.extract import read_chunks
 from hipbridge.io.frontend import create_frontend, ledger_table, staging_table
-from hipbridge.io.load import PublishCounts, publish_batch, stage_rows
+from hipbridge.io.load import PublishCounts, publish_batch
 from hipbridge.io.ops import Ops, ensure_ops
 from hipbridge.settings import ops_schema_name, org_code, org_name
 from hipbridge.spec import SpecSet, TableSpec, load_specs
 
 from .conform import conform_chunk
+
+log = logging.getLogger(__name__)
 
 EPOCH = datetime(1900, 1, 1)
 MODES = ("incremental", "window", "full")
@@ -69,7 +77,7 @@ class Context:
 
     @classmethod
     def create(cls, specs_dir: str | Path | None = None, frontend_url: str | None = None,
-               mappings_dir: Path | None = None) -> "Context":
+               mappings_dir: Path | None = None) -> Context:
         specs = load_specs(specs_dir).require_valid()
         return cls(specs, frontend_url or engines.default_frontend_url(), mappings_dir)
 
@@ -91,7 +99,7 @@ class Context:
 
     @cached_property
     def catalog(self):
-        from hipbridge.mapping import load_catalog  # noqa: PLC0415 - heavy, only when transferring
+        from hipbridge.mapping import load_catalog
 
         return load_catalog(self.mappings_dir)
 
@@ -107,11 +115,17 @@ class Context:
         _ = self.ops
         create_frontend(self.engine, self.specs, tables)
 
-    def tables_for(self, spec: TableSpec):
+    def tables_for(self, spec: TableSpec, batch: state.Batch | None = None):
+        """(staging, ledger) of a table; with a batch, the batch's own staging table."""
+        from hipbridge.io.load import batch_staging_table
+
         dialect = self.engine.dialect.name
         md = MetaData()
-        return (staging_table(spec, self.defaults, self.ops_schema, md, dialect),
-                ledger_table(spec, self.defaults, self.ops_schema, md))
+        staging = staging_table(spec, self.defaults, self.ops_schema, md, dialect)
+        if batch is not None:
+            staging = batch_staging_table(staging, batch.batch_id, list(spec.target.primary_key), dialect,
+                                          mariadb=bool(getattr(self.engine.dialect, "is_mariadb", False)))
+        return staging, ledger_table(spec, self.defaults, self.ops_schema, md)
 
 
 # ---------------------------------------------------------------- plan
@@ -156,8 +170,7 @@ def plan(ctx: Context, table: str, mode: str = "incremental", window_start: date
     else:
         end = high_watermark or now
         start = (current - wm.lookback) if current else EPOCH
-        if end <= start:
-            end = start  # nothing new yet: an empty, successful batch
+        end = max(start, end)  # nothing new yet: an empty, successful batch
     batch = state.Batch(
         batch_id=f"{table}-{now:%Y%m%d%H%M%S}-{uuid.uuid4().hex[:8]}", table_id=table, mode=mode,
         window_start=start, window_end=end, started_at=now, advance_watermark=advance, run_id=run_id,
@@ -166,44 +179,201 @@ def plan(ctx: Context, table: str, mode: str = "incremental", window_start: date
     return batch
 
 
+# ---------------------------------------------------------------- retries
+
+
+class SourceUnavailable(PipelineError):
+    """The source database could not be reached (after retries); nothing was published."""
+
+
+class FrontendUnavailable(PipelineError):
+    """The front-end database could not be reached (after retries); nothing was published."""
+
+
+_TRANSIENT_TEXT = ("can't connect", "lost connection", "server has gone away", "connection refused",
+                   "connection reset", "broken pipe", "timed out", "timeout", "unknown database",
+                   "could not connect", "connection closed", "deadlock", "lock wait timeout",
+                   "terminating connection", "server closed the connection")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A connection that went away (or a deadlock): worth retrying with backoff."""
+    from sqlalchemy import exc as sa_exc
+
+    if isinstance(exc, _SourceFailure):
+        exc = exc.exc
+    if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError,
+                        ConnectionError, TimeoutError)):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    text = str(exc).lower()
+    # connectorx raises RuntimeError with the driver's message
+    return isinstance(exc, RuntimeError) and any(t in text for t in _TRANSIENT_TEXT)
+
+
+def retry_policy() -> tuple[int, float]:
+    """(attempts, first delay in seconds): HIPBRIDGE_RETRY_ATTEMPTS (4), HIPBRIDGE_RETRY_DELAY (2 s, doubling)."""
+    return (max(1, int(os.environ.get("HIPBRIDGE_RETRY_ATTEMPTS", "4"))),
+            float(os.environ.get("HIPBRIDGE_RETRY_DELAY", "2")))
+
+
+def with_retries(what: str, fn, *args, **kwargs):
+    """Run fn, retrying transient failures with exponential backoff (capped at 60 s)."""
+    attempts, delay = retry_policy()
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            if not is_transient(exc) or attempt == attempts:
+                raise
+            log.warning("%s: attempt %d of %d failed (%s: %s); retrying in %.1fs", what, attempt, attempts,
+                        type(exc).__name__, str(exc).splitlines()[0][:300], delay)
+            sleep(delay)
+            delay = min(delay * 2, 60.0)
+    raise AssertionError("unreachable")
+
+
+def _safe_url(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
+class _SourceFailure(Exception):
+    def __init__(self, exc: BaseException):
+        super().__init__(str(exc))
+        self.exc = exc
+
+
+def _source_chunks(chunks):
+    """Mark errors raised while reading the source, so they are reported against it."""
+    it = iter(chunks)
+    while True:
+        try:
+            chunk = next(it)
+        except StopIteration:
+            return
+        except Exception as exc:
+            raise _SourceFailure(exc) from exc
+        yield chunk
+
+
 # ---------------------------------------------------------------- transfer
 
 
+ABANDONED_AFTER = timedelta(hours=24)
+
+
+def _housekeeping(ctx: Context, spec: TableSpec, batch: state.Batch) -> None:
+    """Drop the staging tables of this table's finished batches and of batches a killed process abandoned.
+
+    A batch still planned or staged (another backfill window, a gate waiting) keeps its table;
+    one with no progress for ABANDONED_AFTER is marked failed first.
+    """
+    from sqlalchemy import and_, inspect, select
+
+    from hipbridge.io.load import BATCH_TABLE_SEP, batch_table_name, clear_stale_spool
+
+    clear_stale_spool()
+
+    template, _ = ctx.tables_for(spec)
+    log_t = ctx.ops.table("batch_log")
+    stale = ctx.now() - ABANDONED_AFTER
+    with ctx.engine.begin() as conn:
+        running = conn.execute(select(log_t.c.batch_id, log_t.c.started_at).where(and_(
+            log_t.c.table_id == batch.table_id, log_t.c.status.in_(("planned", "staged"))))).all()
+        for b, started in running:
+            if b != batch.batch_id and started < stale:
+                state.update_batch(conn, ctx.ops, b, status="failed", finished_at=ctx.now(),
+                                   message=f"abandoned: no progress since {started:%Y-%m-%d %H:%M} (process killed?)")
+    keep = {batch_table_name(template.name, b) for b, started in running if b == batch.batch_id or started >= stale}
+    prefix = template.name + BATCH_TABLE_SEP
+    names = inspect(ctx.engine).get_table_names(schema=template.schema)
+    for name in names:
+        if name.startswith(prefix) and name not in keep:
+            _drop_table(ctx, template.schema, name)
+
+
+def _drop_table(ctx: Context, schema: str | None, name: str) -> None:
+    prep = ctx.engine.dialect.identifier_preparer
+    full = f"{prep.quote_schema(schema)}.{prep.quote(name)}" if schema else prep.quote(name)
+    with ctx.engine.begin() as conn:
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {full}")
+
+
 def transfer(ctx: Context, batch: state.Batch) -> dict:
-    """Extract in chunks, conform and map, stage; quarantine what cannot be loaded."""
+    """Extract in chunks, conform and map, stage; quarantine what cannot be loaded.
+
+    A source or front-end that goes away is retried with backoff (the batch starts again from
+    nothing); after the last attempt the error names the connection. The watermark is never
+    touched here: only publish moves it.
+    """
     spec = ctx.specs.get(batch.table_id)
-    staging, _ = ctx.tables_for(spec)
     source = engines.source_engine(spec.source.connection)
+    attempts, _ = retry_policy()
+    try:
+        return with_retries(f"transfer {batch.table_id}", _transfer_once, ctx, batch, spec, source)
+    except _SourceFailure as failure:
+        exc = failure.exc
+        if is_transient(exc):
+            raise SourceUnavailable(
+                f"{batch.table_id}: source connection {spec.source.connection!r} ({_safe_url(source)}) "
+                f"unavailable after {attempts} attempt(s): {type(exc).__name__}: {str(exc).splitlines()[0][:500]}"
+            ) from exc
+        raise exc from None
+    except Exception as exc:
+        if is_transient(exc):
+            raise FrontendUnavailable(
+                f"{batch.table_id}: front-end database ({_safe_url(ctx.engine)}) unavailable after "
+                f"{attempts} attempt(s): {type(exc).__name__}: {str(exc).splitlines()[0][:500]}") from exc
+        raise
+
+
+def _transfer_once(ctx: Context, batch: state.Batch, spec: TableSpec, source: Engine) -> dict:
+    from hipbridge.io.load import StagingWriter
+
+    staging, _ = ctx.tables_for(spec, batch)
     sql = ctx.specs.query_text(spec)
     extracted_at = ctx.now()
     code, name = org_code(ctx.defaults), org_name(ctx.defaults)
     totals = {"extracted": 0, "staged": 0, "quarantined": 0}
     mapping_totals: dict[str, dict[str, int]] = {}
-    with ctx.engine.begin() as conn:  # a retried task starts its batch again from nothing
-        conn.execute(staging.delete().where(staging.c.hb_batch == batch.batch_id))
+    _housekeeping(ctx, spec, batch)
+    # a retried task starts its batch again from nothing
+    _drop_table(ctx, staging.schema, staging.name)
+    staging.create(ctx.engine)
+    with ctx.engine.begin() as conn:
         q = ctx.ops.table("quarantine")
         conn.execute(q.delete().where(q.c.batch_id == batch.batch_id))
     wm_col = spec.source.watermark.column if spec.source.watermark else None
     catalog = ctx.catalog if any(c.codes for c in spec.columns) else None
+
+    def write_quarantine(conn, rows):
+        state.add_quarantine(conn, ctx.ops, batch.batch_id, batch.table_id, rows, extracted_at)
+
+    writer = StagingWriter(ctx.engine, staging, write_quarantine)
     rownum = 0
-    for chunk in read_chunks(source, sql, wm_col, batch.window_start, batch.window_end, spec.source.chunk_rows):
-        conformed = conform_chunk(chunk, spec, ctx.defaults, catalog=catalog, extracted_at=extracted_at,
-                                  org_code=code, org_name=name)
-        frame = conformed.frame
-        frame.insert(0, "hb_batch", batch.batch_id)
-        frame.insert(1, "hb_rownum", range(rownum, rownum + len(frame)))
-        rownum += len(chunk)
-        with ctx.engine.begin() as conn:
-            stage_rows(conn, staging, frame)
-            state.add_quarantine(conn, ctx.ops, batch.batch_id, batch.table_id, conformed.quarantine,
-                                 extracted_at)
-        totals["extracted"] += len(chunk)
-        totals["staged"] += len(frame)
-        totals["quarantined"] += len(conformed.quarantine)
-        for col, counts in conformed.mapping_counts.items():
-            agg = mapping_totals.setdefault(col, {})
-            for k, v in counts.items():
-                agg[k] = agg.get(k, 0) + int(v)
+    chunks = read_chunks(source, sql, wm_col, batch.window_start, batch.window_end, spec.source.chunk_rows)
+    try:
+        for chunk in _source_chunks(chunks):
+            conformed = conform_chunk(chunk, spec, ctx.defaults, catalog=catalog, extracted_at=extracted_at,
+                                      org_code=code, org_name=name)
+            frame = conformed.frame
+            frame.insert(0, "hb_batch", batch.batch_id)
+            frame.insert(1, "hb_rownum", np.arange(rownum, rownum + len(frame), dtype=np.int64))
+            rownum += len(chunk)
+            writer.submit(frame, conformed.quarantine)
+            totals["extracted"] += len(chunk)
+            totals["staged"] += len(frame)
+            totals["quarantined"] += len(conformed.quarantine)
+            for col, counts in conformed.mapping_counts.items():
+                agg = mapping_totals.setdefault(col, {})
+                for k, v in counts.items():
+                    agg[k] = agg.get(k, 0) + int(v)
+            del chunk, conformed, frame
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
     if totals["extracted"] != totals["staged"] + totals["quarantined"]:
         raise PipelineError(f"{batch.table_id}: rows lost in transfer: {totals}")
     state.update_batch(ctx.engine, ctx.ops, batch.batch_id, status="staged", extracted=totals["extracted"],
@@ -216,10 +386,10 @@ def transfer(ctx: Context, batch: state.Batch) -> dict:
 
 def gate(ctx: Context, batch: state.Batch) -> dict:
     """Run the quality gate on the staged batch; a fatal failure blocks publishing."""
-    from hipbridge.pipeline.gate import check_batch  # noqa: PLC0415
+    from hipbridge.pipeline.gate import check_batch
 
     spec = ctx.specs.get(batch.table_id)
-    staging, _ = ctx.tables_for(spec)
+    staging, _ = ctx.tables_for(spec, batch)
     outcome = check_batch(ctx, spec, batch, staging)
     if outcome["blocked"]:
         state.update_batch(ctx.engine, ctx.ops, batch.batch_id, status="blocked", finished_at=ctx.now(),
@@ -229,8 +399,19 @@ def gate(ctx: Context, batch: state.Batch) -> dict:
 
 def publish(ctx: Context, batch: state.Batch) -> PublishCounts:
     """Upsert changed rows, record digests, advance the watermark, close the batch: one transaction."""
+    counts = with_retries(f"publish {batch.table_id}", _publish_once, ctx, batch)
     spec = ctx.specs.get(batch.table_id)
-    staging, ledger = ctx.tables_for(spec)
+    staging, _ = ctx.tables_for(spec, batch)
+    try:  # housekeeping after the commit; the next transfer of this table retries it
+        _drop_table(ctx, staging.schema, staging.name)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("%s: staged rows of %s not cleared yet: %s", batch.table_id, batch.batch_id, exc)
+    return counts
+
+
+def _publish_once(ctx: Context, batch: state.Batch) -> PublishCounts:
+    spec = ctx.specs.get(batch.table_id)
+    staging, ledger = ctx.tables_for(spec, batch)
     row = state.batch_row(ctx.engine, ctx.ops, batch.batch_id)
     if row is None:
         raise PipelineError(f"unknown batch {batch.batch_id}")
@@ -239,7 +420,13 @@ def publish(ctx: Context, batch: state.Batch) -> PublishCounts:
     if row["status"] != "staged":
         raise PipelineError(f"batch {batch.batch_id} is {row['status']}, not staged: it cannot be published")
     with ctx.engine.begin() as conn:
-        counts = publish_batch(conn, spec, ctx.defaults, staging, ledger, batch.batch_id)
+        keyed = bool(staging.primary_key.columns)  # MySQL/MariaDB: one row per key, loaded with REPLACE
+        staged = int(row["extracted"] or 0) - int(row["quarantined"] or 0)
+        counts = publish_batch(conn, spec, ctx.defaults, staging, ledger, batch.batch_id, clear=False,
+                               staged=staged if keyed else None, unique=True if keyed else None)
+        if counts.staged != staged or counts.latest > staged:
+            raise PipelineError(f"batch {batch.batch_id}: {staged} rows were staged but the staging table "
+                                f"holds {counts.staged} ({counts.latest} keys): not published")
         if batch.advance_watermark and batch.window_end is not None:
             current = state.get_watermark(conn, ctx.ops, batch.table_id)
             if current is None or batch.window_end > current:
@@ -251,8 +438,12 @@ def publish(ctx: Context, batch: state.Batch) -> PublishCounts:
 
 
 def fail(ctx: Context, batch: state.Batch, exc: BaseException) -> None:
-    state.update_batch(ctx.engine, ctx.ops, batch.batch_id, status="failed", finished_at=ctx.now(),
-                       message=f"{type(exc).__name__}: {exc}"[:4000])
+    """Record the failure in the batch log (best effort: the front-end may be the thing that failed)."""
+    try:
+        state.update_batch(ctx.engine, ctx.ops, batch.batch_id, status="failed", finished_at=ctx.now(),
+                           message=f"{type(exc).__name__}: {exc}"[:4000])
+    except Exception as inner:  # noqa: BLE001
+        log.error("%s: could not mark batch %s failed: %s", batch.table_id, batch.batch_id, inner)
 
 
 def sync_table(table: str, mode: str = "incremental", window_start=None, window_end=None, *,
