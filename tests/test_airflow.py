@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
-
-from sqlalchemy import create_engine, text
+from datetime import UTC, datetime
 
 from hipbridge.airflow.embedded import dependency_order, run_dags
 from hipbridge.airflow.factory import build_all, scheduled_high_watermark
 from hipbridge.spec import load_specs
+from sqlalchemy import create_engine, text
+
 from tests.minihospital import MiniHospital
 
 
@@ -51,7 +51,7 @@ def test_dags_have_params_tags_docs_and_assets(tmp_path):
 
 def test_scheduled_run_covers_whole_hospital_days():
     # 2026-11-20 16:30 UTC is 2026-11-21 00:30 in Asia/Shanghai: the run covers up to local midnight
-    fired = datetime(2026, 11, 20, 16, 30, tzinfo=timezone.utc)
+    fired = datetime(2026, 11, 20, 16, 30, tzinfo=UTC)
     assert scheduled_high_watermark("scheduled", fired, "Asia/Shanghai") == datetime(2026, 11, 21)
     assert scheduled_high_watermark("DagRunType.SCHEDULED", fired, "Asia/Shanghai") == datetime(2026, 11, 21)
     assert scheduled_high_watermark("manual", fired, "Asia/Shanghai") is None

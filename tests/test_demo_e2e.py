@@ -9,12 +9,11 @@ from datetime import date
 
 import pandas as pd
 import pytest
-from sqlalchemy import text
-
 from hipbridge.airflow.embedded import dependency_order
 from hipbridge.io.engines import dispose_all, source_engine
 from hipbridge.pipeline.reconcile import load_control, reconcile
 from hipbridge.pipeline.run import Context, sync_table
+from sqlalchemy import text
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +43,7 @@ def _query(engine, sql: str):
 
 
 def test_every_table_published_and_counts_reconcile(loaded):
-    ctx, results, _ = loaded
+    _, results, _ = loaded
     assert len(results) == 27
     for table, r in results.items():
         assert r.status == "published", (table, r.message)

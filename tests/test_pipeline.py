@@ -6,10 +6,10 @@ import json
 from datetime import date, datetime, timedelta
 
 import pytest
-from sqlalchemy import text
-
 from hipbridge.io import state
 from hipbridge.pipeline.run import Context, PipelineError, hospital_day_bounds, sync_table
+from sqlalchemy import text
+
 from tests.minihospital import MiniHospital
 
 

@@ -9,8 +9,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from hipbridge.spec import load_specs
+
 from tests.minihospital import MiniHospital
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,11 +122,11 @@ def test_decimal_in_flow_mapping_hint(specs_dir):
 def test_spec_check_cli_exit_codes(specs_dir):
     env = {**os.environ, "HIPBRIDGE_SPECS": str(specs_dir)}
     ok = subprocess.run([sys.executable, "-m", "hipbridge.cli", "spec", "check"], env=env,
-                        capture_output=True, text=True)
+                        capture_output=True, text=True, check=False)
     assert ok.returncode == 0, ok.stderr
     write(specs_dir, "bad.yaml", "table: bad\nlabel: 坏\nsource: {}\n")
     bad = subprocess.run([sys.executable, "-m", "hipbridge.cli", "spec", "check"], env=env,
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, check=False)
     assert bad.returncode == 1
     assert "bad.yaml:3: source.system: required key is missing" in bad.stderr
 
@@ -144,7 +144,7 @@ def test_dagbag_keeps_good_dags_and_reports_the_broken_spec(specs_dir, tmp_path)
     """)
     env = {**os.environ, "HIPBRIDGE_SPECS": str(specs_dir), "AIRFLOW_HOME": str(tmp_path / "af"),
            "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
     dags_line = next(line for line in out.stdout.splitlines() if line.startswith("DAGS"))
     assert "hipbridge_visit" in dags_line and "hipbridge_diag" not in dags_line

@@ -39,7 +39,7 @@ def airflow_env(base: dict | None = None) -> dict:
 def migrate(env: dict) -> None:
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     done = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, capture_output=True,
-                          text=True)
+                          text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"airflow db migrate failed:\n{done.stderr[-3000:]}")
 
@@ -50,7 +50,7 @@ def run_dags(tables: list[str] | None = None, conf: dict | None = None, env: dic
 
     `reconcile=(from, to)` also runs the control-table DAG for those hospital days afterwards.
     """
-    import json  # noqa: PLC0415
+    import json
 
     env = airflow_env(env)
     migrate(env)
@@ -83,7 +83,7 @@ def dependency_order(specs) -> list[str]:
 
 
 def _main(argv: list[str]) -> int:
-    import json  # noqa: PLC0415
+    import json
 
     def option(name: str) -> dict | None:
         nonlocal argv
@@ -96,7 +96,7 @@ def _main(argv: list[str]) -> int:
 
     conf = option("--conf") or {"mode": "incremental"}
     reconcile = option("--reconcile")
-    from hipbridge.airflow.factory import build_all, build_reconciliation_dag, load_for_dags  # noqa: PLC0415
+    from hipbridge.airflow.factory import build_all, build_reconciliation_dag, load_for_dags
 
     specs = load_for_dags()
     for err in specs.errors:
@@ -130,9 +130,9 @@ if __name__ == "__main__":
 
 def run_demo(days: int, scale: float, seed: int = 7, env: dict | None = None) -> int:
     """`make demo`: build the demo hospital, create the front-end, run every table DAG, print a summary."""
-    from hipbridge.demo import build  # noqa: PLC0415
-    from hipbridge.pipeline.run import Context  # noqa: PLC0415
-    from hipbridge.status import format_table, table_status  # noqa: PLC0415
+    from hipbridge.demo import build
+    from hipbridge.pipeline.run import Context
+    from hipbridge.status import format_table, table_status
 
     out = home() / "demo"
     print(f"building the demo hospital in {out} (days={days}, scale={scale}, seed={seed}) …", flush=True)

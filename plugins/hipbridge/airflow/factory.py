@@ -90,14 +90,14 @@ def scheduled_high_watermark(run_type, logical_date: datetime | None, tz: str) -
     """
     if logical_date is None or not str(run_type or "").lower().endswith("scheduled"):
         return None
-    from zoneinfo import ZoneInfo  # noqa: PLC0415
+    from zoneinfo import ZoneInfo
 
     local_day = logical_date.astimezone(ZoneInfo(tz)).date()
     return datetime.combine(local_day, datetime.min.time())
 
 
 def _context():
-    from hipbridge.pipeline.run import Context  # noqa: PLC0415 - heavy imports only inside tasks
+    from hipbridge.pipeline.run import Context
 
     return Context.create(os.environ.get("HIPBRIDGE_SPECS") or None)
 
@@ -129,9 +129,9 @@ def build_dag(spec: TableSpec, specs: SpecSet) -> DAG:
 
         @task(task_id="plan")
         def plan_batch() -> dict:
-            from datetime import date  # noqa: PLC0415
+            from datetime import date
 
-            from hipbridge.pipeline.run import plan  # noqa: PLC0415
+            from hipbridge.pipeline.run import plan
 
             context = get_current_context()
             params = context["params"]
@@ -146,8 +146,8 @@ def build_dag(spec: TableSpec, specs: SpecSet) -> DAG:
 
         @task(task_id="transfer")
         def transfer_batch(batch: dict) -> dict:
-            from hipbridge.io.state import Batch  # noqa: PLC0415
-            from hipbridge.pipeline.run import fail, transfer  # noqa: PLC0415
+            from hipbridge.io.state import Batch
+            from hipbridge.pipeline.run import fail, transfer
 
             ctx = _context()
             b = Batch.from_dict(batch)
@@ -160,10 +160,10 @@ def build_dag(spec: TableSpec, specs: SpecSet) -> DAG:
 
         @task(task_id="quality_gate", retries=0)
         def gate_batch(batch: dict, moved: dict) -> dict:
-            from airflow.sdk.exceptions import AirflowFailException  # noqa: PLC0415
+            from airflow.sdk.exceptions import AirflowFailException
 
-            from hipbridge.io.state import Batch  # noqa: PLC0415
-            from hipbridge.pipeline.run import gate  # noqa: PLC0415
+            from hipbridge.io.state import Batch
+            from hipbridge.pipeline.run import gate
 
             outcome = gate(_context(), Batch.from_dict(batch))
             if outcome["blocked"]:
@@ -172,8 +172,8 @@ def build_dag(spec: TableSpec, specs: SpecSet) -> DAG:
 
         @task(task_id="publish", outlets=[asset_for(spec)])
         def publish_batch(batch: dict, _gate: dict) -> dict:
-            from hipbridge.io.state import Batch  # noqa: PLC0415
-            from hipbridge.pipeline.run import publish  # noqa: PLC0415
+            from hipbridge.io.state import Batch
+            from hipbridge.pipeline.run import publish
 
             counts = publish(_context(), Batch.from_dict(batch))
             return {"inserted": counts.inserted, "updated": counts.updated, "voided": counts.voided,
@@ -223,9 +223,9 @@ def build_reconciliation_dag(specs: SpecSet | None = None) -> DAG | None:
 
         @task(task_id="reconcile")
         def reconcile_days() -> dict:
-            from datetime import date  # noqa: PLC0415
+            from datetime import date
 
-            from hipbridge.pipeline.reconcile import reconcile  # noqa: PLC0415
+            from hipbridge.pipeline.reconcile import reconcile
 
             params = get_current_context()["params"]
             ctx = _context()
@@ -277,13 +277,13 @@ def build_backfill_dag(specs: SpecSet | None = None, max_parallel: int | None = 
 
         @task(task_id="windows")
         def windows() -> list[dict]:
-            from datetime import date  # noqa: PLC0415
+            from datetime import date
 
-            from hipbridge.pipeline.backfill import split_windows  # noqa: PLC0415
+            from hipbridge.pipeline.backfill import split_windows
 
             params = get_current_context()["params"]
             if not params.get("window_start") or not params.get("window_end"):
-                from airflow.exceptions import AirflowFailException  # noqa: PLC0415
+                from airflow.exceptions import AirflowFailException
 
                 raise AirflowFailException("backfill needs window_start and window_end")
             ws = split_windows(date.fromisoformat(params["window_start"]), date.fromisoformat(params["window_end"]),
@@ -292,9 +292,9 @@ def build_backfill_dag(specs: SpecSet | None = None, max_parallel: int | None = 
 
         @task(task_id="sync_window", max_active_tis_per_dagrun=parallel)
         def sync_window(window: dict) -> dict:
-            from airflow.exceptions import AirflowFailException  # noqa: PLC0415
+            from airflow.exceptions import AirflowFailException
 
-            from hipbridge.pipeline.backfill import Window, run_window  # noqa: PLC0415
+            from hipbridge.pipeline.backfill import Window, run_window
 
             run = get_current_context().get("dag_run")
             r = run_window(_context(), window["table"], Window.from_dict(window), run_id=getattr(run, "run_id", None))

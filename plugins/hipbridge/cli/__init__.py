@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # noqa: BLE001 - one clear line for operators, not a traceback
+    except Exception as exc:
         if getattr(args, "debug", False) or __import__("os").environ.get("HIPBRIDGE_DEBUG"):
             raise
         print(f"hipbridge {args.command}: error: {exc}", file=sys.stderr)

@@ -8,13 +8,13 @@ from datetime import date, timedelta
 
 
 def _context(args):
-    from hipbridge.pipeline.run import Context  # noqa: PLC0415
+    from hipbridge.pipeline.run import Context
 
     return Context.create(args.specs, getattr(args, "db", None))
 
 
 def _run(args) -> int:
-    from hipbridge.pipeline.run import sync_table  # noqa: PLC0415
+    from hipbridge.pipeline.run import sync_table
 
     ctx = _context(args)
     if args.full and (args.from_date or args.to_date):
@@ -36,7 +36,7 @@ def _run(args) -> int:
 
 
 def _status(args) -> int:
-    from hipbridge.status import format_table, table_status  # noqa: PLC0415
+    from hipbridge.status import format_table, table_status
 
     rows = table_status(_context(args))
     if args.json:
@@ -47,13 +47,13 @@ def _status(args) -> int:
 
 
 def _frontend_init(args) -> int:
-    from hipbridge.io.engines import engine_for  # noqa: PLC0415
-    from hipbridge.io.frontend import create_frontend  # noqa: PLC0415
-    from hipbridge.settings import ops_schema_name  # noqa: PLC0415
-    from hipbridge.spec import load_specs  # noqa: PLC0415
+    from hipbridge.io.engines import engine_for
+    from hipbridge.io.frontend import create_frontend
+    from hipbridge.settings import ops_schema_name
+    from hipbridge.spec import load_specs
 
     specs = load_specs(args.specs).require_valid()
-    from hipbridge.io.engines import default_frontend_url  # noqa: PLC0415
+    from hipbridge.io.engines import default_frontend_url
 
     engine = engine_for(args.db or default_frontend_url(), ops_schema_name(specs.defaults))
     report = create_frontend(engine, specs)
@@ -92,7 +92,7 @@ def register(sub) -> None:
 
 
 def _reconcile(args) -> int:
-    from hipbridge.pipeline.reconcile import reconcile  # noqa: PLC0415
+    from hipbridge.pipeline.reconcile import reconcile
 
     ctx = _context(args)
     end = args.to_date or (ctx.now().date() - timedelta(days=1))

@@ -8,12 +8,14 @@ SQLite file under the hipbridge home (the embedded default, no server to install
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 
+_log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -40,13 +42,13 @@ def connection_url(conn_id: str) -> str:
         return url
     demo = home() / "demo" / f"{conn_id}.db"
     try:  # inside Airflow: a Connection named hipbridge_<id>
-        from airflow.sdk import BaseHook  # noqa: PLC0415 - only inside tasks
+        from airflow.sdk import BaseHook
 
         conn = BaseHook.get_connection(f"hipbridge_{conn_id}")
         uri = conn.get_uri()
         return uri.replace("mysql://", "mysql+pymysql://", 1)
-    except Exception:  # noqa: BLE001 - Airflow absent or connection not defined: fall through
-        pass
+    except Exception as exc:  # noqa: BLE001 - Airflow absent or connection not defined: fall through
+        _log.debug("no Airflow connection hipbridge_%s: %s", conn_id, exc)
     if demo.exists():
         return f"sqlite:///{demo}"
     raise ConnectionNotConfigured(
@@ -68,7 +70,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 def _attach_ops(url: str, ops_schema: str):
     """SQLite has no schemas: the operations schema is a second file ATTACHed under its name."""
     db = make_url(url).database or ""
-    ops_file = f"{db[:-3] if db.endswith('.db') else db}_{ops_schema}.db" if db and db != ":memory:" else ":memory:"
+    ops_file = f"{db.removesuffix('.db')}_{ops_schema}.db" if db and db != ":memory:" else ":memory:"
 
     def attach(dbapi_conn, _record) -> None:
         cur = dbapi_conn.cursor()

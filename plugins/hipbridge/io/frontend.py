@@ -30,9 +30,8 @@ from sqlalchemy.dialects.sqlite import DATETIME as SQLITE_DATETIME
 from sqlalchemy.engine import Engine
 from sqlalchemy.types import TypeEngine
 
-from hipbridge.spec import ColumnType, Defaults, SpecSet, TableSpec
-
 from hipbridge.settings import ops_schema_name
+from hipbridge.spec import ColumnType, Defaults, SpecSet, TableSpec
 
 from .ops import ensure_ops, register_ops_tables
 

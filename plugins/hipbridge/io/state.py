@@ -33,7 +33,7 @@ class Batch:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Batch":
+    def from_dict(cls, d: dict) -> Batch:
         d = dict(d)
         for k in ("window_start", "window_end", "started_at"):
             d[k] = datetime.fromisoformat(d[k]) if d.get(k) else None

@@ -20,7 +20,7 @@ def check_batch(ctx, spec: TableSpec, batch: state.Batch, staging: Table) -> dic
     limit = spec.quality.fatal_quarantine_pct
     if limit is not None and extracted and 100.0 * quarantined / extracted > limit:
         messages.append(f"隔离行占比 {100.0 * quarantined / extracted:.2f}% 超过阈值 {limit}%（{quarantined}/{extracted}）")
-    from hipbridge.quality.gate import run_gate  # noqa: PLC0415 - Great Expectations loads only in tasks
+    from hipbridge.quality.gate import run_gate
 
     outcome = run_gate(ctx.engine, spec, ctx.specs, batch.batch_id, staging)
     if outcome.blocked:

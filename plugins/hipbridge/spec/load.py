@@ -56,7 +56,7 @@ class SpecSet:
             out.setdefault(e.file, []).append(e)
         return out
 
-    def require_valid(self) -> "SpecSet":
+    def require_valid(self) -> SpecSet:
         if self.errors:
             raise SpecLoadError(self.errors)
         return self

@@ -12,7 +12,15 @@ from datetime import timedelta
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
 
 from .types import ColumnType, parse_duration, parse_type
 
@@ -59,7 +67,7 @@ class CodeBinding(Strict):
     other_code: str | None = Field(None, description="code used by unmapped: other (default: the domain's 'other' code)")
 
     @model_validator(mode="after")
-    def _needs_domain_or_local(self) -> "CodeBinding":
+    def _needs_domain_or_local(self) -> CodeBinding:
         if not self.domain and not self.local:
             raise ValueError("codes needs a domain, a local code set, or both")
         return self
@@ -102,7 +110,7 @@ class Column(Strict):
         return v
 
     @model_validator(mode="after")
-    def _one_feed(self) -> "Column":
+    def _one_feed(self) -> Column:
         if self.source is not None and self.value is not None:
             raise ValueError("a column takes either 'from' or 'value', not both")
         return self
@@ -204,7 +212,7 @@ class TableSpec(Strict):
     retention: Retention | None = None
 
     @model_validator(mode="after")
-    def _columns_consistent(self) -> "TableSpec":
+    def _columns_consistent(self) -> TableSpec:
         seen: set[str] = set()
         for col in self.columns:
             if col.name in seen:
@@ -251,7 +259,7 @@ class Defaults(Strict):
     audit_columns: list[AuditColumn]
 
     @model_validator(mode="after")
-    def _roles_once(self) -> "Defaults":
+    def _roles_once(self) -> Defaults:
         roles = [c.role for c in self.audit_columns]
         missing = {"org_code", "org_name", "extracted_at", "source_updated_at", "change_flag",
                    "confidentiality"} - set(roles)
