@@ -9,9 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-from sqlalchemy import text
-
 from hipbridge.pipeline.run import Context, sync_table
+from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -294,3 +294,13 @@ def test_loader_files_left_by_a_killed_process_are_removed(tmp_path, monkeypatch
     os.utime(other, (two_hours_ago, two_hours_ago))
     assert clear_stale_spool() == 1
     assert not old.exists() and fresh.exists() and other.exists()
+
+
+def test_a_window_placeholder_in_a_comment_does_not_switch_off_the_window():
+    from hipbridge.io.extract import windowed_sql
+
+    sql = "-- filtered by hipbridge on update_time >= :window_start\nSELECT a, update_time FROM t"
+    wrapped = windowed_sql(sql, "update_time", lambda n: n)
+    assert wrapped.endswith("WHERE src.update_time >= :window_start AND src.update_time < :window_end")
+    own = "SELECT a FROM t WHERE update_time >= :window_start AND update_time < :window_end"
+    assert windowed_sql(own, "update_time", lambda n: n) == own

@@ -35,6 +35,12 @@ from sqlalchemy.engine import Engine, make_url
 log = logging.getLogger(__name__)
 
 _HAS_WINDOW_PARAMS = re.compile(r":window_(start|end)\b")
+_SQL_COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
+
+
+def filters_own_window(sql: str) -> bool:
+    """The query places :window_start / :window_end itself (a mention in a comment does not count)."""
+    return bool(_HAS_WINDOW_PARAMS.search(_SQL_COMMENTS.sub(" ", sql)))
 _TS = "%Y-%m-%d %H:%M:%S"
 # a slice may hold this many times chunk_rows before it is cut again (cuts aim at 80% of chunk_rows)
 _SLICE_SLACK = 1.2
@@ -45,7 +51,7 @@ _MIN_SLICE = timedelta(seconds=1)
 def windowed_sql(sql: str, watermark_column: str | None, quote) -> str:
     """The statement to run for a window; `quote` is the source dialect's identifier quoter."""
     body = sql.strip().rstrip(";")
-    if watermark_column is None or _HAS_WINDOW_PARAMS.search(body):
+    if watermark_column is None or filters_own_window(body):
         return body
     wm = quote(watermark_column)
     return f"SELECT * FROM ({body}) src WHERE src.{wm} >= :window_start AND src.{wm} < :window_end"
@@ -121,7 +127,7 @@ def _stream(engine: Engine, sql: str, watermark_column: str | None, start: datet
         _oracle_fetch_defaults()
     quote = engine.dialect.identifier_preparer.quote
     stmt = text(windowed_sql(sql, watermark_column, quote))
-    params = bind_window(engine, start, end) if watermark_column or _HAS_WINDOW_PARAMS.search(sql) else {}
+    params = bind_window(engine, start, end) if watermark_column or filters_own_window(sql) else {}
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=chunk_rows).execute(stmt, params)
         cursor = getattr(result, "cursor", None)
