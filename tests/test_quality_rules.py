@@ -27,6 +27,7 @@ NOW = datetime.now().replace(microsecond=0)
 DOMAINS = {
     "GB/T 2261.1": {"0": "未知的性别", "1": "男性", "2": "女性", "9": "未说明的性别"},
     "CV02.01.101": {"01": "居民身份证", "02": "居民户口簿", "99": "其他法定有效证件"},
+    "ICD-10": {"J18.900": "肺炎", "O80.000": "单胎顺产", "N40.x00": "前列腺增生", "O9A.100": "妊娠合并恶性肿瘤"},
 }
 
 PATIENT = """
@@ -64,6 +65,10 @@ columns:
   - {name: JZKSSJ, label: 就诊开始时间, type: timestamp, required: true, from: c}
   - {name: JZJSSJ, label: 就诊结束时间, type: timestamp, from: d}
   - {name: ZFY, label: 总费用, type: 'decimal(12,2)', from: e}
+  - {name: XBDM, label: 性别代码, type: varchar(2), from: f, codes: {domain: GB/T 2261.1}}
+  - {name: CSRQ, label: 出生日期, type: date, from: g}
+  - {name: NLS, label: 年龄(岁), type: decimal(3), from: h}
+  - {name: ZDDM, label: 诊断代码, type: varchar(20), from: i, codes: {domain: ICD-10}}
 quality:
   time_order: [{before: JZKSSJ, after: JZJSSJ}]
 """
@@ -77,6 +82,18 @@ columns:
   - {name: MXLSH, label: 明细流水号, type: varchar(32), required: true, from: a}
   - {name: JZLSH, label: 门诊就诊流水号, type: varchar(32), from: b, references: visit.JZLSH}
   - {name: JE, label: 金额, type: 'decimal(12,2)', from: c}
+"""
+
+LAB = """
+table: lab
+label: 检验明细
+source: {system: lis, connection: lis, query: "select 1"}
+target: {name: JYMX, primary_key: [JYMXLSH, YLJGDM]}
+columns:
+  - {name: JYMXLSH, label: 检验明细流水号, type: varchar(32), required: true, from: a}
+  - {name: LOINCDM, label: LOINC代码, type: varchar(10), from: b}
+  - {name: JYDLJG, label: 检验定量结果, type: varchar(10), from: c}
+  - {name: JYJLDW, label: 检验计量单位, type: varchar(20), from: d}
 """
 
 EMPTY = """
@@ -134,7 +151,7 @@ def write_fixture(folder: Path, custom: bool = True) -> tuple[Path, Path]:
     specs_dir.mkdir(parents=True, exist_ok=True)
     exp_dir.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "table_specs" / "_defaults.yaml", specs_dir / "_defaults.yaml")
-    for name, body in (("patient", PATIENT), ("visit", VISIT), ("fee", FEE), ("empty_tab", EMPTY)):
+    for name, body in (("patient", PATIENT), ("visit", VISIT), ("fee", FEE), ("lab", LAB), ("empty_tab", EMPTY)):
         (specs_dir / f"{name}.yaml").write_text(body, encoding="utf-8")
     for name in ("_rules.yaml", "_scoring.yaml"):
         shutil.copy(ROOT / "expectations" / name, exp_dir / name)
@@ -194,7 +211,23 @@ def visit_rows() -> list[dict]:
     rows[2]["HZWYBSH"] = "-"                               # filler: not a reference fault
     rows[3]["JZJSSJ"] = t0 - timedelta(hours=1)            # P01 ×1
     rows[4]["ZFY"] = Decimal("99.00")                      # K04 ×1
-    rows[5]["JZKSSJ"] = None                               # C01 JZKSSJ ×1
+    rows[5]["JZKSSJ"] = None                               # C01 JZKSSJ ×1 (K03/K05 denominators skip it)
+    rows[0]["JZKSSJ"] = t0 - timedelta(days=3)             # T02 ×1: ended 3 days (71 h) before its upload > 24 h
+    rows[0]["JZJSSJ"] = t0 - timedelta(days=3, hours=-1)
+    # K05 sex-specific diagnoses (ranges in _rules.yaml sex_diagnosis) and K03 age vs 就诊开始时间 − 出生日期
+    birth = t0.date() - timedelta(days=int(40 * 365.25) + 100)    # 40.27 years old at the visit
+    for r in rows:
+        r.update({"XBDM": "1", "CSRQ": birth, "NLS": Decimal(40), "ZDDM": "J18.900"})
+    rows[0]["ZDDM"] = "O80.000"                            # K05 ×1: male, 妊娠分娩 (O00–O9A)
+    rows[1]["ZDDM"] = "n71.000"                            # K05 ×1: male, 女性盆腔 (N70–N98), lower case; S09 ×1
+    rows[2]["XBDM"], rows[2]["ZDDM"] = "2", "N40.x00"      # K05 ×1: female, 前列腺 (N40–N42)
+    rows[3]["XBDM"], rows[3]["ZDDM"] = "2", "O9A.100"      # female, O9A (upper end of the range): fine
+    rows[4]["ZDDM"] = "N99.000"                            # male, just outside N70–N98: fine; S09 ×1
+    rows[5]["ZDDM"] = "O80.000"                            # (no 就诊开始时间 — but K05 still counts: male → K05 ×1)
+    rows[0]["NLS"] = Decimal(45)                         # K03 ×1
+    rows[1]["CSRQ"] = None                                 # no 出生日期: not in K03's denominator
+    rows[2]["NLS"] = Decimal(41)                         # within the 1-year tolerance: fine
+    rows[3]["NLS"] = Decimal(38)                         # K03 ×1
     return rows
 
 
@@ -205,6 +238,18 @@ def fee_rows() -> list[dict]:
         out.append({**audit(i), "MXLSH": f"F{i}b", "JZLSH": f"V{i}", "JE": Decimal("20.00")})
     out[-1]["JZLSH"] = "V77"                               # R01 fee ×1 (and V5's total now 10 ≠ 30 → K04 ×2)
     return out
+
+
+def lab_rows() -> list[dict]:
+    """P07 (lab_limits in _rules.yaml: 718-7 血红蛋白 g/L 30–250, 2345-7 葡萄糖 mmol/L 0.5–50)."""
+    vals = [("718-7", "135", "g/L"), ("718-7", "13.5", "g/dL"),     # P07 ×1: wrong unit
+            ("718-7", "300", "g/L"),                                  # P07 ×1: above 250
+            ("718-7", "<5", "g/L"),                                   # not a plain number: not counted
+            ("2345-7", "0.4", " MMOL/L "),                            # P07 ×1: below 0.5 (unit case/space ok)
+            ("2345-7", "5.6", "mmol/L"), ("2345-7", None, "mmol/L"),  # no value: not counted
+            ("1234-5", "9999", "x")]                                  # item without limits: not counted
+    return [{**audit(i), "JYMXLSH": f"L{i}", "LOINCDM": c, "JYDLJG": v, "JYJLDW": u}
+            for i, (c, v, u) in enumerate(vals)]
 
 
 # rule id → (status, violated, denominator)
@@ -232,6 +277,11 @@ EXPECTED = {
     "P01.visit.JZJSSJ.JZKSSJ": ("Failed", 1, 5),
     "C01.visit.JZKSSJ": ("Failed", 1, 6),
     "K04.visit.total": ("Failed", 2, 6),
+    "K05.visit.ZDDM": ("Failed", 4, 6),
+    "K03.visit.NLS": ("Failed", 2, 4),
+    "S09.visit.ZDDM": ("Failed", 2, 6),
+    "T02.visit.JZJSSJ": ("Failed", 1, 6),
+    "P07.lab.JYDLJG": ("Failed", 3, 5),
     "X01.visit.long": ("Passed", 0, 6),
     "X02.visit.bad_label": ("Error", None, None),
     "R01.fee.JZLSH": ("Failed", 1, 12),
@@ -257,7 +307,8 @@ def build_fixture(url: str, folder: Path, ops: str | None = None):
     create_frontend(engine, physical)
     md = MetaData()
     with engine.begin() as conn:
-        for tid, rows in (("patient", patient_rows()), ("visit", visit_rows()), ("fee", fee_rows())):
+        for tid, rows in (("patient", patient_rows()), ("visit", visit_rows()), ("fee", fee_rows()),
+                          ("lab", lab_rows())):
             conn.execute(insert(target_table(physical.get(tid), physical.defaults, md)), rows)
     return engine, specs, load_config(exp_dir)
 
@@ -292,7 +343,7 @@ def test_each_template_finds_exactly_the_injected_faults(fixture_db):
     assert ID_M not in blob and "张三" not in blob
     # scores exist for every dimension that had applicable rules, with a grade
     assert out.scores["overall"] is not None and out.scores["grade"]
-    assert set(out.scores["tables"]) == {"patient", "visit", "fee", "empty_tab"}
+    assert set(out.scores["tables"]) == {"patient", "visit", "fee", "lab", "empty_tab"}
     assert out.scores["tables"]["empty_tab"]["not_applicable"] >= 3
     # stored per run in the ops schema
     from hipbridge.quality.store import load_results, past_runs
@@ -389,3 +440,159 @@ def test_why_length_rules_are_ours_gx_counts_bytes_on_mariadb(tmp_path, hb_home,
     ours = {r.rule_id: r for r in check_database(engine, specs, ["patient"], cfg=cfg, domains=DOMAINS.get,
                                                   now=NOW, store=False).results}
     assert ours["S06.patient.XM"].violated == 1                   # only 司马相如君 (5 characters)
+
+
+def test_new_templates_on_a_subset_dictionary_and_on_empty_tables(tmp_path, hb_home):
+    """S09 on a dictionary shipped as a subset is a warning with the note; K03/K05/S09 on no rows: Not Applicable."""
+    from hipbridge.quality.check import check_database
+    from sqlalchemy import text
+
+    engine, specs, cfg = build_fixture(f"sqlite:///{tmp_path / 'n.db'}", tmp_path)
+
+    def domains(d):
+        return DOMAINS.get(d)
+
+    domains.status = lambda d: "subset" if d == "ICD-10" else "complete"   # as mappings/standard/_domains.yaml
+    out = check_database(engine, specs, ["visit"], cfg=cfg, domains=domains, now=NOW, store=False)
+    s09 = next(r for r in out.results if r.rule_id == "S09.visit.ZDDM")
+    assert (s09.status, s09.violated, s09.severity) == ("Failed", 2, "warning")
+    assert s09.message.endswith(cfg.raw["incomplete_domain"]["note"])
+    assert {tuple(s.values()) for s in s09.samples} == {("V1", ORG), ("V4", ORG)}
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM MZJZJL"))
+    out = check_database(engine, specs, ["visit"], cfg=cfg, domains=DOMAINS.get, now=NOW, store=False)
+    got = {r.rule_id: r.status for r in out.results}
+    assert got["K03.visit.NLS"] == got["K05.visit.ZDDM"] == got["S09.visit.ZDDM"] == "Not Applicable"
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "mariadb"])
+def test_c05_discharged_inpatients_have_a_child_record(dialect, tmp_path, hb_home, request):
+    """C05 (expectations/cross_table.yaml) on the project's own specs: 10 discharges, 2 without any child."""
+    from hipbridge.quality.check import check_database
+
+    url = f"sqlite:///{tmp_path / 'c05.db'}" if dialect == "sqlite" else request.getfixturevalue("mariadb_url")
+    specs = load_specs(ROOT / "table_specs").require_valid()
+    cfg = load_config(ROOT / "expectations")
+    engine = engine_for(url, ops_schema_name(specs.defaults))
+    md = MetaData()
+    tabs = {t: target_table(specs.get(t), specs.defaults, md)
+            for t in ("ip_discharge", "mr_homepage", "discharge_summary", "fee_settlement")}
+    md.create_all(engine)
+
+    def row(**kw):
+        return {"YLJGDM": ORG, "XGBZ": "1", **kw}
+
+    with engine.begin() as conn:
+        conn.execute(insert(tabs["ip_discharge"]), [row(ZYJZLSH=f"Z{i}") for i in range(10)]
+                     + [row(ZYJZLSH="Z10", XGBZ="3")])                       # revoked: not in the denominator
+        conn.execute(insert(tabs["mr_homepage"]), [row(ZYJZLSH=f"Z{i}") for i in (0, 1, 2)]
+                     + [row(ZYJZLSH="Z7", XGBZ="3")])                        # a revoked homepage does not count
+        conn.execute(insert(tabs["discharge_summary"]), [row(CYXJLSH=f"S{i}", ZYJZLSH=f"Z{i}") for i in (3, 4)])
+        conn.execute(insert(tabs["fee_settlement"]),
+                     [row(JSLSH=f"J{i}", ZYJZLSH=f"Z{i}", JSLXDM="3") for i in (5, 6)]
+                     + [row(JSLSH="J8", ZYJZLSH="Z8", JSLXDM="4"),          # 中途结算 only: no coverage
+                        row(JSLSH="J9", ZYJZLSH="Z9", JSLXDM="3")])
+    out = check_database(engine, specs, ["ip_discharge"], cfg=cfg, domains=lambda d: None, now=NOW, store=False)
+    c05 = next(r for r in out.results if r.rule_id == "C05.ip_discharge.children")
+    assert (c05.status, c05.violated, c05.denominator, c05.severity) == ("Failed", 2, 10, "warning")
+    assert {s["ZYJZLSH"] for s in c05.samples} == {"Z7", "Z8"}
+    with engine.begin() as conn:
+        conn.execute(tabs["ip_discharge"].delete())
+    out = check_database(engine, specs, ["ip_discharge"], cfg=cfg, domains=lambda d: None, now=NOW, store=False)
+    assert next(r for r in out.results if r.rule_id == "C05.ip_discharge.children").status == "Not Applicable"
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "mariadb", "postgresql"])
+def test_t03_counts_days_without_uploads(dialect, tmp_path, hb_home, request, monkeypatch):
+    """T03: fee uploaded on 5 of the 6 whole days since its first upload → 1 gap day; a sparse table is N/A."""
+    from hipbridge.quality.check import check_database
+    from sqlalchemy import text
+
+    if dialect == "sqlite":
+        url = f"sqlite:///{tmp_path / 't03.db'}"
+    elif dialect == "mariadb":
+        url = request.getfixturevalue("mariadb_url")
+    else:
+        url = request.getfixturevalue("postgres_url")
+        monkeypatch.setenv("HIPBRIDGE_OPS_SCHEMA", "hb_quality_ops")
+    engine, specs, cfg = build_fixture(url, tmp_path)
+    q = engine.dialect.identifier_preparer.quote
+    today = datetime.combine(NOW.date(), datetime.min.time())
+    ago = [6, 6, 5, 4, 2, 1, 1, 1, 0, 0, 4, 5]               # F0a … F5b: nothing 3 days ago; today is not counted
+    with engine.begin() as conn:
+        for i, key in enumerate(f"F{n}{s}" for n in range(6) for s in "ab"):
+            conn.execute(text(f"UPDATE {q('FYMX')} SET {q('SJCJSJ')} = :t WHERE {q('MXLSH')} = :k"),
+                         {"t": today - timedelta(days=ago[i]) + timedelta(hours=9), "k": key})
+        for i in range(6):                                     # visits: uploads only 10 and 1 days ago
+            conn.execute(text(f"UPDATE {q('MZJZJL')} SET {q('SJCJSJ')} = :t WHERE {q('JZLSH')} = :k"),
+                         {"t": today - timedelta(days=10 if i < 3 else 1, hours=-8), "k": f"V{i}"})
+    out = check_database(engine, specs, ["fee", "visit", "empty_tab"], cfg=cfg, domains=DOMAINS.get, now=NOW,
+                         store=False)
+    by_id = {r.rule_id: r for r in out.results}
+    t03 = by_id["T03.fee.SJCJSJ"]
+    assert (t03.status, t03.violated, t03.denominator) == ("Failed", 1, 6)
+    assert t03.samples == [{"日期": (NOW.date() - timedelta(days=3)).isoformat()}]
+    assert "30天" in t03.message
+    visit = by_id["T03.visit.SJCJSJ"]                          # 2 of 10 days (< min_active_share 50 %)
+    assert visit.status == "Not Applicable" and "20%" in visit.error
+    assert by_id["T03.empty_tab.SJCJSJ"].status == "Not Applicable"
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "mariadb"])
+def test_c03_registrations_without_an_uploaded_visit(dialect, tmp_path, hb_home, request):
+    """C03 (expectations/cross_table.yaml): 8 past, valid 挂号; 2 without a (not revoked) visit (25 % > 5 %)."""
+    from hipbridge.quality.check import check_database
+
+    url = f"sqlite:///{tmp_path / 'c03.db'}" if dialect == "sqlite" else request.getfixturevalue("mariadb_url")
+    specs = load_specs(ROOT / "table_specs").require_valid()
+    cfg = load_config(ROOT / "expectations")
+    engine = engine_for(url, ops_schema_name(specs.defaults))
+    md = MetaData()
+    reg, visit = (target_table(specs.get(t), specs.defaults, md) for t in ("op_registration", "op_visit"))
+    md.create_all(engine)
+    past, today = NOW.date() - timedelta(days=2), NOW.date()
+
+    def row(i, **kw):
+        return {"YLJGDM": ORG, "XGBZ": "1", "GHLSH": f"G{i}", "MZJZLSH": f"M{i}", "MZRQ": past, "THBZ": "0", **kw}
+
+    regs = [row(i) for i in range(8)]
+    regs += [row(8, THBZ="1"), row(9, XGBZ="3"), row(10, MZRQ=today)]   # 退号, revoked, today: not counted
+    with engine.begin() as conn:
+        conn.execute(insert(reg), regs)
+        conn.execute(insert(visit), [{"YLJGDM": ORG, "XGBZ": "1", "MZJZLSH": f"M{i}"} for i in range(6)]
+                     + [{"YLJGDM": ORG, "XGBZ": "3", "MZJZLSH": "M6"}])  # revoked visit: M6 uncovered
+    out = check_database(engine, specs, ["op_registration"], cfg=cfg, domains=lambda d: None, now=NOW,
+                         store=False)
+    c03 = next(r for r in out.results if r.rule_id == "C03.op_registration.visits")
+    assert (c03.status, c03.violated, c03.denominator, c03.severity) == ("Failed", 2, 8, "error")
+    assert {s["GHLSH"] for s in c03.samples} == {"G6", "G7"}
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "mariadb"])
+def test_r04_lab_report_visit_of_another_patient(dialect, tmp_path, hb_home, request):
+    """R04 (expectations/cross_table.yaml): 6 reports; 2 name a HIS visit that belongs to another patient."""
+    from hipbridge.quality.check import check_database
+
+    url = f"sqlite:///{tmp_path / 'r04.db'}" if dialect == "sqlite" else request.getfixturevalue("mariadb_url")
+    specs = load_specs(ROOT / "table_specs").require_valid()
+    cfg = load_config(ROOT / "expectations")
+    engine = engine_for(url, ops_schema_name(specs.defaults))
+    md = MetaData()
+    lab, opv, ipa = (target_table(specs.get(t), specs.defaults, md) for t in ("lab_report", "op_visit", "ip_admission"))
+    md.create_all(engine)
+    a = {"YLJGDM": ORG, "XGBZ": "1"}
+    reports = [("1", "M1", "-", "P1"),        # matches the HIS visit
+               ("2", "M2", "-", "P9"),        # R04 ×1: M2 is P2's visit
+               ("3", "-", "Z1", "P1"),        # matches
+               ("3", "-", "Z2", "P1"),        # R04 ×1: Z2 is P2's stay
+               ("1", "M404", "-", "P1"),      # visit not uploaded: R01's finding, not R04's
+               ("1", "M1", "-", None)]        # no patient id: not counted
+    with engine.begin() as conn:
+        conn.execute(insert(opv), [{**a, "MZJZLSH": "M1", "HZWYBSH": "P1"}, {**a, "MZJZLSH": "M2", "HZWYBSH": "P2"}])
+        conn.execute(insert(ipa), [{**a, "ZYJZLSH": "Z1", "HZWYBSH": "P1"}, {**a, "ZYJZLSH": "Z2", "HZWYBSH": "P2"}])
+        conn.execute(insert(lab), [{**a, "JYJLLSH": f"R{i}", "JZSJLXDM": t, "MZJZLSH": m, "ZYJZLSH": z, "HZWYBSH": p}
+                                   for i, (t, m, z, p) in enumerate(reports)])
+    out = check_database(engine, specs, ["lab_report"], cfg=cfg, domains=lambda d: None, now=NOW, store=False)
+    r04 = next(r for r in out.results if r.rule_id == "R04.lab_report.patient")
+    assert (r04.status, r04.violated, r04.denominator, r04.severity) == ("Failed", 2, 5, "warning")
+    assert {s["JYJLLSH"] for s in r04.samples} == {"R1", "R3"}

@@ -43,6 +43,10 @@ class SqlDialect:
             return f"EXTRACT(EPOCH FROM (CAST({later} AS TIMESTAMP) - CAST({earlier} AS TIMESTAMP)))"
         return f"((julianday({later}) - julianday({earlier})) * 86400.0)"
 
+    def day(self, expr: str) -> str:
+        """The calendar date of a timestamp (GROUP BY day)."""
+        return {"mysql": f"DATE({expr})", "postgresql": f"CAST({expr} AS DATE)"}.get(self.name, f"date({expr})")
+
     def trim_lower(self, expr: str, cast: bool = True) -> str:
         """Normalised text for placeholder checks; `cast=False` for columns that are text already."""
         if not cast:

@@ -17,7 +17,7 @@ import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, text
@@ -169,6 +169,8 @@ class Evaluator:
         for r in runnable:
             if r.kind == "unique":
                 results[r.rule_id] = self._safe(self._unique, r, scope)
+            elif r.kind == "days":
+                results[r.rule_id] = self._safe(self._days, r, scope)
         id_rules = [r for r in runnable if r.kind == "idcard"]
         for res in self._idcards(id_rules, scope):
             results[res.rule_id] = res
@@ -271,6 +273,37 @@ class Evaluator:
                           f"HAVING COUNT(*) > 1 LIMIT {int(lim)}")
             rows_ = self._exec(sample_sql, params).all()
             res.samples = [self._key_row(scope, r, rule.columns) for r in rows_]
+        return res
+
+    # ------------------------------------------------------------ continuity (T03): days without uploads
+    def _days(self, rule: Rule, scope: Scope) -> RuleResult:
+        col = f"t.{self.sql.q(rule.extra['column'])}"
+        day = self.sql.day(col)
+        today = self.base_params.get("hb_today") or date.today()
+        since = today - timedelta(days=int(rule.extra["days"]))
+        params = {**self._params(scope, rule), "hb_since": f"{since:%Y-%m-%d} 00:00:00",
+                  "hb_until": f"{today:%Y-%m-%d} 00:00:00"}
+        first_sql = f"SELECT COUNT(*), MIN({col}) FROM {scope.from_sql} t{self._where(scope)}"
+        n, first = self._exec(first_sql, params).one()
+        if not n:
+            return _result(rule, NOT_APPLICABLE, 0, 0, None, error="表中无数据", sql=first_sql)
+        sql = (f"SELECT {day}, COUNT(*) FROM {scope.from_sql} t"
+               f"{self._where(scope, f'{col} >= :hb_since', f'{col} < :hb_until')} GROUP BY {day}")
+        active = {str(d)[:10] for d, c in self._exec(sql, params).all() if c}
+        start = since
+        if first is not None:
+            start = max(since, date.fromisoformat(str(first)[:10]))
+        period = [(start + timedelta(days=i)).isoformat() for i in range((today - start).days)]
+        if not period:
+            return _result(rule, NOT_APPLICABLE, 0, 0, None, error="统计期内尚无完整的上传日", sql=sql)
+        share = sum(1 for d in period if d in active) / len(period)
+        if share < float(rule.extra["min_active_share"]):
+            return _result(rule, NOT_APPLICABLE, 0, 0, None, sql=sql,
+                           error=f"非每日上传的表(有上传的天数占{share:.0%})")
+        gaps = [d for d in period if d not in active]
+        status, pct = _status(len(gaps), len(period), rule.threshold)
+        res = _result(rule, status, len(gaps), len(period), pct, sql=sql)
+        res.samples = [{"日期": d} for d in gaps[: self.cfg.sample_keys]]
         return res
 
     # ------------------------------------------------------------ samples

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hipbridge.spec import SpecSet, TableSpec
+from hipbridge.spec import SpecSet, TableSpec, parse_duration
 
 from .config import QualityConfig
 from .dialect import SqlDialect
@@ -133,6 +133,7 @@ class _Builder:
         pk = spec.target.primary_key
         self.add("U01", list(pk), kind="unique", suffix="pk")
         gbcfg = self.cfg.gb11643
+        dictionaries = set(self.cfg.raw.get("dictionary_domains") or [])
         for col in spec.columns:
             ct, cn = col.ctype, self.c(col.name)
             notnull = f"{cn} IS NOT NULL"
@@ -145,8 +146,10 @@ class _Builder:
                 codes = self.domains(col.codes.domain)
                 if codes:
                     p = self.bind(sorted(codes))
-                    self.add("S01", [col.name], violation=f"{cn} NOT IN :{p}", filter=notnull,
-                             params=self._take(), domain=col.codes.domain)
+                    # 诊断 / 手术 dictionaries (ICD-10, ICD-9-CM-3) are reported under S09, other domains S01
+                    tid = "S09" if col.codes.domain in dictionaries else "S01"
+                    self.add(tid, [col.name], violation=f"{cn} NOT IN :{p}", filter=notnull,
+                             params=self._take(), domain=col.codes.domain, fmt={"dictionary": col.codes.domain})
                     self._incomplete_domain(col.codes.domain)
                     name_col = col.codes.name_column
                     if name_col and spec.column(name_col) is not None:
@@ -213,13 +216,116 @@ class _Builder:
                      fmt={"label": self.labels.get(pair.after, pair.after),
                           "before_label": self.labels.get(pair.before, pair.before)})
         self._timeliness()
+        self._continuity()
+        self._business_end()
+        self._sex_diagnosis()
+        self._age_consistency()
+        self._lab_limits()
         return self.rules
+
+    def _lab_limits(self) -> None:
+        """P07: a numeric lab result within the analyser's range for its item, in the item's unit."""
+        lcfg = self.cfg.raw.get("lab_limits") or {}
+        items = lcfg.get("items") or []
+        by_label = {c.label: c for c in self.spec.columns}
+
+        def first(key: str):
+            return next((by_label[lb] for lb in lcfg.get(key) or [] if lb in by_label), None)
+
+        item, value, unit = first("item_labels"), first("value_labels"), first("unit_labels")
+        if not (items and item and value and unit):
+            return
+        it, v, u = self.c(item.name), self.c(value.name), self.c(unit.name)
+        pat = self.bind(lcfg.get("numeric_pattern", r"^[+-]?[0-9]+([.][0-9]+)?$"))
+        is_num = self.sql.regexp(v, pat)
+        # CASE, not AND: the cast must never see a non-numeric text (PostgreSQL does not short-circuit AND)
+        num = f"(CASE WHEN {is_num} THEN CAST({v} AS DECIMAL(20,6)) END)"
+        alts = []
+        for entry in items:
+            pc, pu = self.bind(str(entry["code"])), self.bind(str(entry["unit"]).strip().lower())
+            plo, phi = self.bind(float(entry["min"])), self.bind(float(entry["max"]))
+            alts.append(f"({it} = :{pc} AND (LOWER(TRIM({u})) <> :{pu} OR {num} < :{plo} OR {num} > :{phi}))")
+        codes = self.bind([str(e["code"]) for e in items])
+        self.add("P07", [value.name, unit.name, item.name], violation="(" + " OR ".join(alts) + ")",
+                 filter=f"{it} IN :{codes} AND {v} IS NOT NULL AND {is_num}", params=self._take())
+
+    def _business_end(self) -> None:
+        """T02: upload (数据采集时间) within max_lag of the business end (门急诊 就诊结束时间, 住院 出院时间)."""
+        by_label = {c.label: c for c in self.spec.columns if c.ctype.is_temporal}
+        uploaded = self.defaults.audit("extracted_at").name
+        for entry in self.cfg.raw.get("business_end_timeliness") or []:
+            event = next((by_label[lb] for lb in entry.get("event_labels") or [] if lb in by_label), None)
+            if event is None:
+                continue
+            seconds = int(parse_duration(entry.get("max_lag", "24h")).total_seconds())
+            diff = self.sql.seconds_between(self.c(event.name), self.c(uploaded))
+            self.add("T02", [event.name, uploaded], violation=f"{diff} > {seconds}",
+                     filter=f"{self.c(event.name)} IS NOT NULL AND {self.c(uploaded)} IS NOT NULL",
+                     fmt={"kind": entry.get("kind", ""),
+                          "max_lag": f"{seconds / 3600:g}小时" if seconds % 3600 == 0 else f"{seconds}秒"})
+            return
+
+    def _continuity(self) -> None:
+        """T03: days without any upload (数据采集时间) in the period; counted by the engine (kind `days`)."""
+        ccfg = self.cfg.raw.get("continuity") or {}
+        days = int(ccfg.get("days", 30))
+        uploaded = self.defaults.audit("extracted_at").name
+        self.add("T03", [uploaded], kind="days", fmt={"days": days}, column=uploaded, days=days,
+                 min_active_share=float(ccfg.get("min_active_share", 0.5)))
+
+    def _sex_diagnosis(self) -> None:
+        """K05: a sex-specific diagnosis (code ranges in `sex_diagnosis`) on a patient of the other sex."""
+        kcfg = self.cfg.raw.get("sex_diagnosis") or {}
+        conflicts = kcfg.get("conflicts") or []
+        domains = set(kcfg.get("domains") or [])
+        sex_domain = self.cfg.gb11643.get("sex_domain")
+        sex_col = next((c.name for c in self.spec.columns if c.codes and c.codes.domain == sex_domain), None)
+        if not (conflicts and domains and sex_col):
+            return
+        n = int(kcfg.get("prefix_length", 3))
+        sex = self.c(sex_col)
+        for col in self.spec.columns:
+            if not (col.codes and col.codes.domain in domains):
+                continue
+            cn = self.c(col.name)
+            head = f"UPPER(SUBSTR({cn}, 1, {n}))"
+            alts = []
+            for conflict in conflicts:
+                ranges = []
+                for lo, hi in conflict.get("ranges") or []:
+                    plo, phi = self.bind(str(lo).upper()), self.bind(str(hi).upper())
+                    ranges.append(f"{head} BETWEEN :{plo} AND :{phi}")
+                if ranges:
+                    ps = self.bind(str(conflict["sex"]))
+                    alts.append(f"({sex} = :{ps} AND ({' OR '.join(ranges)}))")
+            if alts:
+                self.add("K05", [col.name, sex_col], violation="(" + " OR ".join(alts) + ")",
+                         filter=f"{cn} IS NOT NULL AND {sex} IS NOT NULL", params=self._take())
+
+    def _age_consistency(self) -> None:
+        """K03: 年龄 against (就诊日期 − 出生日期) in years, within `tolerance_years`."""
+        kcfg = self.cfg.raw.get("age_consistency") or {}
+        by_label = {c.label: c for c in self.spec.columns}
+        age = next((by_label[lb] for lb in kcfg.get("age_labels") or [] if lb in by_label), None)
+        birth = next((by_label[lb] for lb in self.cfg.gb11643.get("birth_date_labels") or []
+                      if lb in by_label and by_label[lb].ctype.is_temporal), None)
+        event = next((by_label[lb] for lb in kcfg.get("event_labels") or []
+                      if lb in by_label and by_label[lb].ctype.is_temporal), None)
+        if not (age and birth and event):
+            return
+        tol = float(kcfg.get("tolerance_years", 1))
+        a, b, e = self.c(age.name), self.c(birth.name), self.c(event.name)
+        years = f"({self.sql.seconds_between(b, e)} / 31557600.0)"      # 365.25 days
+        p = self.bind(tol)
+        self.add("K03", [age.name, birth.name, event.name], violation=f"ABS({a} - {years}) > :{p}",
+                 filter=f"{a} IS NOT NULL AND {b} IS NOT NULL AND {e} IS NOT NULL", params=self._take(),
+                 fmt={"event_label": event.label, "tolerance": f"{tol:g}"})
 
     def _incomplete_domain(self, domain: str) -> None:
         """A value domain shipped partial / as a subset: S01 findings are hints, not errors."""
         rule_cfg = self.cfg.raw.get("incomplete_domain") or {}
         status_of = getattr(self.domains, "status", None)
-        if not status_of or not self.rules or self.rules[-1].template != "S01":
+        if not status_of or not self.rules or self.rules[-1].template not in ("S01", "S09"):
             return
         if status_of(domain) in set(rule_cfg.get("statuses") or []):
             r = self.rules[-1]
