@@ -140,7 +140,7 @@ def text_frame():
         "d": pd.to_datetime(["2026-11-20", None, "1900-01-01", "2100-12-31"]).astype("datetime64[s]"),
         "t": pd.to_datetime(["2026-11-20 08:00:01", None, "2026-01-01 00:00:00", "2026-12-31 23:59:59"]).astype("datetime64[s]"),
         "n": [12.5, np.nan, -0.01, 9999999999.99],
-        "v": ["中文", "\"quoted\"", "NULL?", "x"],
+        "v": ["中文", "\"quoted\"", "NULL", "x"],
     })
 
 
@@ -160,7 +160,7 @@ def test_bulk_loaders_round_trip_awkward_text(db, request, text_frame):
     assert [str(r[2]) if r[2] else None for r in rows] == ["2026-11-20", None, "1900-01-01", "2100-12-31"]
     assert rows[0][3] == datetime(2026, 11, 20, 8, 0, 1) and rows[1][3] is None
     assert [None if r[4] is None else float(r[4]) for r in rows] == [12.5, None, -0.01, 9999999999.99]
-    assert [r[5] for r in rows] == ["中文", "\"quoted\"", "NULL?", "x"]
+    assert [r[5] for r in rows] == ["中文", "\"quoted\"", "NULL", "x"]
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -181,12 +181,14 @@ def test_any_text_survives_load_data(mariadb_url, values):
     assert got == values
 
 
-def test_bulk_text_escapes_and_marks_null(text_frame):
-    body = bulk_text(text_frame, ["k", "s", "d"], frozenset({"d"})).decode()
+def test_bulk_text_quotes_values_and_marks_null_bare(text_frame):
+    body = bulk_text(text_frame, ["k", "s", "d", "v"], frozenset({"d"})).decode()
     lines = body.split("\n")
-    assert lines[0] == "1\ttab\\there\t2026-11-20"
-    assert lines[1] == "2\tline\\nbreak\\r\t\\N"
-    assert lines[3] == "4\t\\N\t2100-12-31"
+    assert lines[0] == '"1"\t"tab\there"\t"2026-11-20"\t"中文"'
+    assert lines[1] == '"2"\t"line'  # the newline stays inside its quoted value
+    assert lines[2] == 'break\r"\tNULL\t"""quoted"""'
+    assert lines[3] == '"3"\t"back\\slash \\N"\t"1900-01-01"\t"NULL"'  # the text NULL, quoted
+    assert lines[4] == '"4"\tNULL\t"2100-12-31"\t"x"'
 
 
 def test_digest_is_stable_across_processes():

@@ -21,8 +21,8 @@ from datetime import datetime
 
 import numpy as np
 import pandas as pd
-from pandas.api.types import infer_dtype, is_datetime64_any_dtype
-from sqlalchemy import Column, Date, DateTime, Index, MetaData, PrimaryKeyConstraint, Table, text
+from pandas.api.types import is_datetime64_any_dtype
+from sqlalchemy import Column, Date, DateTime, Index, MetaData, PrimaryKeyConstraint, String, Table, text
 from sqlalchemy.engine import Connection
 
 from hipbridge.spec import Defaults, TableSpec
@@ -33,6 +33,7 @@ from .frontend import target_columns
 
 
 BATCH_TABLE_SEP = "__"
+FLAG_COLUMN = "hb_flag"  # a keyed staging table's own column: not loaded, set by publish
 
 
 def batch_table_name(staging_name: str, batch_id: str) -> str:
@@ -53,11 +54,18 @@ def batch_staging_table(staging: Table, batch_id: str, primary_key: list[str], d
     name = batch_table_name(staging.name, batch_id)
     keyed = dialect in ("mysql", "mariadb")
     cols = [Column(c.name, c.type, nullable=not (keyed and c.name in primary_key)) for c in staging.columns]
+    if keyed:  # 修改标志 decided at publish, written in place (see _SQL.flag_in_place)
+        cols.append(Column(FLAG_COLUMN, String(4), nullable=True))
     extra = [PrimaryKeyConstraint(*primary_key)] if keyed else [Index(f"ix_{name}", *primary_key)]
     # MariaDB: Aria, not InnoDB — a disposable table needs no undo/redo, and the gate and publish
     # scan it several times (measured: see docs/transfer.md)
     kwargs = {"mysql_engine": "Aria"} if mariadb and os.environ.get("HIPBRIDGE_STAGING_ENGINE", "aria") == "aria" else {}
     return Table(name, md, *cols, *extra, schema=staging.schema, **kwargs)
+
+
+def loaded_columns(staging: Table) -> list[str]:
+    """The staging columns a loader fills (all but the flag publish writes)."""
+    return [c.name for c in staging.columns if c.name != FLAG_COLUMN]
 
 
 def frame_records(frame: pd.DataFrame, columns: list[str], date_columns: frozenset[str] = frozenset()) -> list[dict]:
@@ -74,65 +82,61 @@ def frame_records(frame: pd.DataFrame, columns: list[str], date_columns: frozens
 
 
 # ---------------------------------------------------------------- text for bulk loaders
+#
+# One text form serves LOAD DATA (MySQL/MariaDB) and COPY (PostgreSQL): tab-separated, every value
+# in double quotes (a quote inside doubled), NULL as the bare word NULL — so the text "NULL" (quoted)
+# and SQL NULL (bare) stay apart, and tabs, newlines and backslashes need no escaping. Arrow's CSV
+# writer (C++) produces it; measured on a 50,000-row, 36-column conformed chunk it took 0.13 s
+# against 0.26 s for per-row Python joins.
 
-_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+LOADER_NULL = "NULL"
+MYSQL_LOAD_FORMAT = ("CHARACTER SET utf8mb4 FIELDS TERMINATED BY '\\t' ENCLOSED BY '\"' ESCAPED BY '' "
+                     "LINES TERMINATED BY '\\n'")
+POSTGRES_COPY_FORMAT = f"(FORMAT csv, DELIMITER E'\\t', NULL '{LOADER_NULL}')"
 
 
-def _escape(v: str) -> str:
-    return v.translate(_ESCAPES)
+def _arrow_column(series: pd.Series, date_only: bool = False):
+    import pyarrow as pa
 
-
-def _text_column(series: pd.Series, date_only: bool = False) -> np.ndarray:
-    """One column as an object array of str in the bulk loader's text form, NULL as \\N.
-
-    Both MySQL's LOAD DATA (default FIELDS/LINES) and PostgreSQL's COPY text format read
-    tab-separated fields with backslash escapes and ISO timestamps ('2026-11-20T08:00:00').
-    """
-    null = "\\N"
     dtype = series.dtype
-    missing = series.isna().to_numpy()
     if is_datetime64_any_dtype(dtype):
-        unit = "D" if date_only else "s"
-        out = np.datetime_as_string(series.to_numpy(dtype=f"datetime64[{unit}]"), unit=unit).astype(object)
-    elif str(dtype) == "Int64" or dtype.kind in "iu":
-        out = series.astype(str).to_numpy(dtype=object)
-    elif dtype.kind == "f":  # shortest round-trip form, e.g. 12.5; MariaDB and PostgreSQL read it exactly
-        out = np.array(list(map(repr, series.to_numpy(dtype="float64").tolist())), dtype=object)
-    else:
-        out = series.to_numpy(dtype=object)
-        if missing.any():
-            out = out.copy()
-            out[missing] = ""
-        if infer_dtype(out, skipna=False) != "string":  # numbers in a text column
-            out = np.array([str(v) for v in out], dtype=object)
-        joined = "\x01".join(out)
-        if "\\" in joined or "\t" in joined or "\n" in joined or "\r" in joined:
-            out = np.array([_escape(v) for v in out], dtype=object)
-    if missing.any():
-        out = out.copy()
-        out[missing] = null
-    return out
+        values = series.to_numpy(dtype="datetime64[s]")
+        arr = pa.array(values, type=pa.timestamp("s"), mask=np.isnat(values))
+        return arr.cast(pa.date32()) if date_only else arr
+    if str(dtype) == "Int64" or dtype.kind in "iu":
+        return pa.array(series, type=pa.int64(), from_pandas=True)
+    if dtype.kind == "f":  # shortest round-trip form, e.g. 12.5; MariaDB and PostgreSQL read it exactly
+        return pa.array(series, type=pa.float64(), from_pandas=True)
+    try:
+        return pa.array(series, type=pa.string(), from_pandas=True)
+    except (pa.ArrowTypeError, pa.ArrowInvalid):  # numbers in a text column
+        values = series.to_numpy(dtype=object)
+        return pa.array([None if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)) else str(v)
+                         for v in values], type=pa.string())
 
 
-_TEXT_BLOCK = 10_000  # rows turned into text at a time: bounds the per-cell str objects alive at once
+def loader_table(frame: pd.DataFrame, columns: list[str], date_only: frozenset[str] = frozenset()):
+    import pyarrow as pa
+
+    return pa.table([_arrow_column(frame[c], c in date_only) for c in columns], names=columns)
 
 
 def bulk_text(frame: pd.DataFrame, columns: list[str], date_only: frozenset[str] = frozenset()) -> bytes:
-    """Tab-separated, backslash-escaped rows (MySQL LOAD DATA defaults, PostgreSQL COPY text format)."""
+    """The loader text of a frame as bytes (see the format above)."""
     out = io.BytesIO()
     write_bulk_text(out, frame, columns, date_only)
     return out.getvalue()
 
 
 def write_bulk_text(out, frame: pd.DataFrame, columns: list[str], date_only: frozenset[str] = frozenset()) -> None:
-    """Write the loader text of a frame to a binary file, a block of rows at a time."""
-    for lo in range(0, len(frame), _TEXT_BLOCK):
-        block = frame.iloc[lo:lo + _TEXT_BLOCK]
-        cols = [_text_column(block[c], c in date_only) for c in columns]
-        body = "\n".join(["\t".join(row) for row in zip(*cols)])
-        del cols
-        out.write(body.encode("utf-8"))
-        out.write(b"\n")
+    """Write the loader text of a frame (or of an Arrow table with those columns) to a binary file."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    table = frame if isinstance(frame, pa.Table) else loader_table(frame, columns, date_only)
+    if table.num_rows:
+        pcsv.write_csv(table.select(columns), out, pcsv.WriteOptions(
+            include_header=False, delimiter="\t", null_string=LOADER_NULL, quoting_style="all_valid"))
 
 
 def _date_only(staging: Table) -> frozenset[str]:
@@ -142,8 +146,7 @@ def _date_only(staging: Table) -> frozenset[str]:
 def _load_file_mysql(conn: Connection, table: str, names: str, path: str, n: int, label: str,
                      replace: bool = False) -> None:
     sql = (f"LOAD DATA LOCAL INFILE '{path}' {'REPLACE ' if replace else ''}INTO TABLE {table} "
-           f"CHARACTER SET utf8mb4 FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' "
-           f"({names})")
+           f"{MYSQL_LOAD_FORMAT} ({names})")
     loaded = conn.exec_driver_sql(sql).rowcount
     # LOAD DATA LOCAL turns conversion errors into warnings: any warning means a value was changed
     problems = [tuple(r) for r in conn.exec_driver_sql("SHOW WARNINGS LIMIT 5") if r[0] != "Note"]
@@ -171,7 +174,8 @@ def _copy_postgresql(conn: Connection, staging: Table, frame: pd.DataFrame, cols
     names = ", ".join(prep.quote(c) for c in cols)
     cur = conn.connection.driver_connection.cursor()
     try:
-        cur.copy_expert(f"COPY {prep.format_table(staging)} ({names}) FROM STDIN", io.BytesIO(data))
+        cur.copy_expert(f"COPY {prep.format_table(staging)} ({names}) FROM STDIN WITH {POSTGRES_COPY_FORMAT}",
+                        io.BytesIO(data))
     finally:
         cur.close()
 
@@ -205,7 +209,7 @@ def stage_rows(conn: Connection, staging: Table, frame: pd.DataFrame) -> int:
     """
     if frame.empty:
         return 0
-    cols = [c.name for c in staging.columns]
+    cols = loaded_columns(staging)
     dialect = conn.dialect.name
     bulk = os.environ.get("HIPBRIDGE_BULK_LOAD", "1").lower() not in ("0", "false", "no", "off")
     if bulk and dialect in ("mysql", "mariadb"):
@@ -322,6 +326,36 @@ class _SQL:
             return f"CREATE TEMPORARY TABLE {self.CHANGED} (PRIMARY KEY ({pk})) ENGINE=InnoDB {select}"
         return f"CREATE TEMPORARY TABLE {self.CHANGED} AS {select}"
 
+    # -- keyed staging (MySQL/MariaDB): classify in place, no hb_changed and no join back
+    def flag_in_place(self) -> str:
+        """Write each staged row's 修改标志 into its own hb_flag (NULL: unchanged).
+
+        Measured at 1,000,000 rows: the hb_changed table plus the target upsert joined back to
+        staging took 17 s; this UPDATE (a sequential pass over the Aria table, key lookups into
+        ledger and target) plus upserts filtered on hb_flag took 8 s.
+        """
+        k0 = self.q(self.pk[0])
+        case = (f"CASE WHEN NOT {self.changed} THEN NULL WHEN s.hb_void = 1 THEN '{self.flags.voided}' "
+                f"WHEN l.{k0} IS NULL THEN '{self.flags.new}' ELSE '{self.flags.changed}' END")
+        return (f"UPDATE {self.stg} s LEFT JOIN {self.led} l ON {self._on('s', 'l')} "
+                f"LEFT JOIN {self.tgt} t ON {self._on('s', 't')} SET s.{FLAG_COLUMN} = {case} "
+                f"WHERE s.hb_batch = :batch")
+
+    def flagged_counts(self) -> str:
+        return (f"SELECT {FLAG_COLUMN}, COUNT(*) FROM {self.stg} WHERE hb_batch = :batch "
+                f"AND {FLAG_COLUMN} IS NOT NULL GROUP BY {FLAG_COLUMN}")
+
+    def write_target_flagged(self) -> str:
+        exprs = [f"s.{FLAG_COLUMN}" if c == self.flag_col else f"s.{self.q(c)}" for c in self.cols]
+        return self._upsert(self.tgt, self.cols, f"SELECT {', '.join(exprs)} FROM {self.stg} s "
+                                                 f"WHERE s.hb_batch = :batch AND s.{FLAG_COLUMN} IS NOT NULL")
+
+    def write_ledger_flagged(self) -> str:
+        cols = self.pk + ["hb_digest", "hb_flag", "hb_batch"]
+        exprs = [f"s.{self.q(k)}" for k in self.pk] + ["s.hb_digest", f"s.{FLAG_COLUMN}", ":batch"]
+        return self._upsert(self.led, cols, f"SELECT {', '.join(exprs)} FROM {self.stg} s "
+                                            f"WHERE s.hb_batch = :batch AND s.{FLAG_COLUMN} IS NOT NULL")
+
     def changed_counts(self) -> str:
         return f"SELECT hb_flag, COUNT(*) FROM {self.CHANGED} GROUP BY hb_flag"
 
@@ -373,16 +407,22 @@ def publish_batch(conn: Connection, spec: TableSpec, defaults: Defaults, staging
         staged = conn.execute(text(f"SELECT COUNT(*) FROM {sql.stg} WHERE hb_batch = :batch"),
                               params).scalar() or 0
     latest = conn.execute(text(sql.latest()), params).scalar() or 0
-    conn.execute(text(sql.drop_changed()))
-    conn.execute(text(sql.classify()), params)
-    by_flag = {str(f): int(n) for f, n in conn.execute(text(sql.changed_counts())).all()}
     flags = defaults.change_flags
+    in_place = unique and FLAG_COLUMN in staging.c and sql.dialect in ("mysql", "mariadb")
+    if in_place:
+        conn.execute(text(sql.flag_in_place()), params)
+        by_flag = {str(f): int(n) for f, n in conn.execute(text(sql.flagged_counts()), params).all()}
+    else:
+        conn.execute(text(sql.drop_changed()))
+        conn.execute(text(sql.classify()), params)
+        by_flag = {str(f): int(n) for f, n in conn.execute(text(sql.changed_counts())).all()}
     counts = PublishCounts(staged=int(staged), latest=int(latest), inserted=by_flag.get(flags.new, 0),
                            updated=by_flag.get(flags.changed, 0), voided=by_flag.get(flags.voided, 0))
     if counts.written:
-        conn.execute(text(sql.write_target()), params)
-        conn.execute(text(sql.write_ledger()), params)
-    conn.execute(text(sql.drop_changed()))
+        conn.execute(text(sql.write_target_flagged() if in_place else sql.write_target()), params)
+        conn.execute(text(sql.write_ledger_flagged() if in_place else sql.write_ledger()), params)
+    if not in_place:
+        conn.execute(text(sql.drop_changed()))
     if clear:
         conn.execute(text(sql.clear_staging()), params)
     return counts
@@ -413,7 +453,7 @@ class StagingWriter:
         self.staging = staging
         self.write_extra = write_extra
         self.dialect = engine.dialect.name
-        self.cols = [c.name for c in staging.columns]
+        self.cols = loaded_columns(staging)
         self.date_only = _date_only(staging)
         bulk = os.environ.get("HIPBRIDGE_BULK_LOAD", "1").lower() not in ("0", "false", "no", "off")
         self.threaded = bulk and self.dialect in ("mysql", "mariadb", "postgresql")
@@ -474,7 +514,7 @@ class StagingWriter:
         if self.dialect == "postgresql":
             cur = conn.connection.driver_connection.cursor()
             try:
-                cur.copy_expert(f"COPY {table} ({names}) FROM STDIN", io.BytesIO(payload))
+                cur.copy_expert(f"COPY {table} ({names}) FROM STDIN WITH {POSTGRES_COPY_FORMAT}", io.BytesIO(payload))
             finally:
                 cur.close()
             return

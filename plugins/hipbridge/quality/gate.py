@@ -76,7 +76,9 @@ def run_gate(engine: Engine, spec: TableSpec, specs: SpecSet, batch_id: str, sta
     rules = gate_rules(spec, specs, cfg, sql, domains)
     scope = Scope(from_sql=sql.table(staging_table.name, staging_table.schema), pk=list(spec.target.primary_key),
                   physical=physical_names(sql, specs), where="t.hb_batch = :hb_batch",
-                  params={"hb_batch": batch_id}, sensitive={c.name for c in spec.columns if c.sensitive})
+                  params={"hb_batch": batch_id}, sensitive={c.name for c in spec.columns if c.sensitive},
+                  unique_keys=[frozenset(c.name for c in staging_table.primary_key.columns)]
+                  if staging_table.primary_key.columns else [])
     with engine.connect() as conn:
         results = Evaluator(conn, cfg, sql, base_params(specs, cfg, local_now(specs))).run(rules, scope)
     blocking = [r for r in results if r.severity == "fatal"
