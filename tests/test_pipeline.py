@@ -95,6 +95,21 @@ def test_void_after_upload_is_flag_3_and_the_row_stays(ctx, mini):
     assert len(rows(ctx)) == 4
 
 
+def test_a_key_repeated_in_one_batch_publishes_its_last_row_once(ctx, mini):
+    # e.g. a source query that joins and returns a visit twice: the later row wins, once
+    mini.execute("INSERT INTO CLINIC_VISIT VALUES ('V2', 'P2', '2026-11-20 08:10:00', 33, '李四', 'N', "
+                 "'2026-11-20 09:06:00')")
+    r = sync_table("visit", ctx=ctx)
+    assert (r.status, r.extracted, r.published, r.quarantined) == ("published", 5, 5, 0)
+    assert r.inserted + r.voided == 4 and r.unchanged == 1  # the superseded row counts as unchanged
+    got = by_key(ctx)
+    assert len(rows(ctx)) == 4 and float(got["V2"]["JE"]) == 33
+    assert state.batch_row(ctx.engine, ctx.ops, r.batch_id)["duplicates"] == 1
+    before = rows(ctx)
+    again = sync_table("visit", "window", date(2026, 11, 20), date(2026, 11, 21), ctx=ctx)
+    assert again.inserted == again.updated == 0 and rows(ctx) == before
+
+
 def test_bad_rows_are_quarantined_with_reasons_and_counts_reconcile(ctx, mini):
     mini.add_bad_rows()
     r = sync_table("visit", ctx=ctx)

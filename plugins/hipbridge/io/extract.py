@@ -177,10 +177,90 @@ def slices(count, start: datetime, end: datetime, chunk_rows: int) -> Iterator[t
         pending.extend((x, y, None) for x, y in reversed(cuts))
 
 
-def _fast(engine: Engine, cx_url: str, sql: str, watermark_column: str, start: datetime, end: datetime,
-          chunk_rows: int) -> Iterator[pd.DataFrame]:
+def _arrow_frame(table) -> pd.DataFrame:
+    """An Arrow result as a DataFrame: text stays Arrow-backed (pandas' `str`), no Python object per value.
+
+    Decimals become float64 and dates datetime64, as connectorx's own pandas output gives them.
+    """
+    import pyarrow.compute as pc
+
+    from .arrow import pyarrow
+
+    pa = pyarrow()
+    for i, f in enumerate(table.schema):
+        if pa.types.is_decimal(f.type):
+            table = table.set_column(i, f.name, pc.cast(table.column(i), pa.float64()))
+    return table.to_pandas(date_as_object=False)
+
+
+def _read_fast(cx_url: str, query: str) -> pd.DataFrame:
     import connectorx as cx
 
+    from .arrow import pyarrow
+
+    pyarrow()  # before connectorx allocates the result
+
+    try:
+        table = cx.read_sql(cx_url, query, return_type="arrow")
+    except (RuntimeError, ValueError, TypeError) as exc:  # a type connectorx cannot give as Arrow
+        if "connect" in str(exc).lower():
+            raise
+        log.info("Arrow read failed (%s): reading the slice into pandas", exc)
+        return cx.read_sql(cx_url, query, return_type="pandas")
+    return _arrow_frame(table)
+
+
+_DONE = object()
+
+
+def _prefetched(items: Iterator, depth: int = 1) -> Iterator:
+    """Run an iterator in a background thread, one item ahead.
+
+    connectorx reads in Rust without the GIL, so the next slice is fetched (and the source
+    server works on it) while this thread conforms the current one. An error in the reader is
+    raised here, at the item where it happened.
+    """
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((_DONE, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            put((None, exc))
+
+    thread = threading.Thread(target=run, name="source-read", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, exc = q.get()
+            if exc is not None:
+                raise exc
+            if item is _DONE:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def _fast(engine: Engine, cx_url: str, sql: str, watermark_column: str, start: datetime, end: datetime,
+          chunk_rows: int) -> Iterator[pd.DataFrame]:
     dialect = engine.dialect
 
     def count(a: datetime, b: datetime) -> int:
@@ -188,12 +268,20 @@ def _fast(engine: Engine, cx_url: str, sql: str, watermark_column: str, start: d
             return int(conn.execute(text(count_sql(literal_window_sql(sql, watermark_column, dialect, a, b))))
                        .scalar() or 0)
 
-    for a, b, fits in slices(count, start, end, chunk_rows):
-        if not fits:
+    def reads():
+        for a, b, fits in slices(count, start, end, chunk_rows):
+            if fits:
+                yield _read_fast(cx_url, literal_window_sql(sql, watermark_column, dialect, a, b))
+            else:
+                yield (a, b)  # streamed by the consumer: a server-side cursor belongs to one thread
+
+    for item in _prefetched(reads()):
+        if isinstance(item, tuple):
+            a, b = item
             log.info("slice %s … %s holds more than %s rows: streaming it", a, b, chunk_rows)
             yield from _stream(engine, sql, watermark_column, a, b, chunk_rows)
-            continue
-        yield cx.read_sql(cx_url, literal_window_sql(sql, watermark_column, dialect, a, b), return_type="pandas")
+        else:
+            yield item
 
 
 def read_chunks(engine: Engine, sql: str, watermark_column: str | None, start: datetime, end: datetime,

@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    inspect,
     text,
 )
 from sqlalchemy.engine import Engine
@@ -59,6 +60,8 @@ def _core(md: MetaData) -> None:
         Column("voided", Integer, default=0),
         Column("unchanged", Integer, default=0),
         Column("quarantined", Integer, default=0),
+        Column("duplicates", Integer, comment="staged rows superseded by a later row with the same key "
+                                              "in the batch; NULL: not counted during transfer"),
         Column("run_id", String(250)),
         Column("message", Text),
         Index("ix_batch_log_table", "table_id", "started_at"),
@@ -114,8 +117,22 @@ def ensure_schema(engine: Engine, schema: str) -> None:
 
 
 def ensure_ops(engine: Engine, schema: str) -> Ops:
-    """Create the operations schema and every registered table that is missing."""
-    ensure_schema(engine, schema)
+    """Create the operations schema and every registered table that is missing; add missing columns.
+
+    Columns added in later versions are nullable, so an existing operations schema is upgraded in
+    place (never dropped).
+    """
     ops = ops_for(schema)
+    ensure_schema(engine, schema)
     ops.metadata.create_all(engine)
+    insp = inspect(engine)
+    for table in ops.metadata.sorted_tables:
+        have = {c["name"] for c in insp.get_columns(table.name, schema=table.schema)}
+        missing = [c for c in table.columns if c.name not in have]
+        if missing:
+            prep = engine.dialect.identifier_preparer
+            with engine.begin() as conn:
+                for col in missing:
+                    conn.execute(text(f"ALTER TABLE {prep.format_table(table)} ADD COLUMN {prep.quote(col.name)} "
+                                      f"{col.type.compile(dialect=engine.dialect)}"))
     return ops

@@ -168,12 +168,50 @@ def _has_edge_space(joined: str) -> bool:
     return bool(_LEADING_SPACE.search(joined) or _LEADING_SPACE.search(joined[::-1]))
 
 
+def _arrow_strings(series: pd.Series):
+    """The Arrow array behind an Arrow-backed text Series (pandas' `str` with pyarrow), else None."""
+    dtype = series.dtype
+    if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
+        import pyarrow as pa
+
+        return pa.array(series)
+    return None
+
+
+_EDGE_CONTROL = "^[\x1c-\x1f]|[\x1c-\x1f]$"  # Python's str.strip() also strips these; Arrow's trim does not
+
+
+def _plain_arrow_text(series: pd.Series, arr) -> tuple[pd.Series, pd.Series] | None:
+    """_plain_text in Arrow's C++ kernels, for text a fast read left in Arrow; None: values need stripping.
+
+    Same results as the object path (which handles stripping, so per-value semantics stay Python's).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    edges = pc.or_(pc.not_equal(pc.utf8_trim_whitespace(arr), arr), pc.match_substring_regex(arr, _EDGE_CONTROL))
+    if pc.any(edges).as_py():
+        return None
+    damaged = pc.fill_null(pc.match_substring(arr, "\ufffd"), False).to_numpy(zero_copy_only=False)
+    empty = pc.or_(pc.is_null(arr), pc.fill_null(pc.is_in(arr, value_set=pa.array(_EMPTY_MARKERS, type=arr.type)),
+                                                 False))
+    out = pc.if_else(empty, pa.scalar(None, arr.type), arr).to_pandas()
+    out.index = series.index
+    return out, pd.Series(damaged, index=series.index)
+
+
 def _plain_text(series: pd.Series) -> tuple[pd.Series, pd.Series]:
     """A column of str (and missing values): strip, empty markers → None, U+FFFD → damaged.
 
-    The checks run on the whole column joined into one string (C speed); the per-value work
-    (strip) only runs when some value actually has surrounding whitespace.
+    Text a fast read left in Arrow is checked by Arrow's kernels and stays in Arrow. Otherwise the
+    checks run on the whole column joined into one string (C speed); the per-value work (strip)
+    only runs when some value actually has surrounding whitespace.
     """
+    arr = _arrow_strings(series)
+    if arr is not None:
+        done = _plain_arrow_text(series, arr)
+        if done is not None:
+            return done
     values = series.to_numpy(dtype=object)
     missing = pd.isna(values)
     filled = values.copy() if missing.any() else values
@@ -186,7 +224,7 @@ def _plain_text(series: pd.Series) -> tuple[pd.Series, pd.Series]:
     damaged = np.zeros(len(values), dtype=bool)
     if "\ufffd" in joined:
         damaged = np.array(["\ufffd" in v for v in filled], dtype=bool)
-    empty = pd.Series(filled).isin(_EMPTY_MARKERS).to_numpy() | missing
+    empty = pd.Series(filled, dtype=object).isin(_EMPTY_MARKERS).to_numpy() | missing
     if empty.any():
         filled = filled.copy() if filled is values else filled
         filled[empty] = None
@@ -195,6 +233,11 @@ def _plain_text(series: pd.Series) -> tuple[pd.Series, pd.Series]:
 
 def text_lengths(text: pd.Series) -> np.ndarray:
     """Length in characters of each value (0 for missing)."""
+    arr = _arrow_strings(text)
+    if arr is not None:
+        import pyarrow.compute as pc
+
+        return pc.fill_null(pc.utf8_length(arr), 0).to_numpy(zero_copy_only=False).astype(np.int64)
     values = text.to_numpy(dtype=object)
     missing = pd.isna(values)
     if missing.any():

@@ -22,7 +22,9 @@ def check_batch(ctx, spec: TableSpec, batch: state.Batch, staging: Table) -> dic
         messages.append(f"隔离行占比 {100.0 * quarantined / extracted:.2f}% 超过阈值 {limit}%（{quarantined}/{extracted}）")
     from hipbridge.quality.gate import run_gate
 
-    outcome = run_gate(ctx.engine, spec, ctx.specs, batch.batch_id, staging)
+    # transfer counted the batch's duplicate keys: with none, uniqueness needs no GROUP BY
+    unique = [frozenset(spec.target.primary_key)] if row.get("duplicates") == 0 else None
+    outcome = run_gate(ctx.engine, spec, ctx.specs, batch.batch_id, staging, unique_keys=unique)
     if outcome.blocked:
         messages.append(getattr(outcome, "message", None) or "致命级质控规则未通过")
     return {"blocked": bool(messages), "message": "；".join(messages) or None,

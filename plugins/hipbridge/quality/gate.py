@@ -68,8 +68,12 @@ def gate_rules(spec: TableSpec, specs: SpecSet, cfg: QualityConfig, sql: SqlDial
 
 def run_gate(engine: Engine, spec: TableSpec, specs: SpecSet, batch_id: str, staging_table: Table, *,
              cfg: QualityConfig | None = None, domains: DomainCodes | None = None,
-             store: bool = True) -> GateOutcome:
-    """Check the rows of `staging_table` with hb_batch = batch_id; store results; say whether to block."""
+             store: bool = True, unique_keys: list[frozenset[str]] | None = None) -> GateOutcome:
+    """Check the rows of `staging_table` with hb_batch = batch_id; store results; say whether to block.
+
+    unique_keys: column sets already known to be unique in the batch (default: the staging
+    table's primary key, if it has one); uniqueness rules on them are not re-checked.
+    """
     cfg = cfg or cached_config()
     started = datetime.now()
     sql = SqlDialect(engine.dialect)
@@ -77,7 +81,8 @@ def run_gate(engine: Engine, spec: TableSpec, specs: SpecSet, batch_id: str, sta
     scope = Scope(from_sql=sql.table(staging_table.name, staging_table.schema), pk=list(spec.target.primary_key),
                   physical=physical_names(sql, specs), where="t.hb_batch = :hb_batch",
                   params={"hb_batch": batch_id}, sensitive={c.name for c in spec.columns if c.sensitive},
-                  unique_keys=[frozenset(c.name for c in staging_table.primary_key.columns)]
+                  unique_keys=unique_keys if unique_keys is not None else
+                  [frozenset(c.name for c in staging_table.primary_key.columns)]
                   if staging_table.primary_key.columns else [])
     with engine.connect() as conn:
         results = Evaluator(conn, cfg, sql, base_params(specs, cfg, local_now(specs))).run(rules, scope)
