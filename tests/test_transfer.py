@@ -306,3 +306,33 @@ def test_a_window_placeholder_in_a_comment_does_not_switch_off_the_window():
     assert wrapped.endswith("WHERE src.update_time >= :window_start AND src.update_time < :window_end")
     own = "SELECT a FROM t WHERE update_time >= :window_start AND update_time < :window_end"
     assert windowed_sql(own, "update_time", lambda n: n) == own
+
+
+# ---------------------------------------------------------------- Arrow and object text paths agree
+
+
+def test_python_whitespace_set_is_what_str_strip_removes():
+    from hipbridge.pipeline.conform import PY_WHITESPACE
+
+    assert set(PY_WHITESPACE) == {chr(c) for c in range(0x110000) if chr(c).isspace()}
+
+
+_TEXT = st.one_of(st.none(), st.sampled_from(["", "null", "NULL", "None", " x ", "\u3000中文\u3000", "a\ufffdb",
+                                              "\x1cx", "x\x85", "张三"]),
+                  st.text(alphabet=" \t\u3000\u00a0\x1cab中\ufffd", max_size=6))
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=st.lists(_TEXT, min_size=1, max_size=30))
+def test_arrow_text_path_gives_the_object_paths_values_and_digests(values):
+    # a fast read leaves text in Arrow; the streaming path gives Python objects: same rows out
+    from hipbridge.pipeline.conform import _column_hash, _plain_text
+
+    as_object = pd.Series(values, dtype=object)
+    as_arrow = pd.Series(values, dtype=pd.StringDtype("pyarrow", na_value=np.nan))
+    text_o, damaged_o = _plain_text(as_object)
+    text_a, damaged_a = _plain_text(as_arrow)
+    assert text_a.dtype != object  # stayed in Arrow
+    assert [None if pd.isna(v) else v for v in text_a] == [None if pd.isna(v) else v for v in text_o]
+    assert damaged_a.tolist() == damaged_o.tolist()
+    assert (_column_hash(text_a) == _column_hash(text_o)).all()

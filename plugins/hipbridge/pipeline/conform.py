@@ -174,25 +174,33 @@ def _arrow_strings(series: pd.Series):
     if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
         import pyarrow as pa
 
-        return pa.array(series)
+        arr = pa.array(series)
+        return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
     return None
 
 
-_EDGE_CONTROL = "^[\x1c-\x1f]|[\x1c-\x1f]$"  # Python's str.strip() also strips these; Arrow's trim does not
+# exactly the characters str.isspace() accepts, i.e. what str.strip() removes (tested)
+PY_WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680" + "".join(chr(c) for c in range(0x2000, 0x200B))
+                 + "\u2028\u2029\u202f\u205f\u3000")
+_FFFD = "\ufffd".encode()
 
 
-def _plain_arrow_text(series: pd.Series, arr) -> tuple[pd.Series, pd.Series] | None:
-    """_plain_text in Arrow's C++ kernels, for text a fast read left in Arrow; None: values need stripping.
+def _plain_arrow_text(series: pd.Series, arr) -> tuple[pd.Series, pd.Series]:
+    """_plain_text in Arrow's C++ kernels, for text a fast read left in Arrow; the text stays in Arrow.
 
-    Same results as the object path (which handles stripping, so per-value semantics stay Python's).
+    Per 50,000-value column: trim check 0.8 ms, U+FFFD looked for in the whole data buffer at
+    once (a per-value substring kernel took 4 ms), empty markers 0.4 ms.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    edges = pc.or_(pc.not_equal(pc.utf8_trim_whitespace(arr), arr), pc.match_substring_regex(arr, _EDGE_CONTROL))
-    if pc.any(edges).as_py():
-        return None
-    damaged = pc.fill_null(pc.match_substring(arr, "\ufffd"), False).to_numpy(zero_copy_only=False)
+    trimmed = pc.utf8_trim(arr, characters=PY_WHITESPACE)
+    if pc.any(pc.not_equal(trimmed, arr)).as_py():
+        arr = trimmed
+    damaged = np.zeros(len(arr), dtype=bool)
+    data = arr.buffers()[2]
+    if data is not None and data.to_pybytes().find(_FFFD) >= 0:
+        damaged = pc.fill_null(pc.match_substring(arr, "\ufffd"), False).to_numpy(zero_copy_only=False)
     empty = pc.or_(pc.is_null(arr), pc.fill_null(pc.is_in(arr, value_set=pa.array(_EMPTY_MARKERS, type=arr.type)),
                                                  False))
     out = pc.if_else(empty, pa.scalar(None, arr.type), arr).to_pandas()
@@ -203,15 +211,13 @@ def _plain_arrow_text(series: pd.Series, arr) -> tuple[pd.Series, pd.Series] | N
 def _plain_text(series: pd.Series) -> tuple[pd.Series, pd.Series]:
     """A column of str (and missing values): strip, empty markers → None, U+FFFD → damaged.
 
-    Text a fast read left in Arrow is checked by Arrow's kernels and stays in Arrow. Otherwise the
+    Text a fast read left in Arrow is handled by Arrow's kernels and stays in Arrow. Otherwise the
     checks run on the whole column joined into one string (C speed); the per-value work (strip)
     only runs when some value actually has surrounding whitespace.
     """
     arr = _arrow_strings(series)
     if arr is not None:
-        done = _plain_arrow_text(series, arr)
-        if done is not None:
-            return done
+        return _plain_arrow_text(series, arr)
     values = series.to_numpy(dtype=object)
     missing = pd.isna(values)
     filled = values.copy() if missing.any() else values
@@ -325,6 +331,15 @@ def _conform_column(name: str, label: str, ct: ColumnType, raw: pd.Series, reaso
 
 def _column_hash(series: pd.Series) -> np.ndarray:
     dtype = series.dtype
+    if _arrow_strings(series) is not None:
+        # hash each distinct value once (Arrow factorizes in C++): the same numbers as hashing
+        # every value of the object array below, 1 ms instead of 16 ms for a 50,000-row column
+        # with 500 distinct addresses
+        codes, uniques = pd.factorize(series)
+        values = np.empty(len(uniques) + 1, dtype=object)  # (np.append would drop the "\x00")
+        values[:-1] = np.asarray(uniques, dtype=object)
+        values[-1] = _MISSING_TEXT
+        return pd.util.hash_array(values, categorize=False)[codes]  # code -1 (missing) → the last
     if is_datetime64_any_dtype(dtype):
         values = series.to_numpy(dtype="datetime64[s]").view("i8")
     elif str(dtype) == "Int64":

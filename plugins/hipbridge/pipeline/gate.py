@@ -24,7 +24,8 @@ def check_batch(ctx, spec: TableSpec, batch: state.Batch, staging: Table) -> dic
 
     # transfer counted the batch's duplicate keys: with none, uniqueness needs no GROUP BY
     unique = [frozenset(spec.target.primary_key)] if row.get("duplicates") == 0 else None
-    outcome = run_gate(ctx.engine, spec, ctx.specs, batch.batch_id, staging, unique_keys=unique)
+    outcome = run_gate(ctx.engine, spec, ctx.specs, batch.batch_id, staging, unique_keys=unique,
+                       rows=extracted)
     if outcome.blocked:
         messages.append(getattr(outcome, "message", None) or "致命级质控规则未通过")
     return {"blocked": bool(messages), "message": "；".join(messages) or None,

@@ -115,8 +115,12 @@ class Context:
         _ = self.ops
         create_frontend(self.engine, self.specs, tables)
 
-    def tables_for(self, spec: TableSpec, batch: state.Batch | None = None):
-        """(staging, ledger) of a table; with a batch, the batch's own staging table."""
+    def tables_for(self, spec: TableSpec, batch: state.Batch | None = None, constants: dict | None = None):
+        """(staging, ledger) of a table; with a batch, the batch's own staging table.
+
+        constants: per-batch column values the staging table gets as defaults (transfer creates
+        the table with them; the other steps only need its name and columns).
+        """
         from hipbridge.io.load import batch_staging_table
 
         dialect = self.engine.dialect.name
@@ -124,7 +128,8 @@ class Context:
         staging = staging_table(spec, self.defaults, self.ops_schema, md, dialect)
         if batch is not None:
             staging = batch_staging_table(staging, batch.batch_id, list(spec.target.primary_key), dialect,
-                                          mariadb=bool(getattr(self.engine.dialect, "is_mariadb", False)))
+                                          mariadb=bool(getattr(self.engine.dialect, "is_mariadb", False)),
+                                          constants=constants)
         return staging, ledger_table(spec, self.defaults, self.ops_schema, md)
 
 
@@ -328,13 +333,26 @@ def transfer(ctx: Context, batch: state.Batch) -> dict:
         raise
 
 
+def _batch_constants(ctx: Context, spec: TableSpec, extracted_at: datetime, code: str, name: str) -> dict:
+    """Values every row of the batch shares, as conform writes them (see batch_staging_table)."""
+    d = ctx.defaults
+    out = {d.audit("org_code").name: code, d.audit("org_name").name: name,
+           d.audit("confidentiality").name: d.confidentiality, d.audit("extracted_at").name: extracted_at}
+    for col in spec.columns:  # constant text values; anything typed is left to the loader
+        v = col.value
+        if (isinstance(v, str) and col.codes is None and col.ctype.kind == "varchar" and v.strip() == v
+                and v not in ("", "null", "NULL", "None") and len(v) <= (col.ctype.length or 0)):
+            out[col.name] = v
+    return {k: v for k, v in out.items() if v is not None}
+
+
 def _transfer_once(ctx: Context, batch: state.Batch, spec: TableSpec, source: Engine) -> dict:
     from hipbridge.io.load import StagingWriter
 
-    staging, _ = ctx.tables_for(spec, batch)
     sql = ctx.specs.query_text(spec)
-    extracted_at = ctx.now()
+    extracted_at = ctx.now().replace(microsecond=0)
     code, name = org_code(ctx.defaults), org_name(ctx.defaults)
+    staging, _ = ctx.tables_for(spec, batch, constants=_batch_constants(ctx, spec, extracted_at, code, name))
     totals = {"extracted": 0, "staged": 0, "quarantined": 0}
     mapping_totals: dict[str, dict[str, int]] = {}
     _housekeeping(ctx, spec, batch)
