@@ -395,16 +395,34 @@ class _SQL:
         return (f"SELECT {FLAG_COLUMN}, COUNT(*) FROM {self.stg} WHERE {self.batch()} "
                 f"AND {FLAG_COLUMN} IS NOT NULL GROUP BY {FLAG_COLUMN}")
 
-    def write_target_flagged(self) -> str:
-        exprs = [f"s.{FLAG_COLUMN}" if c == self.flag_col else f"s.{self.q(c)}" for c in self.cols]
-        return self._upsert(self.tgt, self.cols, f"SELECT {', '.join(exprs)} FROM {self.stg} s "
-                                                 f"WHERE {self.batch('s')} AND s.{FLAG_COLUMN} IS NOT NULL")
+    # -- the table's first publish: an empty ledger makes every staged key new (or voided)
+    def ledger_is_empty(self) -> str:
+        # a locking read: a concurrent first publish of the same table waits (or deadlocks and is
+        # retried), so two batches cannot both take this path
+        return f"SELECT 1 FROM {self.led} LIMIT 1 FOR UPDATE"
 
-    def write_ledger_flagged(self) -> str:
+    @property
+    def first_flag(self) -> str:
+        return f"CASE WHEN s.hb_void = 1 THEN '{self.flags.voided}' ELSE '{self.flags.new}' END"
+
+    def first_counts(self) -> str:
+        return (f"SELECT CASE WHEN s.hb_void = 1 THEN '{self.flags.voided}' ELSE '{self.flags.new}' END, "
+                f"COUNT(*) FROM {self.stg} s WHERE {self.batch('s')} GROUP BY s.hb_void")
+
+    def write_target_flagged(self, first: bool = False) -> str:
+        flag = self.first_flag if first else f"s.{FLAG_COLUMN}"
+        exprs = [flag if c == self.flag_col else f"s.{self.q(c)}" for c in self.cols]
+        where = "" if first else f" AND s.{FLAG_COLUMN} IS NOT NULL"
+        return self._upsert(self.tgt, self.cols, f"SELECT {', '.join(exprs)} FROM {self.stg} s "
+                                                 f"WHERE {self.batch('s')}{where}")
+
+    def write_ledger_flagged(self, first: bool = False) -> str:
         cols = self.pk + ["hb_digest", "hb_flag", "hb_batch"]
-        exprs = [f"s.{self.q(k)}" for k in self.pk] + ["s.hb_digest", f"s.{FLAG_COLUMN}", ":batch"]
+        flag = self.first_flag if first else f"s.{FLAG_COLUMN}"
+        exprs = [f"s.{self.q(k)}" for k in self.pk] + ["s.hb_digest", flag, ":batch"]
+        where = "" if first else f" AND s.{FLAG_COLUMN} IS NOT NULL"
         return self._upsert(self.led, cols, f"SELECT {', '.join(exprs)} FROM {self.stg} s "
-                                            f"WHERE {self.batch('s')} AND s.{FLAG_COLUMN} IS NOT NULL")
+                                            f"WHERE {self.batch('s')}{where}")
 
     def changed_counts(self) -> str:
         return f"SELECT hb_flag, COUNT(*) FROM {self.CHANGED} GROUP BY hb_flag"
@@ -462,7 +480,12 @@ def publish_batch(conn: Connection, spec: TableSpec, defaults: Defaults, staging
     latest = staged if unique else (conn.execute(text(sql.latest()), params).scalar() or 0)
     flags = defaults.change_flags
     in_place = unique and heap and sql.dialect in ("mysql", "mariadb")
-    if in_place:
+    # the table's first publish (e.g. the first upload of its history): no ledger row to compare
+    # with, so no classification pass — every staged row is new, or voided
+    first = in_place and conn.execute(text(sql.ledger_is_empty())).first() is None
+    if first:
+        by_flag = {str(f): int(n) for f, n in conn.execute(text(sql.first_counts()), params).all()}
+    elif in_place:
         conn.execute(text(sql.flag_in_place()), params)
         by_flag = {str(f): int(n) for f, n in conn.execute(text(sql.flagged_counts()), params).all()}
     else:
@@ -472,8 +495,8 @@ def publish_batch(conn: Connection, spec: TableSpec, defaults: Defaults, staging
     counts = PublishCounts(staged=int(staged), latest=int(latest), inserted=by_flag.get(flags.new, 0),
                            updated=by_flag.get(flags.changed, 0), voided=by_flag.get(flags.voided, 0))
     if counts.written:
-        conn.execute(text(sql.write_target_flagged() if in_place else sql.write_target()), params)
-        conn.execute(text(sql.write_ledger_flagged() if in_place else sql.write_ledger()), params)
+        conn.execute(text(sql.write_target_flagged(first) if in_place else sql.write_target()), params)
+        conn.execute(text(sql.write_ledger_flagged(first) if in_place else sql.write_ledger()), params)
     if not in_place:
         conn.execute(text(sql.drop_changed()))
     if clear:
