@@ -166,3 +166,36 @@ def test_child_table_and_status_json(ctx, capsys):
 
 def test_hospital_day_bounds_are_local_midnights():
     assert hospital_day_bounds(date(2026, 11, 20)) == (datetime(2026, 11, 20), datetime(2026, 11, 21))
+
+
+def test_gate_in_two_parallel_halves_counts_like_one_scan(ctx, mini, monkeypatch):
+    if ctx.engine.dialect.name == "sqlite":
+        pytest.skip("halves run on server databases only")
+    import hipbridge.quality.gate as qgate
+    from hipbridge.pipeline import run
+
+    mini.execute("INSERT INTO CLINIC_VISIT VALUES ('V8', 'P8', '2099-01-01 08:00:00', 3, '周八', 'N', "
+                 "'2026-11-21 12:00:00')")  # a visit in the future: P02 fails, not fatal
+    batch = run.plan(ctx, "visit", "full")
+    run.transfer(ctx, batch)
+    spec = ctx.specs.get("visit")
+    staging, _ = ctx.tables_for(spec, batch)
+    one = qgate.run_gate(ctx.engine, spec, ctx.specs, batch.batch_id, staging, store=False)
+    monkeypatch.setattr(qgate, "PARALLEL_FROM_ROWS", 1)
+    halves = qgate.run_gate(ctx.engine, spec, ctx.specs, batch.batch_id, staging, store=False, rows=5)
+    counts = [(r.rule_id, r.status, r.violated, r.denominator) for r in one.results]
+    assert counts == [(r.rule_id, r.status, r.violated, r.denominator) for r in halves.results]
+    assert ("P02.visit.JZKSSJ", "Failed", 1, 5) in counts
+
+
+def test_an_operations_schema_from_an_older_version_gains_new_columns(ctx):
+    from hipbridge.io.ops import ensure_ops
+
+    sync_table("visit", ctx=ctx)
+    log_t = ctx.ops.table("batch_log")
+    prep = ctx.engine.dialect.identifier_preparer
+    with ctx.engine.begin() as c:  # batch_log as the previous version created it
+        c.exec_driver_sql(f"ALTER TABLE {prep.format_table(log_t)} DROP COLUMN duplicates")
+    ensure_ops(ctx.engine, ctx.ops_schema)
+    r = sync_table("visit", "full", ctx=ctx)
+    assert state.batch_row(ctx.engine, ctx.ops, r.batch_id)["duplicates"] == 0
