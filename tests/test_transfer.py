@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 import subprocess
 import sys
 from datetime import datetime
@@ -336,3 +337,47 @@ def test_arrow_text_path_gives_the_object_paths_values_and_digests(values):
     assert [None if pd.isna(v) else v for v in text_a] == [None if pd.isna(v) else v for v in text_o]
     assert damaged_a.tolist() == damaged_o.tolist()
     assert (_column_hash(text_a) == _column_hash(text_o)).all()
+
+
+def test_postgresql_source_fast_arrow_and_streaming_reads_agree(tmp_path, hb_home, postgres_url, monkeypatch):
+    # a PACS on PostgreSQL: connectorx reads it into Arrow (numeric → float, date, timestamp, text)
+    from tests.transfer_helpers import ROOT, SPEC
+
+    src = create_engine(postgres_url)
+    with src.begin() as c:
+        c.execute(text("""
+            CREATE TABLE visit_src AS
+            SELECT 'V' || lpad(g::text, 9, '0') AS id, 'P' || (g % 50) AS pid,
+                   (ARRAY['张三', ' 李四 ', '王小五', 'NULL'])[1 + g % 4] AS name, (1 + g % 2)::text AS sex,
+                   (DATE '1950-01-01' + g) AS birth, TIMESTAMP '2026-11-01 08:00:00' + g * INTERVAL '1 second' AS start_time,
+                   ((g % 500) / 4.0)::numeric(12, 2) AS fee, g % 9 AS n,
+                   CASE WHEN g % 7 = 0 THEN NULL ELSE '备注' || chr(9) || g END AS note,
+                   CASE WHEN g % 40 = 0 THEN 'C' ELSE 'N' END AS status,
+                   TIMESTAMP '2026-11-01 00:00:00' + g * INTERVAL '7 seconds' AS upd
+            FROM generate_series(1, 1200) g"""))
+    src.dispose()
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    shutil.copy(ROOT / "table_specs" / "_defaults.yaml", specs)
+    (specs / "visit.yaml").write_text(SPEC % {"chunk": 300}, encoding="utf-8")
+    monkeypatch.setenv("HIPBRIDGE_CONN_SRC", postgres_url)
+    dispose_all()
+    from hipbridge.io import extract
+
+    arrow_reads = []
+    read_fast = extract._read_fast
+    monkeypatch.setattr(extract, "_read_fast", lambda url, q: arrow_reads.append(q) or read_fast(url, q))
+    ctx = Context.create(specs, f"sqlite:///{tmp_path / 'fe.db'}")
+    first = sync_table("visit", "full", ctx=ctx)
+    assert (first.status, first.extracted, first.quarantined) == ("published", 1200, 0)
+    assert len(arrow_reads) >= 4  # in slices of about 300 rows
+    with ctx.engine.connect() as c:
+        names = dict(c.execute(text("SELECT JZLSH, XM FROM MZJZJL WHERE JZLSH IN ('V000000001', 'V000000003')")).all())
+        digests = dict(c.execute(text(f"SELECT JZLSH, hb_digest FROM {ctx.ops_schema}.ledger_visit")).all())
+    assert names == {"V000000001": "李四", "V000000003": None}  # stripped; the text NULL is empty
+    monkeypatch.setenv("HIPBRIDGE_FAST_READ", "0")
+    again = sync_table("visit", "full", ctx=ctx)  # psycopg2 streaming: the same digests
+    assert again.extracted == 1200 and again.unchanged == 1200 and again.updated == 0
+    with ctx.engine.connect() as c:
+        assert dict(c.execute(text(f"SELECT JZLSH, hb_digest FROM {ctx.ops_schema}.ledger_visit")).all()) == digests
+    dispose_all()
