@@ -179,15 +179,12 @@ def _date_only(staging: Table) -> frozenset[str]:
     return frozenset(c.name for c in staging.columns if isinstance(c.type, Date) and not isinstance(c.type, DateTime))
 
 
-def _load_file_mysql(conn: Connection, table: str, names: str, path: str, n: int, label: str,
-                     replace: bool = False) -> None:
-    sql = (f"LOAD DATA LOCAL INFILE '{path}' {'REPLACE ' if replace else ''}INTO TABLE {table} "
-           f"{MYSQL_LOAD_FORMAT} ({names})")
+def _load_file_mysql(conn: Connection, table: str, names: str, path: str, n: int, label: str) -> None:
+    sql = f"LOAD DATA LOCAL INFILE '{path}' INTO TABLE {table} {MYSQL_LOAD_FORMAT} ({names})"
     loaded = conn.exec_driver_sql(sql).rowcount
     # LOAD DATA LOCAL turns conversion errors into warnings: any warning means a value was changed
     problems = [tuple(r) for r in conn.exec_driver_sql("SHOW WARNINGS LIMIT 5") if r[0] != "Note"]
-    # REPLACE counts a replaced row twice (deleted + inserted)
-    if problems or not (n <= loaded <= (2 * n if replace else n)):
+    if problems or loaded != n:
         raise BulkLoadError(f"LOAD DATA into {label}: {loaded} of {n} rows loaded; warnings: {problems}")
 
 
