@@ -24,7 +24,6 @@ from sqlalchemy import (
     Table,
     Text,
     inspect,
-    text,
 )
 from sqlalchemy.dialects.sqlite import DATETIME as SQLITE_DATETIME
 from sqlalchemy.engine import Engine
@@ -33,7 +32,7 @@ from sqlalchemy.types import TypeEngine
 from hipbridge.settings import ops_schema_name
 from hipbridge.spec import ColumnType, Defaults, SpecSet, TableSpec
 
-from .ops import ensure_ops, register_ops_tables
+from .ops import add_missing_columns, ensure_ops, register_ops_tables
 
 # MariaDB/InnoDB rows may hold at most 65,535 bytes of VARCHAR (utf8mb4: 4 bytes a character).
 _MYSQL_ROW_BUDGET = 60_000
@@ -172,16 +171,6 @@ class FrontendReport:
     unchanged: list[str]
 
 
-def _add_column_sql(engine: Engine, table: Table, column: Column) -> str:
-    q = engine.dialect.identifier_preparer
-    coltype = column.type.compile(dialect=engine.dialect)
-    sql = f"ALTER TABLE {q.format_table(table)} ADD COLUMN {q.quote(column.name)} {coltype}"
-    if engine.dialect.name in ("mysql", "mariadb") and column.comment:
-        sql += " COMMENT " + engine.dialect.statement_compiler(engine.dialect, None).render_literal_value(
-            column.comment, String())
-    return sql
-
-
 def create_frontend(engine: Engine, specs: SpecSet, tables: list[str] | None = None) -> FrontendReport:
     """Create missing front-end tables and add missing columns to existing ones (never drops)."""
     defaults = specs.defaults
@@ -201,13 +190,9 @@ def create_frontend(engine: Engine, specs: SpecSet, tables: list[str] | None = N
             table.create(engine)
             report.created.append(table.name)
         else:
-            have = {c["name"] for c in insp.get_columns(table.name)}
-            missing = [c for c in table.columns if c.name not in have]
-            if missing:
-                with engine.begin() as conn:
-                    for col in missing:
-                        conn.execute(text(_add_column_sql(engine, table, col)))
-                report.upgraded[table.name] = [c.name for c in missing]
+            added = add_missing_columns(engine, table, insp)
+            if added:
+                report.upgraded[table.name] = added
             else:
                 report.unchanged.append(table.name)
         stg_md = MetaData()

@@ -64,9 +64,11 @@ def batch_staging_table(staging: Table, batch_id: str, primary_key: list[str], d
     heap = dialect in ("mysql", "mariadb")
     # SQLite keeps its executemany of every column (its datetime text form is SQLAlchemy's);
     # TEXT columns get no default (MySQL 8 refuses one)
-    constants = {"hb_batch": batch_id, **(constants or {} if dialect != "sqlite" else {})}
-    constants = {k: v for k, v in constants.items() if v is not None and k in staging.c
-                 and not isinstance(staging.c[k].type, Text)}
+    wanted = {"hb_batch": batch_id}
+    if dialect != "sqlite":
+        wanted.update(constants or {})
+    constants = {k: v for k, v in wanted.items()
+                 if v is not None and k in staging.c and not isinstance(staging.c[k].type, Text)}
     cols = [Column(c.name, c.type, nullable=True,
                    server_default=_default_literal(constants[c.name]) if c.name in constants else None)
             for c in staging.columns]
@@ -146,15 +148,13 @@ def _arrow_column(series: pd.Series, date_only: bool = False):
     try:
         return pa.array(series, type=pa.string(), from_pandas=True)
     except (pa.ArrowTypeError, pa.ArrowInvalid):  # numbers in a text column
-        values = series.to_numpy(dtype=object)
-        return pa.array([None if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)) else str(v)
-                         for v in values], type=pa.string())
+        return pa.array([None if pd.isna(v) else str(v) for v in series.to_numpy(dtype=object)], type=pa.string())
 
 
 def loader_table(frame: pd.DataFrame, columns: list[str], date_only: frozenset[str] = frozenset()):
-    import pyarrow as pa
+    from .arrow import pyarrow
 
-    return pa.table([_arrow_column(frame[c], c in date_only) for c in columns], names=columns)
+    return pyarrow().table([_arrow_column(frame[c], c in date_only) for c in columns], names=columns)
 
 
 def bulk_text(frame: pd.DataFrame, columns: list[str], date_only: frozenset[str] = frozenset()) -> bytes:
@@ -166,10 +166,11 @@ def bulk_text(frame: pd.DataFrame, columns: list[str], date_only: frozenset[str]
 
 def write_bulk_text(out, frame: pd.DataFrame, columns: list[str], date_only: frozenset[str] = frozenset()) -> None:
     """Write the loader text of a frame (or of an Arrow table with those columns) to a binary file."""
-    import pyarrow as pa
     import pyarrow.csv as pcsv
 
-    table = frame if isinstance(frame, pa.Table) else loader_table(frame, columns, date_only)
+    from .arrow import pyarrow
+
+    table = frame if isinstance(frame, pyarrow().Table) else loader_table(frame, columns, date_only)
     if table.num_rows:
         pcsv.write_csv(table.select(columns), out, pcsv.WriteOptions(
             include_header=False, delimiter="\t", null_string=LOADER_NULL, quoting_style="all_valid"))
@@ -366,6 +367,9 @@ class _SQL:
         return f"CREATE TEMPORARY TABLE {self.CHANGED} AS {select}"
 
     # -- MySQL/MariaDB staging with unique keys: classify in place, no hb_changed and no join back
+    def _unless_voided(self, flag: str) -> str:
+        return f"CASE WHEN s.hb_void = 1 THEN '{self.flags.voided}' ELSE '{flag}' END"
+
     def flag_in_place(self) -> str:
         """Write each staged row's 修改标志 into its own hb_flag (NULL: unchanged).
 
@@ -376,15 +380,10 @@ class _SQL:
         an empty target for every row cost 0.9 s per million.
         """
         k0 = self.q(self.pk[0])
-        f = self.flags
-
-        def new_or(flag: str) -> str:
-            return f"CASE WHEN s.hb_void = 1 THEN '{f.voided}' ELSE '{flag}' END"
-
+        changed = self._unless_voided(self.flags.changed)
         gone = f"NOT EXISTS (SELECT 1 FROM {self.tgt} t WHERE {self._on('s', 't')})"
-        case = (f"CASE WHEN l.{k0} IS NULL THEN {new_or(f.new)} "
-                f"WHEN l.hb_digest <> s.hb_digest THEN {new_or(f.changed)} "
-                f"WHEN {gone} THEN {new_or(f.changed)} ELSE NULL END")
+        case = (f"CASE WHEN l.{k0} IS NULL THEN {self._unless_voided(self.flags.new)} "
+                f"WHEN l.hb_digest <> s.hb_digest THEN {changed} WHEN {gone} THEN {changed} ELSE NULL END")
         return (f"UPDATE {self.stg} s LEFT JOIN {self.led} l ON {self._on('s', 'l')} "
                 f"SET s.{FLAG_COLUMN} = {case} WHERE {self.batch('s')}")
 
@@ -398,28 +397,26 @@ class _SQL:
         # retried), so two batches cannot both take this path
         return f"SELECT 1 FROM {self.led} LIMIT 1 FOR UPDATE"
 
-    @property
-    def first_flag(self) -> str:
-        return f"CASE WHEN s.hb_void = 1 THEN '{self.flags.voided}' ELSE '{self.flags.new}' END"
-
     def first_counts(self) -> str:
-        return (f"SELECT CASE WHEN s.hb_void = 1 THEN '{self.flags.voided}' ELSE '{self.flags.new}' END, "
-                f"COUNT(*) FROM {self.stg} s WHERE {self.batch('s')} GROUP BY s.hb_void")
+        return (f"SELECT {self._unless_voided(self.flags.new)}, COUNT(*) FROM {self.stg} s "
+                f"WHERE {self.batch('s')} GROUP BY s.hb_void")
+
+    def _staged(self, first: bool) -> tuple[str, str]:
+        """(flag expression, FROM … WHERE) over the staged rows to write: all on a first publish."""
+        if first:
+            return self._unless_voided(self.flags.new), f"FROM {self.stg} s WHERE {self.batch('s')}"
+        return f"s.{FLAG_COLUMN}", f"FROM {self.stg} s WHERE {self.batch('s')} AND s.{FLAG_COLUMN} IS NOT NULL"
 
     def write_target_flagged(self, first: bool = False) -> str:
-        flag = self.first_flag if first else f"s.{FLAG_COLUMN}"
+        flag, source = self._staged(first)
         exprs = [flag if c == self.flag_col else f"s.{self.q(c)}" for c in self.cols]
-        where = "" if first else f" AND s.{FLAG_COLUMN} IS NOT NULL"
-        return self._upsert(self.tgt, self.cols, f"SELECT {', '.join(exprs)} FROM {self.stg} s "
-                                                 f"WHERE {self.batch('s')}{where}")
+        return self._upsert(self.tgt, self.cols, f"SELECT {', '.join(exprs)} {source}")
 
     def write_ledger_flagged(self, first: bool = False) -> str:
-        cols = self.pk + ["hb_digest", "hb_flag", "hb_batch"]
-        flag = self.first_flag if first else f"s.{FLAG_COLUMN}"
+        flag, source = self._staged(first)
         exprs = [f"s.{self.q(k)}" for k in self.pk] + ["s.hb_digest", flag, ":batch"]
-        where = "" if first else f" AND s.{FLAG_COLUMN} IS NOT NULL"
-        return self._upsert(self.led, cols, f"SELECT {', '.join(exprs)} FROM {self.stg} s "
-                                            f"WHERE {self.batch('s')}{where}")
+        return self._upsert(self.led, self.pk + ["hb_digest", "hb_flag", "hb_batch"],
+                            f"SELECT {', '.join(exprs)} {source}")
 
     def changed_counts(self) -> str:
         return f"SELECT hb_flag, COUNT(*) FROM {self.CHANGED} GROUP BY hb_flag"

@@ -127,12 +127,30 @@ def ensure_ops(engine: Engine, schema: str) -> Ops:
     ops.metadata.create_all(engine)
     insp = inspect(engine)
     for table in ops.metadata.sorted_tables:
-        have = {c["name"] for c in insp.get_columns(table.name, schema=table.schema)}
-        missing = [c for c in table.columns if c.name not in have]
-        if missing:
-            prep = engine.dialect.identifier_preparer
-            with engine.begin() as conn:
-                for col in missing:
-                    conn.execute(text(f"ALTER TABLE {prep.format_table(table)} ADD COLUMN {prep.quote(col.name)} "
-                                      f"{col.type.compile(dialect=engine.dialect)}"))
+        add_missing_columns(engine, table, insp)
     return ops
+
+
+def add_missing_columns(engine: Engine, table: Table, insp=None) -> list[str]:
+    """Add the columns of `table` that the database's copy lacks (never drops); returns their names.
+
+    New columns are added nullable, with their comment on MySQL/MariaDB.
+    """
+    insp = insp or inspect(engine)
+    have = {c["name"] for c in insp.get_columns(table.name, schema=table.schema)}
+    missing = [c for c in table.columns if c.name not in have]
+    if missing:
+        with engine.begin() as conn:
+            for col in missing:
+                conn.execute(text(_add_column_sql(engine, table, col)))
+    return [c.name for c in missing]
+
+
+def _add_column_sql(engine: Engine, table: Table, column: Column) -> str:
+    q = engine.dialect.identifier_preparer
+    coltype = column.type.compile(dialect=engine.dialect)
+    sql = f"ALTER TABLE {q.format_table(table)} ADD COLUMN {q.quote(column.name)} {coltype}"
+    if engine.dialect.name in ("mysql", "mariadb") and column.comment:
+        sql += " COMMENT " + engine.dialect.statement_compiler(engine.dialect, None).render_literal_value(
+            column.comment, String())
+    return sql

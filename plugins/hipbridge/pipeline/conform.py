@@ -27,7 +27,7 @@ from pandas.api.types import infer_dtype, is_bool_dtype, is_datetime64_any_dtype
 from hipbridge.spec import Defaults, TableSpec
 from hipbridge.spec.types import ColumnType
 
-_EMPTY_MARKERS = ["", "null", "NULL", "None"]
+EMPTY_MARKERS = ("", "null", "NULL", "None")  # text that means "no value"
 _MIN_YEAR, _MAX_YEAR = 1900, 2100
 _MISSING_TEXT = "\x00"  # stands for NULL in the digest; cannot occur in conformed text
 
@@ -111,7 +111,7 @@ def _decode(v):
 def _blank(series: pd.Series) -> pd.Series:
     """Object Series of stripped text with None for empty markers and missing values."""
     out = series.astype(object)
-    out = out.where(out.notna() & ~out.isin(_EMPTY_MARKERS), None)
+    out = out.where(out.notna() & ~out.isin(EMPTY_MARKERS), None)
     return out
 
 
@@ -201,7 +201,7 @@ def _plain_arrow_text(series: pd.Series, arr) -> tuple[pd.Series, pd.Series]:
     data = arr.buffers()[2]
     if data is not None and data.to_pybytes().find(_FFFD) >= 0:
         damaged = pc.fill_null(pc.match_substring(arr, "\ufffd"), False).to_numpy(zero_copy_only=False)
-    empty = pc.or_(pc.is_null(arr), pc.fill_null(pc.is_in(arr, value_set=pa.array(_EMPTY_MARKERS, type=arr.type)),
+    empty = pc.or_(pc.is_null(arr), pc.fill_null(pc.is_in(arr, value_set=pa.array(EMPTY_MARKERS, type=arr.type)),
                                                  False))
     out = pc.if_else(empty, pa.scalar(None, arr.type), arr).to_pandas()
     out.index = series.index
@@ -230,7 +230,7 @@ def _plain_text(series: pd.Series) -> tuple[pd.Series, pd.Series]:
     damaged = np.zeros(len(values), dtype=bool)
     if "\ufffd" in joined:
         damaged = np.array(["\ufffd" in v for v in filled], dtype=bool)
-    empty = pd.Series(filled, dtype=object).isin(_EMPTY_MARKERS).to_numpy() | missing
+    empty = pd.Series(filled, dtype=object).isin(EMPTY_MARKERS).to_numpy() | missing
     if empty.any():
         filled = filled.copy() if filled is values else filled
         filled[empty] = None

@@ -31,7 +31,8 @@ from hipbridge.io.ops import Ops, ensure_ops
 from hipbridge.settings import ops_schema_name, org_code, org_name
 from hipbridge.spec import SpecSet, TableSpec, load_specs
 
-from .conform import conform_chunk
+from .bookkeeping import KeyTracker, release_free_memory
+from .conform import EMPTY_MARKERS, conform_chunk
 
 log = logging.getLogger(__name__)
 
@@ -341,7 +342,7 @@ def _batch_constants(ctx: Context, spec: TableSpec, extracted_at: datetime, code
     for col in spec.columns:  # constant text values; anything typed is left to the loader
         v = col.value
         if (isinstance(v, str) and col.codes is None and col.ctype.kind == "varchar" and v.strip() == v
-                and v not in ("", "null", "NULL", "None") and len(v) <= (col.ctype.length or 0)):
+                and v not in EMPTY_MARKERS and len(v) <= (col.ctype.length or 0)):
             out[col.name] = v
     return {k: v for k, v in out.items() if v is not None}
 
@@ -401,64 +402,6 @@ def _transfer_once(ctx: Context, batch: state.Batch, spec: TableSpec, source: En
     state.update_batch(ctx.engine, ctx.ops, batch.batch_id, status="staged", extracted=totals["extracted"],
                        quarantined=totals["quarantined"], duplicates=totals["duplicates"])
     return {**totals, "mapping": mapping_totals}
-
-
-def release_free_memory() -> None:
-    """Hand freed heap memory back to the OS after each chunk (glibc only; elsewhere a no-op).
-
-    The reader, loader and main threads each get their own glibc arena, and a chunk's many
-    small objects leave them fragmented: without this, peak RSS crept up with the table size
-    (measured: 480 MB at 1,000,000 rows, 564 MB at 2,000,000) instead of staying set by the chunk.
-    """
-    global _malloc_trim
-    if _malloc_trim is None:
-        try:
-            import ctypes
-
-            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            _malloc_trim = False
-    if _malloc_trim:
-        _malloc_trim(0)
-
-
-_malloc_trim = None
-
-
-class KeyTracker:
-    """Counts rows of a batch whose key repeats, from a 64-bit hash of each staged row's key.
-
-    So publish knows without a GROUP BY over the staged table whether it needs the "last row per
-    key" step (a GROUP BY over a million staged rows took 9.7 s; this costs ~0.1 s). A hash
-    collision can only make it report a duplicate that is not there, which sends publish down the
-    exact path. Memory is 8 bytes a key; past `limit` keys it stops and reports None (unknown).
-    """
-
-    def __init__(self, primary_key: list[str], limit: int = 20_000_000):
-        self.primary_key, self.limit = primary_key, limit
-        self.parts: list[np.ndarray] = []
-        self.count = 0
-
-    def add(self, frame) -> None:
-        if self.count > self.limit or frame.empty:
-            return
-        import pandas as pd
-
-        self.count += len(frame)
-        if self.count > self.limit:
-            self.parts = []
-            return
-        self.parts.append(pd.util.hash_pandas_object(frame[self.primary_key], index=False).to_numpy())
-
-    def duplicates(self) -> int | None:
-        if self.count > self.limit:
-            return None
-        if not self.parts:
-            return 0
-        import pandas as pd
-
-        hashes = np.concatenate(self.parts)
-        return int(len(hashes) - len(pd.unique(hashes)))  # a hash table: no sort
 
 
 # ---------------------------------------------------------------- gate and publish

@@ -244,22 +244,21 @@ class Evaluator:
         return out
 
     def _aggregate(self, cols: list[str], scope: Scope, params: dict[str, Any]) -> list[int]:
+        def select(part: str | None) -> str:
+            return f"SELECT {', '.join(cols)} FROM {scope.from_sql} t{self._where(scope, part)}"
+
         if len(scope.partitions) < 2:
-            sql = f"SELECT {', '.join(cols)} FROM {scope.from_sql} t{self._where(scope)}"
-            return list(self._exec(sql, params).one())
+            return list(self._exec(select(None), params).one())
         from concurrent.futures import ThreadPoolExecutor
 
-        engine = self.conn.engine
-
-        def part(predicate: str):
-            sql = f"SELECT {', '.join(cols)} FROM {scope.from_sql} t{self._where(scope, predicate)}"
-            stmt, bound = _stmt(sql, params)
-            with engine.connect() as conn:
+        def run_part(part: str):
+            stmt, bound = _stmt(select(part), params)
+            with self.conn.engine.connect() as conn:
                 prepare_connection(conn)
                 return conn.execute(stmt, bound).one()
 
         with ThreadPoolExecutor(len(scope.partitions)) as pool:
-            rows = list(pool.map(part, scope.partitions))
+            rows = list(pool.map(run_part, scope.partitions))
         return [sum(int(r[i] or 0) for r in rows) for i in range(len(cols))]
 
     def _rows_single(self, rule: Rule, scope: Scope) -> RuleResult:

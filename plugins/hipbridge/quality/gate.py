@@ -67,6 +67,11 @@ def gate_rules(spec: TableSpec, specs: SpecSet, cfg: QualityConfig, sql: SqlDial
     return rules
 
 
+def _declared_keys(table: Table) -> list[frozenset[str]]:
+    pk = frozenset(c.name for c in table.primary_key.columns)
+    return [pk] if pk else []
+
+
 def run_gate(engine: Engine, spec: TableSpec, specs: SpecSet, batch_id: str, staging_table: Table, *,
              cfg: QualityConfig | None = None, domains: DomainCodes | None = None,
              store: bool = True, unique_keys: list[frozenset[str]] | None = None,
@@ -86,9 +91,7 @@ def run_gate(engine: Engine, spec: TableSpec, specs: SpecSet, batch_id: str, sta
                   physical=physical_names(sql, specs),
                   where=None if staging_table.info.get("per_batch") else "t.hb_batch = :hb_batch",
                   params={"hb_batch": batch_id}, sensitive={c.name for c in spec.columns if c.sensitive},
-                  unique_keys=unique_keys if unique_keys is not None else
-                  [frozenset(c.name for c in staging_table.primary_key.columns)]
-                  if staging_table.primary_key.columns else [])
+                  unique_keys=unique_keys if unique_keys is not None else _declared_keys(staging_table))
     if (rows or 0) >= PARALLEL_FROM_ROWS and staging_table.info.get("per_batch") \
             and engine.dialect.name in ("mysql", "mariadb", "postgresql"):
         scope.partitions = [f"t.hb_rownum < {int(rows) // 2}", f"t.hb_rownum >= {int(rows) // 2}"]
