@@ -182,6 +182,26 @@ LOCAL_CODE_SETS: dict[str, dict] = {
         "codes": {"MZ": "门诊诊断", "RY": "入院诊断", "CY": "出院诊断"},
     },
     # ------------------------------------------------------------------ inpatient
+    "his_insur_type": {
+        "domain": "CV02.01.204", "label": "HIS医保类别",
+        "codes": {"ZG": "职工医保", "JM": "城乡居民医保", "GF": "公费", "SY": "商业保险"},
+        "standard": {"ZG": "1", "JM": "2", "GF": "4", "SY": "7"},
+    },
+    "his_diag_system": {
+        "domain": "diagnosis_code_type", "label": "HIS诊断编码体系",
+        "codes": {"ICD10": "ICD-10国家临床版2.0", "GB95": "中医病证分类与代码(GB/T 15657-1995)"},
+        "standard": {"ICD10": "01", "GB95": "02"},
+    },
+    "his_tcm_disease": {
+        "domain": "GB/T 15657", "label": "HIS中医病名",
+        "codes": {"ZYB01": "腰痛病", "ZYB02": "不寐病"},
+        "standard": {"ZYB01": "BNS150", "ZYB02": "BNX030"},
+    },
+    "his_tcm_syndrome": {
+        "domain": "GB/T 15657", "label": "HIS中医证候",
+        "codes": {"ZYZ01": "气滞血瘀证", "ZYZ02": "心脾两虚证", "ZYZ03": "肝肾亏虚证"},
+        "standard": {"ZYZ01": "ZBQX60", "ZYZ02": "ZZXPX0", "ZYZ03": "ZZSGS0"},
+    },
     "his_admit_route": {
         "domain": "CV09.00.403", "label": "HIS入院途径",
         "codes": {"MZ": "门诊", "JZ": "急诊", "ZR": "外院转入", "QT": "其他"},

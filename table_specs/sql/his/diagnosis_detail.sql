@@ -1,29 +1,63 @@
 -- 诊断明细报告 ← HIS outpatient diagnoses (OUTP_DIAGNOSIS) and inpatient diagnoses (INP_DIAGNOSIS:
 -- RY 入院, CY 出院) in one feed; visit_type tells the visit table (O/E → 门诊, I → 住院).
+-- DIAG_CLASS / DIAG_SYSTEM say 西医 or 中医 (a TCM row carries 中医病名 + 证候 beside its ICD-10 code);
+-- the patient's card and ID come from the master index.
 SELECT o.DIAG_ID        AS diag_id,
        o.VISIT_NO       AS visit_no,
        o.VISIT_TYPE     AS visit_type,
        o.PAT_ID         AS patient_id,
+       p.CARD_TYPE      AS card_type,
+       p.CARD_NO        AS card_no,
+       p.ID_TYPE        AS id_type,
+       p.ID_NO          AS id_no,
        CAST(NULL AS INTEGER) AS inp_times,
        o.DIAG_TYPE      AS diag_type,
+       o.DIAG_CLASS     AS diag_class,
+       o.DIAG_SYSTEM    AS diag_system,
        o.DIAG_CODE      AS diag_code,
        o.DIAG_NAME      AS diag_name,
+       o.TCM_DISEASE    AS tcm_disease,
+       o.TCM_SYNDROME   AS tcm_syndrome,
        o.MAIN_FLAG      AS main_flag,
+       CAST(NULL AS VARCHAR(20)) AS admit_order,
        CAST(NULL AS VARCHAR(4)) AS admit_condition,
+       CAST(NULL AS VARCHAR(3)) AS outcome_code,
+       o.DIAG_STATUS    AS diag_status,
+       o.BASIS          AS basis,
        o.DIAG_TIME      AS diag_time,
+       o.PATHOLOGY_NO   AS pathology_no,
+       o.NOTE           AS note,
+       CAST(NULL AS VARCHAR(19)) AS archive_time,
        o.UPDATE_TIME    AS update_time
 FROM OUTP_DIAGNOSIS o
+LEFT JOIN PAT_MASTER_INDEX p ON p.PAT_ID = o.PAT_ID
 UNION ALL
 SELECT i.DIAG_ID        AS diag_id,
        i.INP_NO         AS visit_no,
        'I'              AS visit_type,
        i.PAT_ID         AS patient_id,
+       p.CARD_TYPE      AS card_type,
+       p.CARD_NO        AS card_no,
+       p.ID_TYPE        AS id_type,
+       p.ID_NO          AS id_no,
        i.TIMES          AS inp_times,
        i.DIAG_TYPE      AS diag_type,
+       i.DIAG_CLASS     AS diag_class,
+       i.DIAG_SYSTEM    AS diag_system,
        i.DIAG_CODE      AS diag_code,
        i.DIAG_NAME      AS diag_name,
+       CAST(NULL AS VARCHAR(16)) AS tcm_disease,
+       CAST(NULL AS VARCHAR(16)) AS tcm_syndrome,
        i.MAIN_FLAG      AS main_flag,
+       i.ADMIT_ORDER    AS admit_order,
        i.ADMIT_CONDITION AS admit_condition,
+       i.OUTCOME_CODE   AS outcome_code,
+       i.DIAG_STATUS    AS diag_status,
+       i.BASIS          AS basis,
        i.DIAG_TIME      AS diag_time,
+       i.PATHOLOGY_NO   AS pathology_no,
+       i.NOTE           AS note,
+       i.ARCHIVE_TIME   AS archive_time,
        i.UPDATE_TIME    AS update_time
 FROM INP_DIAGNOSIS i
+LEFT JOIN PAT_MASTER_INDEX p ON p.PAT_ID = i.PAT_ID

@@ -1,0 +1,236 @@
+"""The collection standard's columns that the core generators do not model, added to the vendor tables.
+
+Why a separate module with its own random streams: the core generators (his_*, lis, pacs) draw from
+one seeded stream in a fixed order; drawing more numbers there would change every later value of the
+demo. Each table here gets its own stream (seed + table name), and every value is derived from the
+row it extends (the stay, the operation, the patient), so the added columns agree with the rest of
+the row: a 急诊 operation is not 择期, a 0 类切口 is 无菌, a prophylactic antibiotic lasts 1–2 days.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pandas as pd
+
+from .codes import name_of
+
+# 手术部位 (body region) by the first two digits of the ICD-9-CM-3 code: 头颈 01, 胸 02, 腹 03, 四肢 04, 盆腔 05
+_OPER_SITE = {"36": "02", "88": "02", "47": "03", "51": "03", "53": "03", "81": "04", "79": "04", "74": "05",
+              "68": "05", "65": "05"}
+# 手术体位: 1 仰卧位, 2 侧卧位, 3 截石位, 4 俯卧位
+_POSITION = {"02": "1", "03": "1", "04": "2", "05": "3"}
+
+
+def _rng(seed: int, table: str) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32(table.encode())])
+
+
+def _secs(text: pd.Series) -> np.ndarray:
+    return pd.to_datetime(text).to_numpy().astype("datetime64[s]").astype("float64")
+
+
+def _ts(sec: np.ndarray) -> np.ndarray:
+    from .db import ts_text
+
+    return ts_text(sec)
+
+
+def extend(seed: int, his: dict, lis: dict, pacs: dict) -> None:
+    """Add the standard's further columns to the vendor frames in place ({name: (frame, pk, change)})."""
+    pmi = his["PAT_MASTER_INDEX"][0].set_index("PAT_ID")
+    staff = his["STAFF_DICT"][0]
+    visit = his["PAT_VISIT"][0].set_index("INP_NO")
+    home = his["MR_HOMEPAGE"][0].set_index("INP_NO")
+    his["OPER_RECORD"] = (_oper(_rng(seed, "OPER_RECORD"), his["OPER_RECORD"][0], pmi, staff, visit, home),
+                          *his["OPER_RECORD"][1:])
+    his["PAT_VISIT"] = (_pat_visit(_rng(seed, "PAT_VISIT"), his["PAT_VISIT"][0], pmi, staff), *his["PAT_VISIT"][1:])
+    his["FEE_DETAIL"] = (_fee_detail(_rng(seed, "FEE_DETAIL"), his["FEE_DETAIL"][0], his["FEE_ITEM_DICT"][0],
+                                     his["DRUG_DICT"][0]), *his["FEE_DETAIL"][1:])
+    his["FEE_SETTLE"] = (_settle(his["FEE_SETTLE"][0], pmi), *his["FEE_SETTLE"][1:])
+    his["OUTP_DIAGNOSIS"] = (_outp_diag(his["OUTP_DIAGNOSIS"][0]), *his["OUTP_DIAGNOSIS"][1:])
+    his["INP_DIAGNOSIS"] = (_inp_diag(his["INP_DIAGNOSIS"][0], home), *his["INP_DIAGNOSIS"][1:])
+    for name in ("PAT_VISIT", "OUTP_MR"):
+        frame = his[name][0].copy()
+        frame["DIAG_SYSTEM"] = "ICD10"          # the main diagnosis of a visit or stay is an ICD-10 code
+        his[name] = (frame, *his[name][1:])
+    mr = his["OUTP_MR"][0]
+    mr["AGE_MONTH"] = (mr.AGE.to_numpy() * 12).astype(int).astype(float)
+    # 就诊次数: the patient's visits so far (an earlier history the HIS knows, plus this window's)
+    order = mr.sort_values("VISIT_START")
+    history = _rng(seed, "OUTP_MR").integers(0, 6, len(mr))
+    mr["VISIT_TIMES"] = (order.groupby("PAT_ID").cumcount().reindex(mr.index).to_numpy() + 1 + history).astype(float)
+
+
+def _oper(rng: np.random.Generator, ops: pd.DataFrame, pmi: pd.DataFrame, staff: pd.DataFrame,
+          visit: pd.DataFrame, home: pd.DataFrame) -> pd.DataFrame:
+    if "INP_NO" not in ops.columns or ops.empty:
+        return ops
+    ops = ops.copy()
+    n = len(ops)
+    pat = pmi.reindex(ops.PAT_ID)
+    ops["CARD_TYPE"], ops["CARD_NO"] = pat.CARD_TYPE.to_numpy(), pat.CARD_NO.to_numpy()
+    ops["AGE_MONTH"] = (ops.AGE.to_numpy() * 12).astype(int).astype(str)
+    ops["MR_NO"] = ops.INP_CODE
+    ops["OUTP_NO"] = ops.PAT_ID
+    ops["DEPT_NAME"] = [name_of("his_dept", d) for d in ops.DEPT_CODE]
+    ops["WARD_NAME"] = [name_of("his_dept", w) for w in ops.WARD_CODE]
+    stay = visit.reindex(ops.INP_NO)
+    ops["ROOM_NO"] = stay.ROOM_NO.to_numpy()
+    site = np.array([_OPER_SITE.get(str(c)[:2], "09") for c in ops.OPER_CODE], dtype=object)
+    ops["OPER_SITE"] = site
+    ops["OPER_POSITION"] = [_POSITION.get(s, "1") for s in site]
+    start, end = _secs(ops.START_TIME), _secs(ops.END_TIME)
+    ops["PACU_IN"] = _ts(end + 5 * 60)
+    ops["PACU_OUT"] = _ts(end + (35 + rng.integers(0, 60, n)) * 60)
+    major = ops.OPER_LEVEL.isin(["三级", "四级"]).to_numpy()
+    second = np.full(n, None, dtype=object)
+    circ = np.full(n, None, dtype=object)
+    for dept in ops.DEPT_CODE.unique():
+        idx = np.flatnonzero(ops.DEPT_CODE.to_numpy() == dept)
+        docs = staff[(staff.DEPT_CODE == dept) & staff.TITLE.isin(["YS", "ZZ"])].JOB_NO.to_numpy()
+        nurses = staff[(staff.DEPT_CODE == "B" + dept) & staff.TITLE.isin(["HS", "ZGHS"])].JOB_NO.to_numpy()
+        if len(docs):
+            second[idx] = docs[rng.integers(0, len(docs), len(idx))]
+        if len(nurses):
+            circ[idx] = nurses[rng.integers(0, len(nurses), len(idx))]
+    ops["ASSIST2_NO"] = np.where(major, second, None)
+    ops["CIRC_NURSE_NO"] = circ
+    ops["TRANSFUSION_ML"] = np.where(major & (rng.random(n) < 0.15), rng.choice([200.0, 400.0], n), 0.0)
+    complication = rng.random(n) < 0.02
+    ops["COMPLICATION"] = np.where(complication, "T81.000", None)          # 操作中的出血和血肿
+    ops["INTRA_PATH"] = None
+    excised = np.isin(np.array([str(c)[:2] for c in ops.OPER_CODE]), ["47", "51"])
+    ops["POST_PATH"] = np.where(excised, "M40000/0", None)                 # 炎症 (ICD-O 形态学)
+    clean = ops.INCISION.isin(["0", "1"]).to_numpy()
+    prophylaxis = ops.INCISION.isin(["1", "2"]).to_numpy() & (rng.random(n) < 0.8)
+    ops["PROPHYLAXIS_FLAG"] = np.where(prophylaxis, "1", "0")
+    ops["PROPHYLAXIS_DAYS"] = np.where(prophylaxis, rng.integers(1, 3, n), 0).astype(float)
+    ops["SSI_FLAG"] = np.where(ops.HEALING.to_numpy() == "丙", "1", "0")
+    elective = ops.OPER_TYPE.to_numpy() == "1"
+    los_h = (_secs(stay.DISCHARGE_TIME.fillna(stay.ADMIT_TIME)) - _secs(stay.ADMIT_TIME)) / 3600
+    ops["DAY_SURGERY"] = np.where(elective & (los_h > 0) & (los_h <= 24), "1", "0")
+    ops["ELECTIVE_FLAG"] = np.where(elective, "1", "0")
+    ops["ELECTIVE_CANCEL"] = "0"
+    ops["UNPLANNED_REOPER"] = np.where(complication & (rng.random(n) < 0.5), "1", "0")
+    ops["IATROGENIC_FLAG"] = "0"
+    ops["OWN_HOSPITAL"] = "1"
+    ops["MAIN_OPER"] = np.where(ops.OPER_SEQ.to_numpy() == 1, "1", "0")
+    ops["DEATH_FLAG"] = np.where(stay.DISCHARGE_WAY.to_numpy() == "05", "1", "0")
+    ops["ASEPTIC_FLAG"] = np.where(clean, "1", "0")
+    ops["OVERTIME_FLAG"] = np.where((end - start) > 4 * 3600, "1", "0")
+    ops["ARCHIVE_TIME"] = home.ARCHIVE_TIME.reindex(ops.INP_NO).to_numpy()    # the stay's 病案归档 (once discharged)
+    return ops
+
+
+# 中西医结合: the TCM diagnosis (病名 + 证候) the doctor adds to these ICD-10 diagnoses in 中医科 and beside it
+TCM_FOR = {"M54.500": ("ZYB01", ["ZYZ01", "ZYZ03"]), "G47.000": ("ZYB02", ["ZYZ02"])}
+TCM_DEPTS = ("5001", "0303", "0403")
+
+
+def _outp_diag(d: pd.DataFrame) -> pd.DataFrame:
+    """Every diagnosis says its class and coding system; TCM visits add a 中医疾病 row (病名 + 证候)."""
+    d = d.copy()
+    d["DIAG_CLASS"], d["DIAG_SYSTEM"] = "1", "ICD10"
+    d["TCM_DISEASE"], d["TCM_SYNDROME"] = None, None
+    d["DIAG_STATUS"] = np.where(d.MAIN_FLAG.to_numpy() == "1", "2", "1")     # 2 临床诊断, 1 疑似
+    d["BASIS"], d["PATHOLOGY_NO"], d["NOTE"] = "5", None, None                # 5 临床
+    tcm = d[(d.MAIN_FLAG == "1") & d.DIAG_CODE.isin(list(TCM_FOR)) & d.DEPT_CODE.isin(list(TCM_DEPTS))].copy()
+    if len(tcm):
+        seen: dict[str, int] = {}
+        syndromes = []
+        for code in tcm.DIAG_CODE:
+            options = TCM_FOR[code][1]
+            k = seen.get(code, 0)
+            seen[code] = k + 1
+            syndromes.append(options[k % len(options)])
+        tcm["DIAG_ID"] = tcm.DIAG_ID + "Z"
+        tcm["DIAG_SEQ"] = tcm.DIAG_SEQ + 10
+        tcm["MAIN_FLAG"] = np.where(tcm.DEPT_CODE.to_numpy() == "5001", "1", "0")
+        tcm["DIAG_CLASS"], tcm["DIAG_SYSTEM"] = "2", "GB95"
+        tcm["TCM_DISEASE"] = [TCM_FOR[c][0] for c in tcm.DIAG_CODE]
+        tcm["TCM_SYNDROME"] = syndromes
+        tcm["DIAG_NAME"] = [name_of("his_tcm_disease", c) for c in tcm.TCM_DISEASE]
+        tcm["NOTE"] = "中西医结合诊断"
+        d = pd.concat([d, tcm], ignore_index=True).sort_values(["VISIT_NO", "DIAG_SEQ"], ignore_index=True)
+    return d
+
+
+def _inp_diag(d: pd.DataFrame, home: pd.DataFrame) -> pd.DataFrame:
+    d = d.copy()
+    d["DIAG_CLASS"], d["DIAG_SYSTEM"] = "1", "ICD10"
+    discharge = d.DIAG_TYPE.to_numpy() == "CY"
+    d["OUTCOME_CODE"] = np.where(discharge, "2", None)                        # 2 好转 (病案首页 出院情况)
+    tumour = d.DIAG_CODE.astype(str).str.startswith("C").to_numpy()
+    d["DIAG_STATUS"] = np.where(tumour & discharge, "3", "2")                 # 3 病理确诊, 2 临床诊断
+    d["BASIS"] = np.where(tumour, "1", "5")                                   # 1 病理, 5 临床
+    d["PATHOLOGY_NO"] = np.where(tumour & discharge, "BL" + d.INP_NO.str[2:], None)
+    d["NOTE"] = None
+    d["ADMIT_ORDER"] = np.where(d.DIAG_TYPE.to_numpy() == "RY", d.DIAG_SEQ.astype(str), None)
+    d["ARCHIVE_TIME"] = np.where(discharge, home.ARCHIVE_TIME.reindex(d.INP_NO).to_numpy(), None)
+    return d
+
+
+def _insur_type(pay: np.ndarray) -> np.ndarray:
+    """医疗保险类别 of the patient's 费别: self-paying (自费) patients have none."""
+    return np.where(pd.Series(pay).isin(["ZG", "JM", "GF", "SY"]).to_numpy(), pay, None)
+
+
+def _pat_visit(rng: np.random.Generator, v: pd.DataFrame, pmi: pd.DataFrame, staff: pd.DataFrame) -> pd.DataFrame:
+    v = v.copy()
+    n = len(v)
+    pat = pmi.reindex(v.PAT_ID)
+    v["AGE_MONTH"] = (v.AGE.to_numpy() * 12).astype(int).astype(float)
+    v["INSUR_CARD_NO"] = pat.INSUR_CARD_NO.to_numpy()
+    v["INSUR_TYPE"] = _insur_type(v.PAY_METHOD.to_numpy())
+    v["ADMIT_ROUTE_NAME"] = [name_of("his_admit_route", r) for r in v.ADMIT_ROUTE]
+    v["ADMIT_WARD_NAME"] = [name_of("his_dept", w) for w in v.ADMIT_WARD]
+    v["DISCHARGE_WARD_NAME"] = [name_of("his_dept", w) if isinstance(w, str) else None for w in v.DISCHARGE_WARD]
+    v["INSUR_DIAG_CODE"] = v.ADMIT_DIAG_CODE
+    v["INSUR_DIAG_NAME"] = v.ADMIT_DIAG_NAME
+    v["OBSERVE_FLAG"] = np.where(v.ADMIT_ROUTE.to_numpy() == "JZ", np.where(rng.random(n) < 0.1, "1", "0"), "0")
+    v["MAIN_CONDITION"] = [f"因“{d}”入院" for d in v.ADMIT_DIAG_NAME]
+    v["SPECIAL_PATIENT"] = np.where(v.AGE.to_numpy() >= 80, "01", None)          # 01 高龄
+    referred = v.ADMIT_ROUTE.to_numpy() == "ZR"
+    v["REFERRAL_FLAG"] = np.where(referred, "1", "0")
+    v["REFERRAL_ORG_CODE"] = np.where(referred, "451021000001", None)
+    v["REFERRAL_ORG_NAME"] = np.where(referred, "田阳区人民医院", None)
+    minor = v.AGE.to_numpy() < 18
+    v["GUARDIAN_NAME"] = np.where(minor, pat.CONTACT_NAME.to_numpy(), None)
+    v["GUARDIAN_ID_TYPE"] = np.where(minor, "1", None)
+    v["GUARDIAN_ID_NO"] = None                                                # not recorded by this HIS
+    v["WORK_UNIT"] = np.where(v.PAY_METHOD.to_numpy() == "ZG", "百色市右江区" + pd.Series(
+        rng.choice(["第一中学", "供电局", "人民医院", "税务局", "糖厂"], n)).to_numpy(), None)
+    v["CONTACT_NAME"] = pat.CONTACT_NAME.to_numpy()
+    v["COVID_STATUS"] = "0"                                                   # 0 未感染
+    v["OPERATOR_NAME"] = staff.set_index("JOB_NO").NAME.reindex(v.OPERATOR_NO).to_numpy()
+    v["RESIDENCE_TYPE"] = np.where(pat.AREA_CODE.astype(str).str.startswith("4510").to_numpy(), "1", "2")
+    v["SPECIAL_NEED_FLAG"] = "0"
+    return v
+
+
+def _fee_detail(rng: np.random.Generator, f: pd.DataFrame, items: pd.DataFrame, drugs: pd.DataFrame) -> pd.DataFrame:
+    """医保 / 全国医疗服务项目 codes, 规格 and 单位 of each charge line from the drug and fee-item dictionaries."""
+    f = f.copy()
+    item = items.set_index("ITEM_CODE").reindex(f.ITEM_CODE)
+    drug = drugs.set_index("DRUG_CODE").reindex(f.ITEM_CODE)
+    is_drug = f.ITEM_CODE.isin(drugs.DRUG_CODE).to_numpy()
+    national = item.NATIONAL_CODE.to_numpy()
+    f["INSUR_ITEM_CODE"] = np.where(is_drug, drug.INSUR_CODE.to_numpy(), national)
+    f["NATIONAL_ITEM_CODE"] = np.where(is_drug, None, national)
+    f["DRUG_CODE"] = np.where(is_drug, f.ITEM_CODE, None)
+    f["DRUG_INSUR_CODE"] = np.where(is_drug, drug.INSUR_CODE.to_numpy(), None)
+    f["SPEC"] = np.where(is_drug, drug.SPEC.to_numpy(), None)
+    f["UNIT"] = np.where(is_drug, drug.PACK_UNIT.to_numpy(), item.UNIT.to_numpy())
+    # 自付比例: 甲类 drugs and services 0, 乙类 drugs 10 %, self-paid lines 100 %
+    ratio = np.where(is_drug, np.where(drug.BASIC_FLAG.to_numpy() == "1", 0.0, 0.1), 0.0)
+    f["SELF_RATIO"] = np.where(pd.isna(f.INSUR_ITEM_CODE), 1.0, ratio)
+    return f
+
+
+def _settle(s: pd.DataFrame, pmi: pd.DataFrame) -> pd.DataFrame:
+    s = s.copy()
+    s["INSUR_TYPE"] = _insur_type(s.PAY_METHOD.to_numpy())
+    s["CANCEL_FLAG"] = "0"              # a refund is a red reversal (退费标志), never a voided settlement
+    return s
