@@ -30,6 +30,7 @@ CODE_LOCATIONS: dict[str, list[tuple[str, str]]] = {
     "his_marital": [("his", "SELECT MARRY FROM PAT_MASTER_INDEX")],
     "his_country": [("his", "SELECT COUNTRY FROM PAT_MASTER_INDEX")],
     "his_occupation": [("his", "SELECT OCCUPATION FROM PAT_MASTER_INDEX")],
+    "his_occupation_homepage": [("his", "SELECT OCCUPATION FROM PAT_MASTER_INDEX")],
     "his_relation": [("his", "SELECT CONTACT_RELATION FROM PAT_MASTER_INDEX")],
     "his_division": [("his", "SELECT AREA_CODE FROM PAT_MASTER_INDEX")],
     "his_card_type": [("his", "SELECT CARD_TYPE FROM PAT_MASTER_INDEX")],

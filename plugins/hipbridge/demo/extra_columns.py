@@ -14,7 +14,8 @@ import zlib
 import numpy as np
 import pandas as pd
 
-from .codes import name_of
+from .codes import LOCAL_CODE_SETS, name_of
+from .people import id_numbers
 
 # 手术部位 (body region) by the first two digits of the ICD-9-CM-3 code: 头颈 01, 胸 02, 腹 03, 四肢 04, 盆腔 05
 _OPER_SITE = {"36": "02", "88": "02", "47": "03", "51": "03", "53": "03", "81": "04", "79": "04", "74": "05",
@@ -55,6 +56,13 @@ def extend(seed: int, his: dict, lis: dict, pacs: dict) -> None:
         frame = his[name][0].copy()
         frame["DIAG_SYSTEM"] = "ICD10"          # the main diagnosis of a visit or stay is an ICD-10 code
         his[name] = (frame, *his[name][1:])
+    his["MR_HOMEPAGE"] = (_homepage(_rng(seed, "MR_HOMEPAGE"), his["MR_HOMEPAGE"][0], pmi), *his["MR_HOMEPAGE"][1:])
+    _lis(_rng(seed, "LAB_RESULT"), lis, pmi, staff)
+    _pacs(_rng(seed, "EXAM_REPORT"), pacs)
+    dept = his["DEPT_DICT"][0].copy()
+    dept["MEMO"] = np.where(dept.WARD_FLAG == "1", dept.DEPT_NAME + "，住院病区",
+                            np.where(dept.REG_FLAG == "1", dept.DEPT_NAME + "，门诊可挂号", dept.DEPT_NAME))
+    his["DEPT_DICT"] = (dept, *his["DEPT_DICT"][1:])
     mr = his["OUTP_MR"][0]
     mr["AGE_MONTH"] = (mr.AGE.to_numpy() * 12).astype(int).astype(float)
     # 就诊次数: the patient's visits so far (an earlier history the HIS knows, plus this window's)
@@ -100,9 +108,12 @@ def _oper(rng: np.random.Generator, ops: pd.DataFrame, pmi: pd.DataFrame, staff:
     ops["TRANSFUSION_ML"] = np.where(major & (rng.random(n) < 0.15), rng.choice([200.0, 400.0], n), 0.0)
     complication = rng.random(n) < 0.02
     ops["COMPLICATION"] = np.where(complication, "T81.000", None)          # 操作中的出血和血肿
-    ops["INTRA_PATH"] = None
+    # 病理: a tumour resection has a frozen section (术中) and a paraffin diagnosis (术后); appendix and
+    # gallbladder specimens are read after the operation only
+    cancer = stay.ADMIT_DIAG_CODE.astype(str).str.startswith("C").to_numpy()
+    ops["INTRA_PATH"] = np.where(cancer, "M8140/3", None)                  # 腺癌 (ICD-O-3 形态学)
     excised = np.isin(np.array([str(c)[:2] for c in ops.OPER_CODE]), ["47", "51"])
-    ops["POST_PATH"] = np.where(excised, "M40000/0", None)                 # 炎症 (ICD-O 形态学)
+    ops["POST_PATH"] = np.where(cancer, "M8140/3", np.where(excised, "M40000/0", None))   # 炎症
     clean = ops.INCISION.isin(["0", "1"]).to_numpy()
     prophylaxis = ops.INCISION.isin(["1", "2"]).to_numpy() & (rng.random(n) < 0.8)
     ops["PROPHYLAXIS_FLAG"] = np.where(prophylaxis, "1", "0")
@@ -172,6 +183,101 @@ def _inp_diag(d: pd.DataFrame, home: pd.DataFrame) -> pd.DataFrame:
     return d
 
 
+def _homepage(rng: np.random.Generator, h: pd.DataFrame, pmi: pd.DataFrame) -> pd.DataFrame:
+    """病案首页 items the core stay does not carry: newborn weights, external causes, pathology, coma time."""
+    h = h.copy()
+    n = len(h)
+    pat = pmi.reindex(h.PAT_ID)
+    h["HEALTH_CARD_NO"] = np.where(pat.CARD_TYPE.isin(["1", "2", "3"]).to_numpy(), None, pat.CARD_NO.to_numpy())
+    h["AGE_MONTH"] = (h.AGE.to_numpy() * 12).astype(int).astype(float)
+    # 新生儿出生体重 is filled on a delivering mother's 首页 and on a newborn's; 入院体重 on a newborn's only
+    infant = h.AGE.to_numpy() < 1
+    delivery = h.MAIN_DIAG_CODE.astype(str).str[:3].isin(["O80", "O82"]).to_numpy()
+    weight = rng.integers(2500, 4000, n).astype(float)
+    h["NEWBORN_BIRTH_WEIGHT"] = np.where(infant | delivery, weight, np.nan)
+    h["NEWBORN_ADMIT_WEIGHT"] = np.where(infant, weight + rng.integers(-150, 300, n), np.nan)
+    h["TRANSFER_DEPTS"] = None                       # the demo's stays stay in one department
+    main = h.MAIN_DIAG_CODE.astype(str)
+    injury = main.str[:1].isin(["S", "T"]).to_numpy()
+    h["INJURY_CAUSE"] = np.where(injury, "W19.x00", None)                  # 跌倒
+    tumour = main.str.startswith("C").to_numpy()
+    h["PATH_DIAG_CODE"] = np.where(tumour, "M8140/3", None)                # 腺癌 (ICD-O-3 形态学)
+    h["PATH_NO"] = np.where(tumour, "BL" + h.INP_NO.str[2:], None)
+    head = main.str.startswith("S06").to_numpy()
+    h["COMA_BEFORE"] = np.where(head, "0天2小时30分钟", None)
+    h["COMA_AFTER"] = np.where(head, "0天0小时0分钟", None)
+    # 首页 fee buckets this hospital's charge classes do not reach: nothing was charged to them
+    h["FEE_REHAB"], h["FEE_TCM"], h["FEE_BLOOD"] = 0.0, 0.0, 0.0
+    # 现住址 as the 12-digit 统计用区划代码 (county + 乡镇/街道 + 村/社区) the HIS's address picker stores
+    county = np.array([LOCAL_CODE_SETS["his_division"]["standard"].get(a, "451002") for a in h.AREA_CODE])
+    town = np.char.zfill(rng.integers(1, 10, n).astype(str), 3)
+    village = np.char.zfill(rng.integers(1, 31, n).astype(str), 3)
+    h["ADDR_DIVISION"] = np.char.add(np.char.add(county.astype(str), town), village)
+    return h
+
+
+LAB_ORG = "百色市人民医院检验科"
+# 设备类别 of the analysers (本院设备字典)
+DEVICE_TYPE = {"XE-5000": "XY", "AU5800": "SH", "UF-1000i": "NY", "BC-5390": "XY", "CS-5100": "NX", "i2000SR": "MY",
+               "HLC-723G8": "SH", "BacT/ALERT": "WS", "VITEK2": "WS"}
+BODY_PART_CODE = {"头颅": "01", "胸部": "02", "上腹部": "03", "腰椎": "04", "膝关节": "05", "腹部": "06", "甲状腺": "07",
+                  "子宫及附件": "08", "心脏": "09", "胃": "10"}
+EXAM_METHOD = {"CT01": "平扫", "CT02": "平扫", "CT03": "增强扫描", "MR01": "平扫", "MR02": "平扫", "DR01": "正位摄影",
+               "DR02": "正侧位摄影", "US01": "二维+彩色多普勒", "US02": "二维+彩色多普勒", "US03": "经腹二维",
+               "US04": "二维+M型+彩色多普勒", "ES01": "电子内镜", "ECG01": "十二导联"}
+
+
+def _lis(rng: np.random.Generator, lis: dict, pmi: pd.DataFrame, staff: pd.DataFrame) -> None:
+    """The card the HIS order carried, the lab's name, analyser categories and the staff names on results."""
+    names = staff.set_index("JOB_NO").NAME
+    m = lis["LAB_TEST_MASTER"][0].copy()
+    pat = pmi.reindex(m.PAT_ID)
+    m["CARD_TYPE"], m["CARD_NO"] = pat.CARD_TYPE.to_numpy(), pat.CARD_NO.to_numpy()
+    m["LAB_ORG_NAME"] = LAB_ORG
+    lis["LAB_TEST_MASTER"] = (m, *lis["LAB_TEST_MASTER"][1:])
+    r = lis["LAB_RESULT"][0].copy()
+    flag = r.ABNORMAL_FLAG.fillna("").to_numpy()
+    abnormal = np.isin(flag, ["↑", "↓", "阳性", "异常"])
+    r["EXAM_RESULT"] = np.where(abnormal, "2", "1")
+    r["RESULT_DESC"] = np.select([flag == "↑", flag == "↓", flag == "阳性"], ["结果偏高", "结果偏低", "阳性"], None)
+    r["DEVICE_TYPE"] = [DEVICE_TYPE.get(i) for i in r.INSTRUMENT_NO]
+    r["TESTER_NAME"] = names.reindex(r.TESTER_NO).to_numpy()
+    r["AUDITOR_NAME"] = names.reindex(r.AUDITOR_NO).to_numpy()
+    r["REPORT_RESULT"] = np.where(abnormal, "异常", "正常")
+    r["MEMO"] = np.where(rng.random(len(r)) < 0.02, "标本轻度溶血，结果仅供参考", None)
+    lis["LAB_RESULT"] = (r, *lis["LAB_RESULT"][1:])
+    b = lis["LAB_MICRO_RESULT"][0].copy()
+    b["DEPT_NAME"] = [name_of("his_dept", d) for d in b.DEPT_CODE]
+    b["DEVICE_TYPE"] = [DEVICE_TYPE.get(i) for i in b.INSTRUMENT_NO]
+    lis["LAB_MICRO_RESULT"] = (b, *lis["LAB_MICRO_RESULT"][1:])
+    a = lis["LAB_ANTI_RESULT"][0].copy()
+    # 庆大霉素 / 复方新诺明 / 红霉素 are also read by disc diffusion (K-B): disc content and zone diameter
+    disc = a.ANTI_CODE.isin(list(DISC_CONTENT)).to_numpy()
+    a["ANTI_LEVEL"] = [ANTI_LEVEL.get(c, "非限制") for c in a.ANTI_CODE]
+    a["DISK_CONTENT"] = [DISC_CONTENT.get(c) for c in a.ANTI_CODE]
+    a["DISK_UNIT"] = np.where(disc, "μg", None)
+    a["ZONE_MM"] = np.where(disc, a.SIR.map({"敏感": "19", "中介": "14", "耐药": "9"}).to_numpy(), None)
+    a["PLATE_NO"] = 1.0
+    a["LAB_ORG_NAME"] = LAB_ORG
+    lis["LAB_ANTI_RESULT"] = (a, *lis["LAB_ANTI_RESULT"][1:])
+
+
+DISC_CONTENT = {"Y09": "10", "Y11": "1.25/23.75", "Y16": "15"}
+# 抗菌药物分级 (国卫 抗菌药物临床应用管理办法) of the LIS antibiotics
+ANTI_LEVEL = {"Y05": "限制", "Y06": "限制", "Y07": "特殊使用", "Y08": "特殊使用", "Y10": "限制", "Y12": "特殊使用",
+              "Y14": "特殊使用", "Y15": "特殊使用", "Y16": "限制"}
+
+
+def _pacs(rng: np.random.Generator, pacs: dict) -> None:
+    r = pacs["EXAM_REPORT"][0].copy()
+    r["BODY_PART_CODE"] = [BODY_PART_CODE.get(b) for b in r.BODY_PART]
+    r["EXAM_METHOD"] = [EXAM_METHOD.get(c) for c in r.EXAM_CODE]
+    r["DEVICE_TYPE"] = r.MODALITY
+    r["DEVICE_NO"] = r.MODALITY + "-0" + pd.Series(rng.integers(1, 3, len(r))).astype(str).to_numpy()
+    r["IMAGE_NO"] = "YX" + r.ACCESSION_NO.str[1:]
+    pacs["EXAM_REPORT"] = (r, *pacs["EXAM_REPORT"][1:])
+
+
 def _insur_type(pay: np.ndarray) -> np.ndarray:
     """医疗保险类别 of the patient's 费别: self-paying (自费) patients have none."""
     return np.where(pd.Series(pay).isin(["ZG", "JM", "GF", "SY"]).to_numpy(), pay, None)
@@ -199,7 +305,9 @@ def _pat_visit(rng: np.random.Generator, v: pd.DataFrame, pmi: pd.DataFrame, sta
     minor = v.AGE.to_numpy() < 18
     v["GUARDIAN_NAME"] = np.where(minor, pat.CONTACT_NAME.to_numpy(), None)
     v["GUARDIAN_ID_TYPE"] = np.where(minor, "1", None)
-    v["GUARDIAN_ID_NO"] = None                                                # not recorded by this HIS
+    guardian_birth = (pd.Timestamp("1990-01-01") + pd.to_timedelta(rng.integers(0, 3650, n), unit="D")).to_numpy()
+    v["GUARDIAN_ID_NO"] = np.where(minor, id_numbers(rng, np.full(n, "451002"), guardian_birth.astype("datetime64[D]"),
+                                                     rng.random(n) < 0.5), None)
     v["WORK_UNIT"] = np.where(v.PAY_METHOD.to_numpy() == "ZG", "百色市右江区" + pd.Series(
         rng.choice(["第一中学", "供电局", "人民医院", "税务局", "糖厂"], n)).to_numpy(), None)
     v["CONTACT_NAME"] = pat.CONTACT_NAME.to_numpy()

@@ -168,9 +168,7 @@ class _Builder:
                 self.add("S07", [col.name], violation=f"NOT {sql.regexp(cn, p)}", filter=notnull,
                          params=self._take())
             if "division_code" in col.checks:
-                p = self.bind(self.cfg.raw.get("division_pattern", r"^[0-9]{6}$"))
-                self.add("S08", [col.name], violation=f"NOT {sql.regexp(cn, p)}", filter=notnull,
-                         params=self._take())
+                self._division(col, cn, notnull)
             if "gb11643" in col.checks:
                 self._idcard(col.name, gbcfg)
             if ct.is_temporal:
@@ -246,6 +244,26 @@ class _Builder:
             viol = self._empty(col.name, text_cols)
             self.add("C02", [col.name, rw.column], violation=viol, filter=filt, params=self._take(),
                      fmt={"condition": shown})
+
+    def _division(self, col, cn: str, notnull: str) -> None:
+        """S08: a 行政区划代码 of the right shape, its county part (first 6 digits) in GB/T 2260.
+
+        A column declared with the full length (`division.full_length`, 12: county + 乡镇 + 村) must hold
+        the full code; shorter columns take the 2/4/6/9/12-digit prefixes of `division_pattern`.
+        """
+        dcfg = self.cfg.raw.get("division") or {}
+        full = int(dcfg.get("full_length", 12))
+        ct = col.ctype
+        pattern = (dcfg.get("full_pattern", r"^[1-8][0-9]{11}$") if ct.kind == "varchar" and ct.length == full
+                   else self.cfg.raw.get("division_pattern", r"^[0-9]{6}$"))
+        p = self.bind(pattern)
+        viol = f"NOT {self.sql.regexp(cn, p)}"
+        counties = self.domains(dcfg["domain"]) if dcfg.get("domain") else None
+        if counties:
+            pc = self.bind(sorted(c for c in counties if len(c) == 6))
+            viol = f"({viol} OR ({self.sql.char_length(cn)} >= 6 AND SUBSTR({cn}, 1, 6) NOT IN :{pc}))"
+        self.add("S08", [col.name], violation=viol, filter=notnull, params=self._take(),
+                 fmt={"full_length": full})
 
     def _lab_limits(self) -> None:
         """P07: a numeric lab result within the analyser's range for its item, in the item's unit."""
