@@ -20,6 +20,7 @@ END = date(2026, 11, 24)
 # Where each local code set is stored in the vendor schemas: (database, SQL returning the codes).
 CODE_LOCATIONS: dict[str, list[tuple[str, str]]] = {
     "his_sex": [("his", "SELECT SEX FROM PAT_MASTER_INDEX")],
+    "his_education": [("his", "SELECT EDU_CODE FROM PAT_MASTER_INDEX")],
     "his_insur_type": [("his", "SELECT INSUR_TYPE FROM PAT_VISIT"), ("his", "SELECT INSUR_TYPE FROM FEE_SETTLE")],
     "his_tcm_disease": [("his", "SELECT TCM_DISEASE FROM OUTP_DIAGNOSIS")],
     "his_tcm_syndrome": [("his", "SELECT TCM_SYNDROME FROM OUTP_DIAGNOSIS")],

@@ -138,6 +138,7 @@ EMPTY_IN_DEMO = {
     ("mr_homepage", "ZKKB"): "转科科别: a demo stay never changes department",
     ("mr_homepage", "LNSSHZRYQHMSJ"): "颅脑损伤昏迷时间: no 颅脑损伤 (S06) stay in the demo departments",
     ("mr_homepage", "LNSSHZRYHHMSJ"): "颅脑损伤昏迷时间: no 颅脑损伤 (S06) stay in the demo departments",
+    ("org_info", "SJYYDM"): "上级医院代码: 百色市人民医院 heads its 医联体; it has no 上级医院",
 }
 
 

@@ -189,6 +189,11 @@ LOCAL_CODE_SETS: dict[str, dict] = {
         "codes": {"MZ": "门诊诊断", "RY": "入院诊断", "CY": "出院诊断"},
     },
     # ------------------------------------------------------------------ inpatient
+    "his_education": {
+        "domain": "GB/T 4658", "label": "HIS文化程度",
+        "codes": {"XX": "小学", "CZ": "初中", "GZ": "高中", "DZ": "大专", "BK": "本科"},
+        "standard": {"XX": "81", "CZ": "71", "GZ": "61", "DZ": "31", "BK": "21"},
+    },
     "his_insur_type": {
         "domain": "CV02.01.204", "label": "HIS医保类别",
         "codes": {"ZG": "职工医保", "JM": "城乡居民医保", "GF": "公费", "SY": "商业保险"},

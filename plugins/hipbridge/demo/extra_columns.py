@@ -63,6 +63,10 @@ def extend(seed: int, his: dict, lis: dict, pacs: dict) -> None:
     dept["MEMO"] = np.where(dept.WARD_FLAG == "1", dept.DEPT_NAME + "，住院病区",
                             np.where(dept.REG_FLAG == "1", dept.DEPT_NAME + "，门诊可挂号", dept.DEPT_NAME))
     his["DEPT_DICT"] = (dept, *his["DEPT_DICT"][1:])
+    _dictionaries(_rng(seed, "STAFF_DICT"), his)
+    _patients(_rng(seed, "PAT_MASTER_INDEX"), his)
+    _outpatient(_rng(seed, "OUTP_PRESC"), his, pmi)
+    _inpatient_documents(his, pmi)
     mr = his["OUTP_MR"][0]
     mr["AGE_MONTH"] = (mr.AGE.to_numpy() * 12).astype(int).astype(float)
     # 就诊次数: the patient's visits so far (an earlier history the HIS knows, plus this window's)
@@ -276,6 +280,172 @@ def _pacs(rng: np.random.Generator, pacs: dict) -> None:
     r["DEVICE_NO"] = r.MODALITY + "-0" + pd.Series(rng.integers(1, 3, len(r))).astype(str).to_numpy()
     r["IMAGE_NO"] = "YX" + r.ACCESSION_NO.str[1:]
     pacs["EXAM_REPORT"] = (r, *pacs["EXAM_REPORT"][1:])
+
+
+SITE_NAME = {"01": "头颈部", "02": "胸部", "03": "腹部", "04": "四肢", "05": "盆腔", "09": "其他"}
+# 专业技术职务 (GB/T 8561) by the HIS title; 人员专业类别; 专业 (教育部专业类); 执业范围 by department family
+TITLE_POST = {"ZR": "231", "FZR": "232", "ZZ": "233", "YS": "234", "ZGHS": "253", "HS": "254", "JS": "263",
+              "YSS": "243"}
+KIND_CLASS = {"医生": "11", "护士": "21", "药师": "31", "技师": "41"}
+KIND_MAJOR = {"医生": "1002", "护士": "1011", "药师": "1007", "技师": "1010"}
+SCOPE = {"03": "01", "04": "02", "05": "03", "07": "04", "10": "05", "11": "05", "13": "06", "19": "09",
+         "20": "11", "28": "12", "26": "08", "31": "10", "32": "10", "50": "14"}
+EDUCATION = {"ZR": "11", "FZR": "14", "ZZ": "14", "YS": "20", "ZGHS": "20", "HS": "30", "JS": "20", "YSS": "20"}
+DEGREE = {"11": "2", "14": "3", "20": "4"}
+
+
+def _dictionaries(rng: np.random.Generator, his: dict) -> None:
+    """STAFF_DICT 执业 and 人事 items, HOSPITAL_INFO's location and flags, DEPT_DICT's 门诊类型."""
+    st = his["STAFF_DICT"][0].copy()
+    n = len(st)
+    kind, title, dept = st.STAFF_TYPE.to_numpy(), st.TITLE.to_numpy(), st.DEPT_CODE.astype(str).to_numpy()
+    doctor = kind == "医生"
+    base = np.array([d[1:] if d.startswith("B") else d for d in dept])
+    st["CENTER_DEPT"] = base
+    st["DEPT_CATEGORY"] = "A"                                     # 诊疗科目名录
+    st["POST_CODE"] = [TITLE_POST.get(t) for t in title]
+    st["MAJOR_CODE"] = [KIND_MAJOR.get(k) for k in kind]
+    st["STAFF_CLASS"] = [KIND_CLASS.get(k) for k in kind]
+    licensed = np.isin(kind, ["医生", "护士"])
+    st["QUALIFICATION_NO"] = np.where(licensed, np.char.add("ZG", rng.integers(10**9, 10**10 - 1, n).astype(str)), None)
+    work = pd.to_datetime(st.WORK_START.astype(str) + "01", format="%Y%m%d")
+    st["CERT_DATE"] = np.where(licensed, (work + pd.DateOffset(years=1)).dt.strftime("%Y-%m-%d").to_numpy(), None)
+    st["PRACTICE_CLASS"] = np.where(doctor, np.where(base == "5001", "4", "1"), None)   # 1 临床 / 4 中医
+    st["PRACTICE_SCOPE"] = np.where(doctor, [SCOPE.get(d[:2], "01") for d in base], None)
+    st["MULTI_SITE"] = np.where(doctor & (title == "ZR"), "1", "0")
+    st["GP_FLAG"] = "0"
+    st["PRESCRIBE_LEVEL"] = np.where(doctor, np.where(np.isin(title, ["ZR", "FZR"]), "1,2,3",
+                                                      np.where(title == "ZZ", "1,2", "1")), None)
+    edu = np.array([EDUCATION.get(t, "20") for t in title], dtype=object)
+    st["EDUCATION"] = edu
+    st["DEGREE"] = [DEGREE.get(e) for e in edu]
+    st["ADMIN_POST"] = np.where(title == "ZR", "1", None)          # 1 科室正职
+    st["POST_NAME"] = [f"{k}岗" for k in kind]
+    st["TRANSFER_STATUS"] = "0"
+    st["POLITICAL"] = np.where(rng.random(n) < 0.35, "01", "13")    # GB/T 4762: 01 中共党员, 13 群众
+    st["REG_CERT_NO"] = st.CERT_NO
+    st["EMPLOY_FLAG"] = "1"
+    senior = doctor & np.isin(title, ["ZR", "FZR"])
+    names = np.array([name_of("his_dept", d) if d in LOCAL_CODE_SETS["his_dept"]["codes"] else "" for d in base])
+    st["SPECIALTY"] = np.where(senior, np.char.add(np.char.add("擅长", names.astype(str)), "常见病、多发病及疑难病的诊治"), None)
+    st["PROFILE"] = np.where(senior, np.char.add(st.NAME.to_numpy().astype(str),
+                                                np.char.add("，从事", np.char.add(names.astype(str), "临床工作二十余年。"))), None)
+    his["STAFF_DICT"] = (st, *his["STAFF_DICT"][1:])
+    h = his["HOSPITAL_INFO"][0].copy()
+    h["NATURE"], h["LONGITUDE"], h["LATITUDE"] = "1", 106.62, 23.90    # 1 公立; 右江区中山二路
+    h["PARENT_ORG"], h["BRANCH_FLAG"], h["CLINIC_PAY_FLAG"] = None, "0", "1"
+    his["HOSPITAL_INFO"] = (h, *his["HOSPITAL_INFO"][1:])
+    d = his["DEPT_DICT"][0].copy()
+    d["CLINIC_TYPE_CODE"] = d.CLINIC_TYPE.map({"普通": "1", "急诊": "2"})
+    d["ORG_CREDIT_CODE"] = h.CREDIT_CODE.iloc[0]
+    his["DEPT_DICT"] = (d, *his["DEPT_DICT"][1:])
+    b = his["WARD_BED_DAILY"][0].copy()
+    b["DISCHARGED_BED_DAYS"] = b.DISCHARGED
+    icu = b.WARD_CODE.astype(str).str.endswith("2801").to_numpy()
+    b["SPECIAL_BEDS"] = np.where(b.WARD_CODE.isin(["B0304", "B0401"]).to_numpy(), 2, 0)
+    b["NEGATIVE_PRESSURE_BEDS"] = np.where(b.WARD_CODE.isin(["B0301"]).to_numpy(), 2, 0)
+    b["ER_OBS_OPEN"] = 0
+    b["ER_OBS_USED"] = 0
+    b["REHAB_BEDS"] = np.where(icu, 0, 0)
+    his["WARD_BED_DAILY"] = (b, *his["WARD_BED_DAILY"][1:])
+
+
+EDU_LOCAL = {"小学": "XX", "初中": "CZ", "高中": "GZ", "大专": "DZ", "本科": "BK"}
+
+
+def _patients(rng: np.random.Generator, his: dict) -> None:
+    p = his["PAT_MASTER_INDEX"][0].copy()
+    n = len(p)
+    p["EDU_CODE"] = p.EDUCATION.map(EDU_LOCAL)
+    p["INSUR_TYPE"] = _insur_type(p.PAY_METHOD.to_numpy())
+    county = np.array([LOCAL_CODE_SETS["his_division"]["standard"].get(a, "") for a in p.AREA_CODE])
+    p["CARD_AREA"] = np.where(p.CARD_TYPE.isin(["2"]).to_numpy(), "451000", None)   # 医保卡 issued in 百色
+    p["RESIDENCE_TYPE"] = np.where(np.char.startswith(county.astype(str), "4510"), "1", "2")
+    p["BIRTH_AREA"] = county
+    p["HUKOU_POST"] = np.where(np.char.startswith(county.astype(str), "4510"), "533000", "530000")
+    adult = pd.to_datetime(p.BIRTHDAY).dt.year.to_numpy() < 2004
+    employed = adult & p.PAY_METHOD.isin(["ZG", "GF"]).to_numpy()
+    unit = rng.choice(["百色市第一中学", "广西电网百色供电局", "百色市税务局", "右江区人民政府", "百色百矿集团"], n)
+    p["WORK_UNIT"] = np.where(employed, unit, None)
+    p["WORK_ADDR"] = np.where(employed, "广西壮族自治区百色市右江区", None)
+    p["WORK_PHONE"] = np.where(employed, np.char.add("0776-28", rng.integers(10000, 99999, n).astype(str)), None)
+    p["PHONE"] = np.where(rng.random(n) < 0.1, np.char.add("0776-", rng.integers(2000000, 2999999, n).astype(str)), None)
+    p["CONTACT_ADDR"] = p.ADDR
+    newborn = pd.to_datetime(p.BIRTHDAY).dt.year.to_numpy() >= 2026
+    p["NEWBORN_FLAG"] = np.where(newborn, "1", "0")
+    minor = ~adult
+    p["MOTHER_NAME"] = np.where(minor & (p.CONTACT_RELATION.to_numpy() == "FM"), p.CONTACT_NAME, None)
+    mother_birth = (pd.to_datetime(p.BIRTHDAY) - pd.to_timedelta(rng.integers(22 * 365, 38 * 365, n), unit="D"))
+    p["MOTHER_ID_NO"] = np.where(p.MOTHER_NAME.notna().to_numpy(),
+                                 id_numbers(rng, np.full(n, "451002"), mother_birth.to_numpy().astype("datetime64[D]"),
+                                            np.zeros(n, bool)), None)
+    p["MULTIPLE_BIRTH"] = np.where(minor, "0", None)
+    p["BIRTH_ORDER"] = np.where(minor, rng.integers(1, 3, n), np.nan)
+    p["HEALTH_RECORD_NO"] = np.where(rng.random(n) < 0.6, np.char.add("4510020", rng.integers(10**10, 10**11 - 1, n)
+                                                                         .astype(str)), None)
+    p["RECORD_ORG"] = his["HOSPITAL_INFO"][0].CREDIT_CODE.iloc[0]
+    clerks = his["STAFF_DICT"][0]
+    clerks = clerks[clerks.STAFF_TYPE == "护士"]
+    pick = rng.integers(0, len(clerks), n)
+    p["RECORD_DOCTOR_NO"] = clerks.JOB_NO.to_numpy()[pick]
+    p["RECORD_DOCTOR_NAME"] = clerks.NAME.to_numpy()[pick]
+    p["UPDATER_NAME"] = p.RECORD_DOCTOR_NAME
+    p["UPDATER_ID_NO"] = clerks.ID_NO.to_numpy()[pick]
+    his["PAT_MASTER_INDEX"] = (p, *his["PAT_MASTER_INDEX"][1:])
+
+
+HERBAL_DECOCTION = "每剂加水500毫升浸泡30分钟，武火煮沸后文火煎30分钟，取汁200毫升，复煎一次"
+
+
+def _outpatient(rng: np.random.Generator, his: dict, pmi: pd.DataFrame) -> None:
+    c = his["CLINIC_MASTER"][0].copy()
+    c["INSUR_TYPE"] = _insur_type(c.PAY_METHOD.to_numpy())
+    his["CLINIC_MASTER"] = (c, *his["CLINIC_MASTER"][1:])
+    sc = his["CLINIC_SCHEDULE"][0].copy()
+    sc["MEMO"] = sc.REG_TYPE.map({"ZJ": "专家号，请提前预约", "TX": "特需号，自费", "JZ": "24小时急诊"})
+    his["CLINIC_SCHEDULE"] = (sc, *his["CLINIC_SCHEDULE"][1:])
+    h = his["OUTP_PRESC"][0].copy()
+    n = len(h)
+    child = h.AGE.to_numpy() < 14
+    h["WEIGHT"] = np.round(np.where(child, 3 + h.AGE.to_numpy() * 2.5, rng.uniform(45, 80, n)), 1)
+    tcm = h.DEPT_CODE.to_numpy() == "5001"                        # 中医科: 中药饮片 with its decoction
+    h["HERB_DOSES"] = np.where(tcm, 7.0, np.nan)
+    h["HERB_DECOCTION"] = np.where(tcm, HERBAL_DECOCTION, None)
+    h["HERB_USAGE"] = np.where(tcm, "每日1剂，早晚饭后温服", None)
+    h["PRESC_NOTE"] = np.where(child, "儿童用药，按体重计算剂量", None)
+    his["OUTP_PRESC"] = (h, *his["OUTP_PRESC"][1:])
+    it = his["OUTP_PRESC_DETAIL"][0].copy()
+    drugs = his["DRUG_DICT"][0].set_index("DRUG_CODE")
+    it["PURCHASE_CODE"] = "GXYP" + pd.Series([c[1:] for c in it.DRUG_CODE]).str.zfill(8).to_numpy()
+    it["BASIC_FLAG"] = drugs.BASIC_FLAG.reindex(it.DRUG_CODE).to_numpy()
+    it["TCM_CLASS"] = np.where(it.DRUG_CODE.isin(["Y0023"]).to_numpy(), "1", None)      # 1 中成药
+    his["OUTP_PRESC_DETAIL"] = (it, *his["OUTP_PRESC_DETAIL"][1:])
+
+
+def _inpatient_documents(his: dict, pmi: pd.DataFrame) -> None:
+    s = his["DISCHARGE_SUMMARY"][0].copy()
+    pat = pmi.reindex(s.PAT_ID)
+    s["CARD_TYPE"], s["CARD_NO"] = pat.CARD_TYPE.to_numpy(), pat.CARD_NO.to_numpy()
+    dept = his["PAT_VISIT"][0].set_index("INP_NO").ADMIT_DEPT.reindex(s.INP_NO).to_numpy()
+    tcm = s.DIS_DIAG_CODE.isin(list(TCM_FOR)).to_numpy() & np.isin(dept, TCM_DEPTS)
+    s["TCM_DISEASE"] = np.where(tcm, [TCM_FOR.get(c, ("", [""]))[0] for c in s.DIS_DIAG_CODE], None)
+    s["TCM_SYNDROME"] = np.where(tcm, [TCM_FOR.get(c, ("", [""]))[1][-1] for c in s.DIS_DIAG_CODE], None)
+    his["DISCHARGE_SUMMARY"] = (s, *his["DISCHARGE_SUMMARY"][1:])
+    o = his["MR_HOMEPAGE_OPER"][0].copy()
+    site = np.array([_OPER_SITE.get(str(c)[:2], "09") for c in o.OPER_CODE], dtype=object)
+    o["OPER_SITE"], o["OPER_SITE_NAME"] = site, [SITE_NAME[x] for x in site]
+    rec = his["OPER_RECORD"][0]
+    if "ASSIST2_NO" in rec:
+        second = rec.assign(OPER_SEQ=rec.OPER_SEQ.astype(int).astype(str)).set_index(["INP_NO", "OPER_SEQ"]).ASSIST2_NO
+        o["ASSIST2_NO"] = second.reindex(list(zip(o.INP_NO, o.OPER_SEQ))).to_numpy()
+    else:
+        o["ASSIST2_NO"] = None
+    his["MR_HOMEPAGE_OPER"] = (o, *his["MR_HOMEPAGE_OPER"][1:])
+    d = his["MR_HOMEPAGE_DIAG"][0].copy()
+    tumour = d.DIAG_CODE.astype(str).str.startswith("C").to_numpy()
+    d["TUMOUR_CODE"] = np.where(tumour, "M8140/3", None)
+    d["TUMOUR_NAME"] = np.where(tumour, "腺癌，非特指", None)
+    his["MR_HOMEPAGE_DIAG"] = (d, *his["MR_HOMEPAGE_DIAG"][1:])
 
 
 def _insur_type(pay: np.ndarray) -> np.ndarray:
