@@ -188,3 +188,19 @@ def test_recognised_reports_carry_the_province_item_code(loaded):
                                  "ON h.JYJLLSH = r.JYBGLSH AND h.YLJGDM = r.YLJGDM")
     assert results and all(r[0] == r[1] for r in results)
     assert any(r[2] == "1" for r in results)
+
+
+@pytest.mark.parametrize("table", ["diagnosis_detail", "surgery_record", "mr_homepage", "mr_homepage_diagnosis",
+                                   "mr_homepage_operation", "discharge_summary", "fee_detail", "fee_settlement"])
+def test_a_record_the_source_cancels_is_uploaded_voided(loaded, table):
+    """Each source that can cancel a record (CANCEL_FLAG = '1') has a void rule: the row goes up with
+    修改标志 = 3 and every other row with 1; a voided 首页 voids its diagnoses and operations too."""
+    ctx, results, _ = loaded
+    spec = ctx.specs.get(table)
+    assert spec.source.void is not None
+    flags = dict(_query(ctx.engine, f"SELECT XGBZ, COUNT(*) FROM {spec.target.name} GROUP BY XGBZ"))
+    assert flags.get("3", 0) >= 1 and set(flags) == {"1", "3"}, flags
+    if table == "mr_homepage":
+        orphans = _query(ctx.engine, "SELECT COUNT(*) FROM BASYQTZD d JOIN ZYBASY h ON h.ZYJZLSH = d.ZYJZLSH "
+                                     "WHERE h.XGBZ = '3' AND d.XGBZ <> '3'")[0][0]
+        assert orphans == 0

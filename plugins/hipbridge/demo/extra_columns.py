@@ -67,6 +67,7 @@ def extend(seed: int, his: dict, lis: dict, pacs: dict) -> None:
     _patients(_rng(seed, "PAT_MASTER_INDEX"), his)
     _outpatient(_rng(seed, "OUTP_PRESC"), his, pmi)
     _inpatient_documents(his, pmi)
+    _voids(_rng(seed, "CANCEL"), his)
     mr = his["OUTP_MR"][0]
     mr["AGE_MONTH"] = (mr.AGE.to_numpy() * 12).astype(int).astype(float)
     # 就诊次数: the patient's visits so far (an earlier history the HIS knows, plus this window's)
@@ -300,7 +301,7 @@ def _dictionaries(rng: np.random.Generator, his: dict) -> None:
     n = len(st)
     kind, title, dept = st.STAFF_TYPE.to_numpy(), st.TITLE.to_numpy(), st.DEPT_CODE.astype(str).to_numpy()
     doctor = kind == "医生"
-    base = np.array([d[1:] if d.startswith("B") else d for d in dept])
+    base = np.array([d.removeprefix("B") for d in dept])
     st["CENTER_DEPT"] = base
     st["DEPT_CATEGORY"] = "A"                                     # 诊疗科目名录
     st["POST_CODE"] = [TITLE_POST.get(t) for t in title]
@@ -448,6 +449,50 @@ def _inpatient_documents(his: dict, pmi: pd.DataFrame) -> None:
     his["MR_HOMEPAGE_DIAG"] = (d, *his["MR_HOMEPAGE_DIAG"][1:])
 
 
+def _pick(rng: np.random.Generator, candidates: np.ndarray, share: float) -> np.ndarray:
+    """A few of the candidates (at least one when there is any), as a boolean mask."""
+    idx = np.flatnonzero(candidates)
+    k = min(len(idx), max(1, int(round(len(idx) * share)))) if len(idx) else 0
+    mask = np.zeros(len(candidates), bool)
+    mask[rng.choice(idx, k, replace=False)] = True
+    return mask
+
+
+def _voids(rng: np.random.Generator, his: dict) -> None:
+    """作废 in the sources that can cancel a record (CANCEL_FLAG = '1'; 修改标志 3 once uploaded).
+
+    A doctor deletes a secondary diagnosis entered in error; a 手术记录 is withdrawn; the 病案室 voids a
+    首页 (with its diagnoses and operations) or a 出院小结 to re-issue it; the cashier voids a settlement
+    together with its charge lines, so header and detail still add up.
+    """
+    for name, share, cand in (("OUTP_DIAGNOSIS", 0.01, lambda f: f.MAIN_FLAG == "0"),
+                              ("INP_DIAGNOSIS", 0.01, lambda f: f.MAIN_FLAG == "0"),
+                              ("OPER_RECORD", 0.01, lambda f: f.OPER_ID.notna()),
+                              ("DISCHARGE_SUMMARY", 0.01, lambda f: f.INP_NO.notna())):
+        frame = his[name][0].copy()
+        if "INP_NO" in frame or "DIAG_ID" in frame:
+            frame["CANCEL_FLAG"] = np.where(_pick(rng, cand(frame).to_numpy(), share), "1", "0")
+        his[name] = (frame, *his[name][1:])
+    home = his["MR_HOMEPAGE"][0].copy()
+    operated = home.INP_NO.isin(set(his["MR_HOMEPAGE_OPER"][0].INP_NO)).to_numpy()   # one with operations
+    voided = _pick(rng, operated if operated.any() else home.INP_NO.notna().to_numpy(), 0.01)
+    home["CANCEL_FLAG"] = np.where(voided, "1", "0")
+    his["MR_HOMEPAGE"] = (home, *his["MR_HOMEPAGE"][1:])
+    gone = set(home.INP_NO[voided])
+    for name in ("MR_HOMEPAGE_DIAG", "MR_HOMEPAGE_OPER"):
+        frame = his[name][0].copy()
+        frame["CANCEL_FLAG"] = np.where(frame.INP_NO.isin(gone).to_numpy(), "1", "0")
+        his[name] = (frame, *his[name][1:])
+    settle = his["FEE_SETTLE"][0].copy()
+    voided = _pick(rng, (settle.REFUND_FLAG == "0").to_numpy() & settle.ORIG_SETTLE_NO.isna().to_numpy()
+                   & ~settle.SETTLE_NO.isin(settle.ORIG_SETTLE_NO.dropna()).to_numpy(), 0.005)
+    settle["CANCEL_FLAG"] = np.where(voided, "1", "0")
+    his["FEE_SETTLE"] = (settle, *his["FEE_SETTLE"][1:])
+    detail = his["FEE_DETAIL"][0].copy()
+    detail["CANCEL_FLAG"] = np.where(detail.SETTLE_NO.isin(set(settle.SETTLE_NO[voided])).to_numpy(), "1", "0")
+    his["FEE_DETAIL"] = (detail, *his["FEE_DETAIL"][1:])
+
+
 def _insur_type(pay: np.ndarray) -> np.ndarray:
     """医疗保险类别 of the patient's 费别: self-paying (自费) patients have none."""
     return np.where(pd.Series(pay).isin(["ZG", "JM", "GF", "SY"]).to_numpy(), pay, None)
@@ -510,5 +555,4 @@ def _fee_detail(rng: np.random.Generator, f: pd.DataFrame, items: pd.DataFrame, 
 def _settle(s: pd.DataFrame, pmi: pd.DataFrame) -> pd.DataFrame:
     s = s.copy()
     s["INSUR_TYPE"] = _insur_type(s.PAY_METHOD.to_numpy())
-    s["CANCEL_FLAG"] = "0"              # a refund is a red reversal (退费标志), never a voided settlement
     return s

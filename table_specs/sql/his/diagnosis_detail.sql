@@ -28,6 +28,7 @@ SELECT o.DIAG_ID        AS diag_id,
        o.PATHOLOGY_NO   AS pathology_no,
        o.NOTE           AS note,
        CAST(NULL AS VARCHAR(19)) AS archive_time,
+       o.CANCEL_FLAG    AS cancel_flag,
        o.UPDATE_TIME    AS update_time
 FROM OUTP_DIAGNOSIS o
 LEFT JOIN PAT_MASTER_INDEX p ON p.PAT_ID = o.PAT_ID
@@ -58,6 +59,7 @@ SELECT i.DIAG_ID        AS diag_id,
        i.PATHOLOGY_NO   AS pathology_no,
        i.NOTE           AS note,
        i.ARCHIVE_TIME   AS archive_time,
+       i.CANCEL_FLAG    AS cancel_flag,
        i.UPDATE_TIME    AS update_time
 FROM INP_DIAGNOSIS i
 LEFT JOIN PAT_MASTER_INDEX p ON p.PAT_ID = i.PAT_ID

@@ -30,5 +30,6 @@ SELECT s.SUMMARY_ID        AS summary_id,
        s.CARD_NO         AS card_no,
        s.TCM_DISEASE     AS tcm_disease,
        s.TCM_SYNDROME    AS tcm_syndrome,
+       s.CANCEL_FLAG     AS cancel_flag,
        s.UPDATE_TIME       AS update_time
 FROM DISCHARGE_SUMMARY s

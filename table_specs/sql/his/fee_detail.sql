@@ -28,5 +28,6 @@ SELECT f.DETAIL_ID    AS detail_id,
        f.SPEC            AS spec,
        f.UNIT            AS unit,
        f.SELF_RATIO      AS self_ratio,
+       f.CANCEL_FLAG     AS cancel_flag,
        f.UPDATE_TIME  AS update_time
 FROM FEE_DETAIL f

@@ -66,5 +66,6 @@ SELECT h.INP_NO              AS inp_no,
        h.FEE_REHAB       AS fee_rehab,
        h.FEE_TCM         AS fee_tcm,
        h.FEE_BLOOD       AS fee_blood,
+       h.CANCEL_FLAG     AS cancel_flag,
        h.UPDATE_TIME         AS update_time
 FROM MR_HOMEPAGE h

@@ -12,5 +12,6 @@ SELECT g.INP_NO           AS inp_no,
        g.BRANCH_NAME      AS branch_name,
        g.TUMOUR_CODE     AS tumour_code,
        g.TUMOUR_NAME     AS tumour_name,
+       g.CANCEL_FLAG     AS cancel_flag,
        g.UPDATE_TIME      AS update_time
 FROM MR_HOMEPAGE_DIAG g

@@ -22,6 +22,7 @@ SELECT o.INP_NO          AS inp_no,
        o.BRANCH_NAME     AS branch_name,
        o.OPER_SITE       AS oper_site,
        o.OPER_SITE_NAME  AS oper_site_name,
+       o.CANCEL_FLAG     AS cancel_flag,
        o.UPDATE_TIME     AS update_time
 FROM MR_HOMEPAGE_OPER o
 LEFT JOIN STAFF_DICT s ON s.JOB_NO = o.SURGEON_NO

@@ -70,5 +70,6 @@ SELECT r.OPER_ID         AS oper_id,
        r.ASEPTIC_FLAG    AS aseptic_flag,
        r.OVERTIME_FLAG   AS overtime_flag,
        r.ARCHIVE_TIME    AS archive_time,
+       r.CANCEL_FLAG     AS cancel_flag,
        r.UPDATE_TIME     AS update_time
 FROM OPER_RECORD r
