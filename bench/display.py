@@ -279,7 +279,8 @@ def main() -> int:
         heavy_token = open_sessions(life, [heavy])[0]
 
         port = free_port()
-        cmd = [sys.executable, "-m", "hipbridge.cli", "display", "serve", "--db", url, "--port", str(port)]
+        cmd = [sys.executable, "-m", "hipbridge.cli", "display", "serve", "--db", url, "--port", str(port),
+               "--workers", str(args.workers)]
         server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                   start_new_session=True)
         import httpx

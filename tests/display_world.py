@@ -80,7 +80,8 @@ class DisplayWorld:
         self.svc = DisplayService.from_lifecycle(self.life, clock=self.clock, platform_url=self.sim.url)
         self.server = ServerThread(self.svc.app)
         self.client = self.life.client(clock=self.clock, base_url=self.sim.url)
-        self.his_token = add_caller(self.keys, "his-workstation")
+        self.his_token = add_caller(self.keys, "his-workstation", roles=("workstation",))
+        self.booking_token = add_caller(self.keys, "booking-system", roles=("booking",))
         if start_servers:
             self.sim.start()
             self.server.start()
@@ -94,12 +95,14 @@ class DisplayWorld:
         self.sim.stop()
         self.svc.writer.close()
 
-    def second_service(self, store):
-        """Another display service on the same databases, reading `store` (e.g. an unreachable one)."""
+    def second_service(self, store=None, writer=None):
+        """Another display service on the same databases, reading `store` / writing the audit through
+        `writer` (e.g. unreachable ones)."""
         from hipbridge.display.service import DisplayService
         from hipbridge.platform.simulator import ServerThread
 
-        svc = DisplayService.from_lifecycle(self.life, clock=self.clock, platform_url=self.sim.url, store=store)
+        svc = DisplayService.from_lifecycle(self.life, clock=self.clock, platform_url=self.sim.url, store=store,
+                                            writer=writer)
         return svc, ServerThread(svc.app).start()
 
     # ------------------------------------------------------------ the hospital's own tables

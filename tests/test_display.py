@@ -69,8 +69,9 @@ def _token(r) -> str:
     return r.json()["launchToken"]
 
 
-def test_launch_needs_a_caller_token(world):
+def test_launch_needs_a_workstation_caller_token(world):
     assert world.launch("ZY001", "P-A", "D01", token="not-a-token").status_code == 401
+    assert world.launch("ZY001", "P-A", "D01", token=world.booking_token).status_code == 403   # role booking
     r = world.http.post("/shared/launch", json={"orgCode": world.org, "visitId": "ZY001", "patientId": "P-A",
                                                 "doctorId": "D01", "purpose": "VIEW"})
     assert r.status_code == 401
@@ -268,6 +269,48 @@ def test_store_down_shows_the_message_and_launch_still_works(world, dead_store_s
     t = world.http.get(dead_store_service + "/shared/timeline", headers={"X-HB-Session": redeemed.json()["session"]})
     assert t.status_code == 503 and t.json()["message"] == "外院数据暂不可用"
     assert world.audit_events("ACCESS_DENIED")[-1]["result_code"] == "store_down"
+
+
+def test_no_audit_no_data(world):
+    """The audit log cannot be written (its server is unreachable): the data is not shown."""
+    from hipbridge.audit import AuditWriter
+    from hipbridge.io.engines import engine_for
+
+    dead = AuditWriter(engine_for("mysql+pymysql://root@127.0.0.1:1/none?connect_timeout=2", world.life.ops.schema),
+                       world.life.ops, world.keys)
+    _svc, server = world.second_service(writer=dead)
+    try:
+        assert world.launch("ZY001", "P-A", "D01", base_url=server.url).status_code == 503
+        tok = _token(world.launch("ZY001", "P-A", "D01"))           # launched while the log was reachable
+        redeemed = world.http.post(world.url + "/shared/session", json={"launchToken": tok})
+        r = world.http.get(server.url + "/shared/timeline", headers={"X-HB-Session": redeemed.json()["session"]})
+        assert r.status_code == 503 and r.json()["code"] == "audit_unavailable" and "items" not in r.json()
+    finally:
+        server.stop()
+        dead.close()
+
+
+def test_a_report_of_another_patient_is_not_found(world):
+    api_a = world.session(_token(world.launch("ZY001", "P-A", "D01")))
+    lab_a = next(i for i in api_a.get("/shared/timeline").json()["items"] if i["kind"] == "lab")
+    api_d = world.session(_token(world.launch("ZY004", "P-D", "D01")))
+    r = api_d.get(f"/shared/report/lab/{lab_a['id']}")
+    assert r.status_code in (403, 404) and "results" not in r.json()
+
+
+def test_pending_authorization_refused(world):
+    from hipbridge.platform.outbox import Booking, enqueue_grant
+
+    from tests.display_world import valid_id
+
+    id_f = valid_id("45100219950606678")
+    world.add_patient("P-F", "孙八", id_f)
+    world.add_inpatient("ZY006", "P-F", "孙八", id_f, ["D01"], admitted=world.clock() - timedelta(hours=1))
+    enqueue_grant(world.life.frontend, world.life.ops, world.keys, world.org, world.life.org_name,
+                  Booking(appointment_id="APPT-F", patient_name="孙八", patient_id_type="01", patient_id_no=id_f,
+                          visit_date=world.clock(), visit_type="inpatient"), world.clock())
+    r = world.launch("ZY006", "P-F", "D01")              # the platform has not answered the grant yet
+    assert r.json()["access"] == "auth_pending" and "尚未生效" in r.json()["message"]
 
 
 def test_access_audit_answers_who_looked_and_the_chain_verifies(world):

@@ -1,5 +1,5 @@
 -- `make demo` (hipbridge display demo): demo patients whose other-hospital data the simulated platform
--- pushes — open inpatient stays (no 出院 yet) with a doctor who wrote orders in them. :limit rows.
+-- pushes — open inpatient stays (no 出院 yet) with a doctor who wrote orders in them (at most `limit` rows).
 SELECT a.ZYJZLSH AS visit_id, a.HZWYBSH AS patient_id, a.XM AS patient_name, a.ZJLXDM AS id_type,
        a.ZJHM AS id_no, MIN(o.KLYSGH) AS doctor_id
 FROM RYDJXX a

@@ -1,5 +1,5 @@
 -- 外院数据展示: is the visit open, who treats it, who is the patient (config/display.yaml visit_source).
--- Runs on the front-end database; one row per treating doctor. :org_code, :visit_id.
+-- Runs on the front-end database; one row per treating doctor. Parameters: org_code, visit_id.
 -- 门诊: the 接诊医生 of the visit.
 SELECT v.MZJZLSH AS visit_id, 'outpatient' AS visit_kind, v.HZWYBSH AS patient_id,
        COALESCE(p.XM, v.HZXM) AS patient_name, p.ZJLXDM AS id_type, p.ZJHM AS id_no, p.SJHM AS phone,

@@ -14,8 +14,17 @@ def _serve(args) -> int:
     from hipbridge.sharing.service import Lifecycle
 
     cfg = display_config()
-    life = Lifecycle.open(args.db)
     host, port = args.host or cfg.server.host, args.port or cfg.server.port
+    if args.workers > 1:   # one process per core; the audit chain serializes them on its tail row
+        import os
+
+        if args.db:
+            os.environ["HIPBRIDGE_FRONTEND_URL"] = args.db
+        print(f"外院数据展示: http://{host}:{port}  ({args.workers} worker processes)")
+        uvicorn.run("hipbridge.display.service:app_from_env", factory=True, host=host, port=port,
+                    workers=args.workers, log_level="warning")
+        return 0
+    life = Lifecycle.open(args.db)
     sim = None
     platform_url = None
     if args.simulate_platform:   # demo: the 调阅记录 uploads go to an in-process simulated platform
@@ -85,6 +94,7 @@ def register(sub) -> None:
     v.add_argument("--db", default=None, help="front-end database URL (default: HIPBRIDGE_FRONTEND_URL or embedded)")
     v.add_argument("--host", default=None)
     v.add_argument("--port", type=int, default=None)
+    v.add_argument("--workers", type=int, default=1, help="worker processes (production: one per core)")
     v.add_argument("--simulate-platform", action="store_true",
                    help="demo: send 调阅记录 uploads to an in-process simulated platform")
     v.set_defaults(func=_serve)

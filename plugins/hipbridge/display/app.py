@@ -71,8 +71,9 @@ def create_display_app(*, frontend: Engine, ops: Ops, keys: KeyStore, reader: St
                        workstation: Callable[..., Any], clock: Callable[[], datetime],
                        pcfg: PlatformConfig | None = None, writer: AuditWriter | None = None,
                        on_review_queued: Callable[[], object] | None = None, timezone: str = "Asia/Shanghai") -> FastAPI:
-    """`workstation` is the FastAPI dependency that authenticates HIS (caller role workstation) and returns
-    its name; `on_review_queued` runs after the answer when a 调阅记录 was queued (e.g. drain the outbox)."""
+    """`workstation` is the FastAPI dependency that authenticates HIS (caller role workstation, e.g.
+    `sharing.callers.require_role("workstation")`); `on_review_queued` runs after the answer when a
+    调阅记录 was queued (e.g. drain the outbox)."""
     pcfg = pcfg or platform_config()
     writer = writer or AuditWriter(frontend, ops, keys)
     app = FastAPI(title="hipbridge 外院数据展示", docs_url=None, redoc_url=None, openapi_url=None)
@@ -131,14 +132,19 @@ def create_display_app(*, frontend: Engine, ops: Ops, keys: KeyStore, reader: St
         return {"status": "ok"}
 
     @app.post("/shared/launch", status_code=201)
-    def launch(body: LaunchIn, caller: str = Depends(workstation)) -> JSONResponse:
+    def launch(body: LaunchIn, who: object = Depends(workstation)) -> JSONResponse:
+        caller = str(getattr(who, "name", who))
         if body.org_code != org_code:
             return JSONResponse({"code": "org_mismatch", "message": f"orgCode 不是本院 ({org_code})"}, status_code=422)
         req = LaunchRequest(body.org_code, body.visit_id, body.patient_id, body.doctor_id, body.dept_id, body.purpose,
                             body.orders)
         token, _expires, ctx = launcher.launch(req, caller)
-        writer.record([event(ctx, "LAUNCH", result=ctx.decision, object_type="visit", object_id=ctx.visit_id,
-                             detail={"caller": caller, "orders": len(body.orders)})])
+        try:
+            writer.record([event(ctx, "LAUNCH", result=ctx.decision, object_type="visit", object_id=ctx.visit_id,
+                                 detail={"caller": caller, "orders": len(body.orders)})])
+        except AuditUnavailable:
+            return JSONResponse({"code": "audit_unavailable", "message": cfg.message("audit_unavailable")},
+                                status_code=503)
         return JSONResponse({"launchToken": token, "expiresIn": cfg.launch.token_ttl_s,
                              "url": f"/shared/ui?t={token}", "access": ctx.decision,
                              "message": None if ctx.ok else cfg.message(ctx.decision)},

@@ -94,7 +94,7 @@ def qc_notes(engine: Engine, ops: Ops, batches: set[str]) -> dict[tuple[str, str
             notes[(r[0], r[1])] = ["回推核验未通过"] if r[2] == "REJECTED" else []
         for r in conn.execute(select(pp.c.batch_id, pp.c.table_name, pp.c.rule_id, pp.c.severity, pp.c.message)
                               .where(pp.c.batch_id.in_(ids)).order_by(pp.c.id)):
-            notes.setdefault((r[0], r[1]), []).append(f"{r[2]} {r[4]}")
+            notes.setdefault((r[0], r[1]), []).append(r[4] if r[2] in r[4] else f"{r[2]} {r[4]}")
     return notes
 
 

@@ -17,7 +17,8 @@ from fastapi import Request
 import hipbridge.display.state  # noqa: F401 - registers the display ops tables
 from hipbridge.audit import AuditWriter
 from hipbridge.io.ops import ensure_ops
-from hipbridge.platform.config import sharing_config
+from hipbridge.sharing.callers import require_role
+from hipbridge.sharing.door import caller_store
 from hipbridge.sharing.service import Lifecycle
 
 from .app import create_display_app
@@ -27,18 +28,12 @@ from .records import StoreReader
 from .visits import VisitLookup
 
 log = logging.getLogger("hipbridge.display.service")
+_workstation_role = require_role("workstation")
 
 
-def workstation_caller(keys) -> Callable[[Request], str]:
-    """FastAPI dependency: the HIS caller's name from its bearer token (callers file of the key folder)."""
-    from hipbridge.sharing.door import _authenticate
-
-    cfg = sharing_config()
-
-    def dependency(request: Request) -> str:
-        return _authenticate(keys, cfg, request.headers.get("authorization"))
-
-    return dependency
+def workstation(request: Request):
+    """FastAPI dependency: HIS's caller (role workstation) from its bearer token (sharing.callers)."""
+    return _workstation_role(request)
 
 
 @dataclass
@@ -56,13 +51,13 @@ class DisplayService:
     @classmethod
     def from_lifecycle(cls, life: Lifecycle, *, clock: Callable[[], datetime] | None = None,
                        platform_url: str | None = None, upload_now: bool = True, store=None,
-                       cfg: DisplayConfig | None = None) -> DisplayService:
+                       cfg: DisplayConfig | None = None, writer: AuditWriter | None = None) -> DisplayService:
         """`store` replaces the lifecycle's shared store (tests point it at an unreachable server);
         `upload_now` drains the outbox after a 调阅记录 was queued (else the outbox worker sends it)."""
         cfg = cfg or display_config()
         ensure_ops(life.frontend, life.ops.schema)
         clock = clock or life.now
-        writer = AuditWriter(life.frontend, life.ops, life.keys)
+        writer = writer or AuditWriter(life.frontend, life.ops, life.keys)
         launcher = Launcher(life.frontend, life.ops, life.keys, VisitLookup(life.frontend, cfg), cfg, clock)
         reader = StoreReader(store or life.store, cfg)
         svc = cls(life, cfg, None, writer)
@@ -80,7 +75,16 @@ class DisplayService:
 
         svc.app = create_display_app(
             frontend=life.frontend, ops=life.ops, keys=life.keys, reader=reader, launcher=launcher,
-            catalogs=load_catalogs(cfg), org_code=life.org_code, cfg=cfg, workstation=workstation_caller(life.keys),
+            catalogs=load_catalogs(cfg), org_code=life.org_code, cfg=cfg, workstation=workstation,
             clock=clock, writer=writer, on_review_queued=upload if upload_now else None,
             timezone=life.specs.defaults.timezone)
+        svc.app.state.callers = caller_store(life.keys)   # HIS's tokens: `hipbridge door-token create … --role workstation`
         return svc
+
+
+def app_from_env():
+    """uvicorn factory for `hipbridge display serve --workers N` (each worker process builds its own app)."""
+    import os
+
+    return DisplayService.open(os.environ.get("HIPBRIDGE_FRONTEND_URL"),
+                               platform_url=os.environ.get("HIPBRIDGE_PLATFORM_URL")).app

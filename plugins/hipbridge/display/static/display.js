@@ -56,14 +56,21 @@
     showMessage(msg);
   }
 
-  function badges(it) {
+  function badges(it, full) {
     var b = el("div", "badges");
     if (it.hr) { b.appendChild(el("span", "badge hr", it.hrMark)); }
     if (it.validity) { b.appendChild(el("span", "badge valid", it.validity)); }
     if (it.critical) { b.appendChild(el("span", "badge crit", "危急值")); }
     else if (it.abnormal) { b.appendChild(el("span", "badge abn", "有异常")); }
     if (it.image) { b.appendChild(el("span", "badge img", "有影像")); }
-    (it.qc || []).forEach(function (q) { b.appendChild(el("span", "badge qc", "质控: " + q)); });
+    var qc = it.qc || [];
+    if (full) {
+      qc.forEach(function (q) { b.appendChild(el("span", "badge qc", "质控: " + q)); });
+    } else if (qc.length) {   /* the list is in the detail panel */
+      var s = el("span", "badge qc", qc.length === 1 && qc[0].length <= 12 ? "质控: " + qc[0] : "质控提示 " + qc.length + " 条");
+      s.title = qc.join("\n");
+      b.appendChild(s);
+    }
     return b;
   }
 
@@ -151,7 +158,7 @@
     box.appendChild(h);
     var meta = el("div", "meta", d.orgName + " (" + d.orgLevel + ") · " + d.kindLabel + " · 报告时间 " + (d.time || "—"));
     box.appendChild(meta);
-    box.appendChild(badges(d));
+    box.appendChild(badges(d, true));
     if (d.kind === "lab") {
       var tb = el("table", "results");
       row(tb, ["项目", "结果", "单位", "参考范围", "标志"], null, true);
