@@ -211,11 +211,12 @@ ID_B = valid_id("45100219900202234")
 ID_C = valid_id("45100219750303345")
 ID_D = valid_id("45100219850404456")
 ID_E = valid_id("45100219650505567")
+ID_G = valid_id("45100219550707789")
 
 
 def standard_world(w: DisplayWorld) -> None:
     """Patients A (inpatient, open, authorized), B (outpatient visit closed, authorized), C (not authorized),
-    D and E (open, authorized: their authorizations get revoked by tests)."""
+    D and E (open, authorized: their authorizations get revoked by tests), G (open, authorized, never revoked)."""
     w.add_staff("D01", "李医生")
     w.add_staff("D02", "王医生")
     w.add_staff("D09", "赵医生")
@@ -233,4 +234,7 @@ def standard_world(w: DisplayWorld) -> None:
     w.authorize("APPT-A", ID_A, "ZY001", name="张三")
     w.authorize("APPT-B", ID_B, "MZ002", name="李四", visit_type="outpatient")
     w.authorize("APPT-D", ID_D, "ZY004", name="赵六")
+    w.add_patient("P-G", "周九", ID_G)
+    w.add_inpatient("ZY007", "P-G", "周九", ID_G, ["D01"], admitted=now - timedelta(hours=8))
     w.authorize("APPT-E", ID_E, "ZY005", name="钱七")
+    w.authorize("APPT-G", ID_G, "ZY007", name="周九")

@@ -293,8 +293,9 @@ def test_no_audit_no_data(world):
 def test_a_report_of_another_patient_is_not_found(world):
     api_a = world.session(_token(world.launch("ZY001", "P-A", "D01")))
     lab_a = next(i for i in api_a.get("/shared/timeline").json()["items"] if i["kind"] == "lab")
-    api_d = world.session(_token(world.launch("ZY004", "P-D", "D01")))
-    r = api_d.get(f"/shared/report/lab/{lab_a['id']}")
+    api_g = world.session(_token(world.launch("ZY007", "P-G", "D01")))
+    assert api_g.get("/shared/timeline").status_code == 200
+    r = api_g.get(f"/shared/report/lab/{lab_a['id']}")
     assert r.status_code in (403, 404) and "results" not in r.json()
 
 
