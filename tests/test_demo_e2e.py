@@ -195,7 +195,7 @@ def test_recognised_reports_carry_the_province_item_code(loaded):
 def test_a_record_the_source_cancels_is_uploaded_voided(loaded, table):
     """Each source that can cancel a record (CANCEL_FLAG = '1') has a void rule: the row goes up with
     修改标志 = 3 and every other row with 1; a voided 首页 voids its diagnoses and operations too."""
-    ctx, results, _ = loaded
+    ctx, _, _ = loaded
     spec = ctx.specs.get(table)
     assert spec.source.void is not None
     flags = dict(_query(ctx.engine, f"SELECT XGBZ, COUNT(*) FROM {spec.target.name} GROUP BY XGBZ"))

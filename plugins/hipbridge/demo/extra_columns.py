@@ -452,7 +452,7 @@ def _inpatient_documents(his: dict, pmi: pd.DataFrame) -> None:
 def _pick(rng: np.random.Generator, candidates: np.ndarray, share: float) -> np.ndarray:
     """A few of the candidates (at least one when there is any), as a boolean mask."""
     idx = np.flatnonzero(candidates)
-    k = min(len(idx), max(1, int(round(len(idx) * share)))) if len(idx) else 0
+    k = min(len(idx), max(1, round(len(idx) * share))) if len(idx) else 0
     mask = np.zeros(len(candidates), bool)
     mask[rng.choice(idx, k, replace=False)] = True
     return mask
