@@ -252,11 +252,12 @@ def lab_rows() -> list[dict]:
             ("718-7", "<5", "g/L"),                                   # not a plain number: not counted
             ("2345-7", "0.4", " MMOL/L "),                            # P07 ×1: below 0.5 (unit case/space ok)
             ("2345-7", "5.6", "mmol/L"), ("2345-7", None, "mmol/L"),  # no value: not counted
-            ("1234-5", "9999", None)]                                 # item without limits: not counted
+            ("1234-5", "9999", None),                                 # item without limits: not counted
+            ("2823-3", "12.5", "mmol/L"), ("2160-0", "85", "μmol/L")]    # P07 ×2: 钾 above 10; 肌酐 in another unit
     rows = [{**audit(i), "JYMXLSH": f"L{i}", "LOINCDM": c, "JYDLJG": v, "JYJLDW": u, "JYJGLXDM": "1", "JYDXJG": None}
             for i, (c, v, u) in enumerate(vals)]
     # C02 (required_when): type 1 without 定量结果 (L6) ×1; type 2/3 without 定性结果 (None, '-') ×2 of 3;
-    # a 定量结果 without its unit (L7) ×1 of the 7 rows with a value
+    # a 定量结果 without its unit (L7) ×1 of the 9 rows with a value
     rows += [{**audit(i), "JYMXLSH": f"L{i}", "LOINCDM": None, "JYDLJG": None, "JYJLDW": None, "JYJGLXDM": t, "JYDXJG": q}
              for i, (t, q) in enumerate([("2", None), ("3", " - "), ("3", "见报告")], start=len(rows))]
     return rows
@@ -291,10 +292,10 @@ EXPECTED = {
     "K03.visit.NLS": ("Failed", 2, 4),
     "S09.visit.ZDDM": ("Failed", 2, 6),
     "T02.visit.JZJSSJ": ("Failed", 1, 6),
-    "P07.lab.JYDLJG": ("Failed", 3, 5),
-    "C02.lab.JYDLJG": ("Failed", 1, 8),
+    "P07.lab.JYDLJG": ("Failed", 5, 7),
+    "C02.lab.JYDLJG": ("Failed", 1, 10),
     "C02.lab.JYDXJG": ("Failed", 2, 3),
-    "C02.lab.JYJLDW": ("Failed", 1, 7),
+    "C02.lab.JYJLDW": ("Failed", 1, 9),
     "X01.visit.long": ("Passed", 0, 6),
     "X02.visit.bad_label": ("Error", None, None),
     "R01.fee.JZLSH": ("Failed", 1, 12),
