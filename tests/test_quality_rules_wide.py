@@ -30,7 +30,7 @@ CFG = load_config(ROOT / "expectations")
 
 def _engine(dialect, tmp_path, request):
     url = f"sqlite:///{tmp_path / 'wide.db'}" if dialect == "sqlite" else request.getfixturevalue("mariadb_url")
-    return engine_for(url, ops_schema_name(SPECS.defaults))
+    return engine_for(url, ops_schema_name(SPECS.defaults, url))
 
 
 def _load(engine, rows: dict[str, list[dict]]) -> None:
@@ -156,7 +156,8 @@ def test_gx_agrees_with_sql_on_every_rule_of_an_empty_front_end(tmp_path, hb_hom
     from hipbridge.io.frontend import create_frontend
     from hipbridge.quality.gx import check_database_gx
 
-    engine = engine_for(f"sqlite:///{tmp_path / 'empty.db'}", ops_schema_name(SPECS.defaults))
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    engine = engine_for(url, ops_schema_name(SPECS.defaults, url))
     create_frontend(engine, SPECS)
     native = check_database(engine, SPECS, GX_TABLES, cfg=CFG, domains=lambda d: None, now=NOW, store=False)
     via_gx = check_database_gx(engine, SPECS, GX_TABLES, cfg=CFG, domains=lambda d: None, now=NOW, store=False)
