@@ -17,9 +17,8 @@ import socket
 from pathlib import Path
 
 import yaml
-from sqlalchemy.engine import make_url
-
 from hipbridge.deploy import read_env_file
+from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"

@@ -5,7 +5,7 @@ machine's server, a database number of its own) the broker, MariaDB (a fresh dat
 granted by deploy/mariadb/) the front-end. Airflow's api-server, scheduler, dag-processor,
 triggerer and two Celery workers run the compose file's commands with the environment the compose
 file gives them (tests/compose_env.py: only hosts, ports, paths and three timings change — a
-killed worker's task is failed after 20 s without a heartbeat instead of 300 s and retried after
+killed worker's task is failed after 30 s without a heartbeat instead of 300 s and retried after
 2 s instead of 120 s). Everything is driven through Airflow's REST API (v2, a JWT from the
 api-server's /auth/token) and checked in MariaDB against a reference load of the same demo
 hospital made by `hipbridge run all` in another database.
@@ -28,12 +28,20 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from hipbridge.deploy import read_env_file
+from hipbridge.spec import load_specs
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from hipbridge.deploy import read_env_file
-from hipbridge.spec import load_specs
-from tests.compose_env import ROOT, free_port, healthcheck, localize, relocate_url, service_command, service_env
+from tests.compose_env import (
+    ROOT,
+    free_port,
+    healthcheck,
+    localize,
+    relocate_url,
+    service_command,
+    service_env,
+)
 from tests.conftest import MARIADB_ADMIN, POSTGRES_ADMIN
 
 pytestmark = pytest.mark.distributed
@@ -237,6 +245,7 @@ def stack(tmp_path_factory):
                 "HIPBRIDGE_FRONTEND_URL": relocate_url(
                     base["HIPBRIDGE_FRONTEND_URL"], host=my.host, port=my.port or 3306, database=names["fe"],
                     username=names["user"], password=pw),
+                "HIPBRIDGE_OPS_SCHEMA": f"{names['fe']}_ops",
                 "HIPBRIDGE_SHARE_SCHEMA": names["share"],
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api_base}/execution/",
                 "AIRFLOW__API__HOST": "127.0.0.1",
@@ -246,7 +255,7 @@ def stack(tmp_path_factory):
                 "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(ports.get("log", free_port())),
                 "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
                 # the three timings (see the module docstring)
-                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
+                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
                 "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
                 "AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": "2",
             }
@@ -259,8 +268,12 @@ def stack(tmp_path_factory):
         home = Path(init_env["HIPBRIDGE_HOME"])
         assert str(home).startswith(str(airflow_home))  # the compose volume's path, relocated
         # the demo hospital (sources) the connections fall back to, and a reference load of it
-        subprocess.run([str(BIN / "hipbridge"), "demo", "init", "--days", str(DEMO_DAYS), "--scale", str(DEMO_SCALE)],
-                       env={**os.environ, "HIPBRIDGE_HOME": str(home)}, check=True, capture_output=True)
+        built = subprocess.run(
+            [sys.executable, "-c", ("import json; from hipbridge.demo import build; from hipbridge.io.engines import home; "
+                                    f"print(json.dumps(build(home() / 'demo', days={DEMO_DAYS}, scale={DEMO_SCALE}, "
+                                    "register=True)['window']))")],
+            env={**os.environ, "HIPBRIDGE_HOME": str(home)}, check=True, capture_output=True, text=True)
+        window = json.loads(built.stdout.strip().splitlines()[-1])
         ref_url = (f"mysql+pymysql://{my.username}:{my.password or ''}@{my.host}:{my.port or 3306}/{names['ref']}"
                    f"?charset=utf8mb4&local_infile=1")
         reference = subprocess.Popen(
@@ -269,7 +282,7 @@ def stack(tmp_path_factory):
             stdout=open(work / "reference.log", "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
         # airflow-init: the compose file's command as it is
         init = subprocess.run(service_command("airflow-init"), env=init_env, cwd=work, capture_output=True,
-                              text=True, timeout=600)
+                              text=True, timeout=600, check=False)
         assert init.returncode == 0, f"airflow-init failed:\n{init.stdout[-3000:]}\n{init.stderr[-3000:]}"
         envs = {}
         for service in ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"):
@@ -299,7 +312,7 @@ def stack(tmp_path_factory):
         assert reference.returncode == 0, (work / "reference.log").read_text()[-3000:]
         info = {"api": api, "stack": stack, "envs": envs, "workers": workers, "names": names, "work": work,
                 "frontend": envs["airflow-scheduler"]["HIPBRIDGE_FRONTEND_URL"], "ref_url": ref_url,
-                "home": home, "admin": admin_my, "env_for": env_for, "started": started,
+                "home": home, "admin": admin_my, "window": window, "env_for": env_for, "started": started,
                 "boot_seconds": time.monotonic() - started}
         yield info
     finally:
@@ -367,90 +380,130 @@ def _differences(s, table: str) -> tuple[int, int, int, int]:
 
 
 def _demo_days(s) -> tuple[date, date]:
-    summary = json.loads((s["home"] / "demo" / "summary.json").read_text()) \
-        if (s["home"] / "demo" / "summary.json").exists() else None
-    if summary:
-        return date.fromisoformat(summary["window"]["start"]), date.fromisoformat(summary["window"]["end"])
-    from hipbridge.demo.build import yesterday_shanghai
-
-    end = yesterday_shanghai()
-    return end - timedelta(days=DEMO_DAYS - 1), end
+    return date.fromisoformat(s["window"]["start"]), date.fromisoformat(s["window"]["end"])
 
 
 # ------------------------------------------------------------------------------------------ the tests
+# Unpausing a daily DAG makes the scheduler start the run of the last hospital midnight at once
+# (catchup is off). So the runs under test are created while the DAGs are still paused: Airflow
+# backfills first, then one REST-triggered run per table for the logical date of that scheduled
+# run (Airflow creates no second run for a logical date that has one), then the README's unpause
+# command starts them all at once on the two workers.
 
-def test_table_dags_start_paused_and_the_documented_command_unpauses_them(stack):
+def _window_conf(first: date, last: date) -> dict:
+    return {"mode": "window", "window_start": str(first), "window_end": str(last)}
+
+
+def _backfill_conf(table: str, first: date, last: date) -> dict:
+    return {"table": table, "window_start": str(first), "window_end": str(last), "days": 1}
+
+
+def test_table_dags_start_paused(stack):
     api = stack["api"]
     dags = {d["dag_id"]: d for d in api.get("/dags", limit=200, dag_id_pattern="hipbridge_")["dags"]}
     table_dags = [f"hipbridge_{t}" for t in TABLES]
     assert all(dags[d]["is_paused"] for d in table_dags), [d for d in table_dags if not dags[d]["is_paused"]]
     assert api.get("/importErrors")["total_entries"] == 0
-    # README: `airflow dags unpause --treat-dag-id-as-regex --yes '^hipbridge_'` (here: the table DAGs and backfill)
-    pattern = "^hipbridge_(" + "|".join([*TABLES, "backfill"]) + ")$"
-    done = subprocess.run(["airflow", "dags", "unpause", "--treat-dag-id-as-regex", "--yes", pattern],
-                          env=stack["envs"]["airflow-scheduler"], cwd=stack["work"], capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    dags = {d["dag_id"]: d for d in api.get("/dags", limit=200, dag_id_pattern="hipbridge_")["dags"]}
-    assert not any(dags[d]["is_paused"] for d in [*table_dags, "hipbridge_backfill"])
 
 
 def test_healthchecks_of_the_compose_file_pass_against_the_running_processes(stack):
     for service in ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
                     "airflow-worker-1"):
         done = subprocess.run(healthcheck(service), env=stack["envs"][service], cwd=stack["work"],
-                              capture_output=True, text=True, timeout=240)
+                              capture_output=True, text=True, timeout=240, check=False)
         assert done.returncode == 0, f"{service}: {done.stdout[-2000:]}{done.stderr[-2000:]}"
 
 
-def test_airflow_backfill_is_a_window_over_each_runs_data_interval_and_keeps_the_watermark(stack):
+def test_runs_triggered_through_the_rest_api_start_when_the_documented_command_unpauses(stack):
+    api = stack["api"]
+    first, last = _demo_days(stack)
+    af = f"hipbridge_{AF_BACKFILL_TABLE}"
+    # Airflow's own Backfill: a daily DAG's run of logical date D covers hospital day D (Asia/Shanghai)
+    stack["backfill"] = api.post("/backfills", {"dag_id": af, "from_date": f"{first}T00:00:00+08:00",
+                                                "to_date": f"{last}T00:00:00+08:00", "max_active_runs": 2})
+    runs = {}
+    for t in TABLES:
+        dag_id = f"hipbridge_{t}"
+        slot = api.get(f"/dags/{dag_id}")["next_dagrun_logical_date"]
+        taken = {r["logical_date"] for r in api.runs(dag_id)}
+        body = {"logical_date": slot if slot and slot not in taken else None, "conf": {"mode": "incremental"}}
+        runs[t] = api.post(f"/dags/{dag_id}/dagRuns", body)["dag_run_id"]
+    stack["table_runs"] = runs
+    # README: airflow dags unpause --treat-dag-id-as-regex --yes '^hipbridge_'  (here only the DAGs under test)
+    pattern = "^hipbridge_(" + "|".join([*TABLES, "backfill"]) + ")$"
+    done = subprocess.run(["airflow", "dags", "unpause", "--treat-dag-id-as-regex", "--yes", pattern],
+                          env=stack["envs"]["airflow-scheduler"], cwd=stack["work"], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    dags = {d["dag_id"]: d for d in api.get("/dags", limit=200, dag_id_pattern="hipbridge_")["dags"]}
+    assert not any(dags[f"hipbridge_{d}"]["is_paused"] for d in [*TABLES, "backfill"])
+
+
+def test_all_27_table_dags_run_on_the_celery_workers_and_load_what_a_reference_run_loads(stack):
+    api, st = stack["api"], stack["stack"]
+    assert len(TABLES) == 27
+    runs = stack["table_runs"]
+    pending = dict(runs)
+
+    def all_done():
+        for t, rid in list(pending.items()):
+            if _finished(api, f"hipbridge_{t}", rid):
+                pending.pop(t)
+        return not pending
+
+    _wait(all_done, 600, "the 27 table DAG runs", st, every=3)
+    states = {t: api.run_state(f"hipbridge_{t}", rid) for t, rid in runs.items()}
+    assert set(states.values()) == {"success"}, {t: s for t, s in states.items() if s != "success"}
+    for t in TABLES:
+        n_fe, n_ref, only_fe, only_ref = _differences(stack, t)
+        assert (n_fe, only_fe, only_ref) == (n_ref, 0, 0), f"{t}: {n_fe} rows vs reference {n_ref}"
+        assert any(b["run_id"] == runs[t] and b["status"] == "published" for b in _batches(stack, t)), t
+    assert sum(_differences(stack, t)[0] for t in TABLES) > 1000
+    # every task ran on a Celery worker (the scheduler's executor), none in the scheduler itself
+    tis = [ti for t, rid in runs.items() for ti in api.task_instances(f"hipbridge_{t}", rid)]
+    assert len(tis) == 4 * 27 and {ti["executor"] or "CeleryExecutor" for ti in tis} == {"CeleryExecutor"}
+
+
+def test_airflow_backfill_is_a_window_over_each_runs_data_interval_and_never_moves_the_watermark(stack):
     api, table = stack["api"], AF_BACKFILL_TABLE
     dag_id = f"hipbridge_{table}"
-    first, last = _demo_days(stack)
-    # a daily DAG's run of logical date D covers hospital day D (00:00-24:00 Asia/Shanghai)
-    body = {"dag_id": dag_id, "from_date": f"{first}T00:00:00+08:00", "to_date": f"{last}T00:00:00+08:00",
-            "max_active_runs": 2}
-    backfill = api.post("/backfills", body)
-    runs = _wait(lambda: [r for r in api.runs(dag_id) if r["run_type"] == "backfill"
-                          and r["state"] in ("success", "failed")], 240, "the backfill runs", stack["stack"], every=2)
-    runs = _wait(lambda: (lambda rs: rs if len(rs) == DEMO_DAYS and all(r["state"] in ("success", "failed")
-                                                                        for r in rs) else None)(
-        [r for r in api.runs(dag_id) if r["run_type"] == "backfill"]), 240, "both backfill runs", stack["stack"],
-        every=2)
-    assert {r["state"] for r in runs} == {"success"}, runs
-    assert all(r.get("backfill_id") in (None, backfill["id"]) for r in runs)
-    batches = [b for b in _batches(stack, table) if b["run_id"] in {r["dag_run_id"] for r in runs}]
-    windows = sorted((b["window_start"], b["window_end"]) for b in batches)
-    assert windows == [(datetime.combine(first + timedelta(days=i), datetime.min.time()),
-                        datetime.combine(first + timedelta(days=i + 1), datetime.min.time()))
-                       for i in range(DEMO_DAYS)]
-    assert {b["mode"] for b in batches} == {"window"} and {b["status"] for b in batches} == {"published"}
-    assert sum(b["inserted"] for b in batches) > 0
-    assert _watermark(stack, table) is None  # never moved: the next incremental run still starts from the beginning
-    n_fe, n_ref, only_fe, _ = _differences(stack, table)
-    assert 0 < n_fe <= n_ref and only_fe == 0  # every row loaded is the reference's row
+    first, _ = _demo_days(stack)
 
-    # refused, with the reason, when the run's conf asks for a full reload
+    def backfill_runs(backfill_id):
+        rs = [r for r in api.runs(dag_id) if r["run_type"] == "backfill" and r.get("backfill_id") == backfill_id]
+        return rs if rs and all(r["state"] in ("success", "failed") for r in rs) else None
+
+    runs = _wait(lambda: backfill_runs(stack["backfill"]["id"]), 300, "the backfill runs", stack["stack"], every=3)
+    assert len(runs) == DEMO_DAYS and {r["state"] for r in runs} == {"success"}, runs
+    batches = [b for b in _batches(stack, table) if b["run_id"] in {r["dag_run_id"] for r in runs}]
+    day = lambda i: datetime.combine(first + timedelta(days=i), datetime.min.time())
+    assert sorted((b["window_start"], b["window_end"]) for b in batches) == [(day(i), day(i + 1))
+                                                                             for i in range(DEMO_DAYS)]
+    assert {b["mode"] for b in batches} == {"window"} and {b["status"] for b in batches} == {"published"}
+    assert all(b["extracted"] > 0 for b in batches)  # each run read its own hospital day from the source
+    with stack["admin"].connect() as c:
+        setter = c.execute(text(f"SELECT batch_id FROM `{_ops_schema(stack)}`.watermark WHERE table_id = :t"),
+                           {"t": table}).scalar()
+    assert setter not in {b["batch_id"] for b in batches}  # only the incremental run moved the watermark
+    assert setter in {b["batch_id"] for b in _batches(stack, table) if b["run_id"] == stack["table_runs"][table]}
+
+    # refused, with the reason, when the backfill's conf asks for a full reload: no batch, no retry
+    # (one backfill per DAG at a time: this one after the first has finished)
     day_before = first - timedelta(days=1)
-    api.post("/backfills", {"dag_id": dag_id, "from_date": f"{day_before}T00:00:00+08:00",
-                            "to_date": f"{day_before}T00:00:00+08:00", "dag_run_conf": {"mode": "full"}})
-    refused = _wait(lambda: [r for r in api.runs(dag_id) if r["run_type"] == "backfill"
-                             and r["logical_date"].startswith(str(day_before - timedelta(days=1)))
-                             or (r["run_type"] == "backfill" and r["dag_run_id"] not in {x["dag_run_id"] for x in runs}
-                                 and r["state"] == "failed")], 180, "the refused backfill run", stack["stack"], every=2)
-    run = refused[0]
-    _wait(lambda: _finished(api, dag_id, run["dag_run_id"]), 120, "the refused run to finish", stack["stack"])
-    plan = next(t for t in api.task_instances(dag_id, run["dag_run_id"]) if t["task_id"] == "plan")
-    assert plan["state"] == "failed" and plan["try_number"] == 1  # not retried: it would fail the same way
-    assert "Airflow 回填" in api.log(dag_id, run["dag_run_id"], "plan", 1)
-    assert _watermark(stack, table) is None
+    again = api.post("/backfills", {"dag_id": dag_id, "from_date": f"{day_before}T00:00:00+08:00",
+                                    "to_date": f"{day_before}T00:00:00+08:00", "dag_run_conf": {"mode": "full"}})
+    (refused,) = _wait(lambda: backfill_runs(again["id"]), 180, "the refused backfill run", stack["stack"], every=3)
+    assert refused["state"] == "failed"
+    plan = next(t for t in api.task_instances(dag_id, refused["dag_run_id"]) if t["task_id"] == "plan")
+    assert plan["state"] == "failed" and plan["try_number"] == 1
+    assert "Airflow 回填" in api.log(dag_id, refused["dag_run_id"], "plan", 1)
+    assert not [b for b in _batches(stack, table) if b["run_id"] == refused["dag_run_id"]]
 
 
 def test_hipbridge_backfill_survives_a_worker_killed_mid_window(stack):
     api, st = stack["api"], stack["stack"]
     first, last = _demo_days(stack)
-    run_id = api.trigger("hipbridge_backfill", {"table": KILL_TABLE, "window_start": str(first),
-                                                "window_end": str(last), "days": 1})
+    run_id = api.trigger("hipbridge_backfill", _backfill_conf(KILL_TABLE, first, last))
     worker1 = st.procs["airflow-worker-1"]
 
     def running_on_worker1():
@@ -464,53 +517,32 @@ def test_hipbridge_backfill_survives_a_worker_killed_mid_window(stack):
                     return ti
         return None
 
-    victim = _wait(running_on_worker1, 180, "a backfill window running on worker 1", st, every=0.2)
+    victim = _wait(running_on_worker1, 240, "a backfill window running on worker 1", st, every=0.2)
     killed = st.kill_tree("airflow-worker-1")
     assert worker1.pid in killed
-    state = _wait(lambda: _finished(api, "hipbridge_backfill", run_id), 240, "the backfill run after the kill", st,
+    state = _wait(lambda: _finished(api, "hipbridge_backfill", run_id), 300, "the backfill run after the kill", st,
                   every=2)
     tis = {(t["task_id"], t["map_index"]): t for t in api.task_instances("hipbridge_backfill", run_id)}
     retried = tis[("sync_window", victim["map_index"])]
     assert state == "success", tis
     assert retried["state"] == "success" and retried["try_number"] == 2  # attempt 1 died with worker 1
     assert worker1.poll() is not None  # so attempt 2 ran on worker 2, the only worker left
-    n_fe, n_ref, only_fe, _ = _differences(stack, KILL_TABLE)
-    assert 0 < n_fe <= n_ref and only_fe == 0
+    batches = [b for b in _batches(stack, KILL_TABLE) if b["run_id"] == run_id]
+    assert {b["status"] for b in batches} >= {"published"} and all(b["extracted"] > 0 for b in batches
+                                                                   if b["status"] == "published")
+    n_fe, n_ref, only_fe, only_ref = _differences(stack, KILL_TABLE)
+    assert (n_fe, only_fe, only_ref) == (n_ref, 0, 0)  # the data is right: nothing lost, doubled or changed
     # docker-compose restarts a dead worker (restart: unless-stopped): so does the test
-    env = stack["envs"]["airflow-worker-1"]
     st.start("airflow-worker-1", [*service_command("airflow-worker-1"), "--celery-hostname",
-                                  f"celery@{stack['workers']['airflow-worker-1']}-2"], env)
-
-
-def test_all_27_table_dags_run_on_the_celery_workers_and_load_what_a_reference_run_loads(stack):
-    api, st = stack["api"], stack["stack"]
-    assert len(TABLES) == 27
-    runs = {t: api.trigger(f"hipbridge_{t}", {"mode": "incremental"}) for t in TABLES}
-    pending = dict(runs)
-
-    def all_done():
-        for t, rid in list(pending.items()):
-            if _finished(api, f"hipbridge_{t}", rid):
-                pending.pop(t)
-        return not pending
-
-    _wait(all_done, 420, "the 27 table DAG runs", st, every=3)
-    states = {t: api.run_state(f"hipbridge_{t}", rid) for t, rid in runs.items()}
-    assert set(states.values()) == {"success"}, {t: s for t, s in states.items() if s != "success"}
-    for t in TABLES:
-        n_fe, n_ref, only_fe, only_ref = _differences(stack, t)
-        assert (n_fe, only_fe, only_ref) == (n_ref, 0, 0), f"{t}: {n_fe} rows vs reference {n_ref}"
-        assert any(b["run_id"] == runs[t] and b["status"] == "published" for b in _batches(stack, t)), t
-    assert sum(_differences(stack, t)[0] for t in TABLES) > 1000
+                                  f"celery@{stack['workers']['airflow-worker-1']}-2"], stack["envs"]["airflow-worker-1"])
 
 
 def test_a_window_rerun_with_params_rewrites_nothing_and_keeps_the_watermark(stack):
     api = stack["api"]
     first, last = _demo_days(stack)
     before = _watermark(stack, RERUN_TABLE)
-    rid = api.trigger(f"hipbridge_{RERUN_TABLE}", {"mode": "window", "window_start": str(first),
-                                                   "window_end": str(last)})
-    assert _wait(lambda: _finished(api, f"hipbridge_{RERUN_TABLE}", rid), 180, "the window rerun",
+    rid = api.trigger(f"hipbridge_{RERUN_TABLE}", _window_conf(first, last))
+    assert _wait(lambda: _finished(api, f"hipbridge_{RERUN_TABLE}", rid), 240, "the window rerun",
                  stack["stack"]) == "success"
     (batch,) = [b for b in _batches(stack, RERUN_TABLE) if b["run_id"] == rid]
     assert batch["mode"] == "window" and batch["status"] == "published"

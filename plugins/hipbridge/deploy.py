@@ -45,7 +45,7 @@ class Secrets:
 
     @classmethod
     def generate(cls) -> Secrets:
-        token = lambda: secrets.token_urlsafe(24)  # noqa: E731 - URL-safe: it goes inside URLs
+        token = lambda: secrets.token_urlsafe(24)
         return cls(fernet_key=base64.urlsafe_b64encode(os.urandom(32)).decode(),
                    jwt_secret=secrets.token_urlsafe(48), api_secret_key=secrets.token_urlsafe(48),
                    airflow_db_password=token(), frontend_password=token(), frontend_root_password=token(),
@@ -64,6 +64,11 @@ def source_connections(specs_dir: str | Path | None = None) -> list[str]:
     return sorted({s.source.connection for s in specs.specs.values()})
 
 
+def ops_schema_for(frontend_db: str) -> str:
+    """The operations schema beside a front-end database: `<database>_ops`, inside the grants' `<database>_%`."""
+    return f"{frontend_db}_ops"
+
+
 def share_schema() -> str:
     from hipbridge.platform.config import sharing_config
 
@@ -77,9 +82,9 @@ def render_env(s: Secrets, *, connections: list[str], share: str, frontend_db: s
     frontend_url = (f"mysql+pymysql://{frontend_user}:{s.frontend_password}@{FRONTEND_DB_HOST}:3306/"
                     f"{frontend_db}?charset=utf8mb4&local_infile=1")
     sections: list[tuple[str, list[tuple[str, str]]]] = [
-        ("Airflow's keys: the same in every container, or tasks fail with \"Invalid auth token\" and\n"
-         "# Connections cannot be decrypted. Never change the Fernet key of a running site (it encrypts\n"
-         "# the Connections stored in airflow-db); back this file up with the database.", [
+        (("Airflow's keys: the same in every container, or tasks fail with \"Invalid auth token\" and\n"
+          "# Connections cannot be decrypted. Never change the Fernet key of a running site (it encrypts\n"
+          "# the Connections stored in airflow-db); back this file up with the database."), [
             ("AIRFLOW__CORE__FERNET_KEY", s.fernet_key),
             ("AIRFLOW__API_AUTH__JWT_SECRET", s.jwt_secret),
             ("AIRFLOW__API__SECRET_KEY", s.api_secret_key),
@@ -95,18 +100,19 @@ def render_env(s: Secrets, *, connections: list[str], share: str, frontend_db: s
             ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"postgresql+psycopg2://{meta_url}"),
             ("AIRFLOW__CELERY__RESULT_BACKEND", f"db+postgresql+psycopg2://{meta_url}"),
         ]),
-        (f"The front-end database (service {FRONTEND_DB_HOST}): the province's tables, the operations\n"
-         "# schema and the shared store; deploy/mariadb/ grants the user exactly these databases.", [
+        ((f"The front-end database (service {FRONTEND_DB_HOST}): the province's tables, the operations\n"
+          "# schema and the shared store; deploy/mariadb/ grants the user exactly these databases."), [
             ("MARIADB_ROOT_PASSWORD", s.frontend_root_password),
             ("MARIADB_DATABASE", frontend_db),
             ("MARIADB_USER", frontend_user),
             ("MARIADB_PASSWORD", s.frontend_password),
             ("HIPBRIDGE_FRONTEND_URL", frontend_url),
+            ("HIPBRIDGE_OPS_SCHEMA", ops_schema_for(frontend_db)),
             ("HIPBRIDGE_SHARE_SCHEMA", share),
         ]),
-        ("The hospital: institution code (empty: table_specs/_defaults.yaml) and one SQLAlchemy URL per\n"
-         "# source connection the specs name, e.g. oracle+oracledb://user:pw@10.0.0.5:1521/?service_name=HIS\n"
-         "# (empty: the Airflow Connection hipbridge_<id>, Admin → Connections)", [
+        (("The hospital: institution code (empty: table_specs/_defaults.yaml) and one SQLAlchemy URL per\n"
+          "# source connection the specs name, e.g. oracle+oracledb://user:pw@10.0.0.5:1521/?service_name=HIS\n"
+          "# (empty: the Airflow Connection hipbridge_<id>, Admin → Connections)"), [
             ("HIPBRIDGE_ORG_CODE", ""),
             *[(f"HIPBRIDGE_CONN_{c.upper()}", "") for c in connections],
         ]),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta
 from functools import lru_cache
+from itertools import pairwise
 from pathlib import Path
 
 from airflow.sdk import DAG, Asset, Param, get_current_context, task
@@ -73,10 +74,10 @@ def _doc_md(spec: TableSpec, specs: SpecSet) -> str:
         r = spec.retention
         lines += ["", f"**保留**：{r.anchor} 后 {r.days} 天删除" + (f"（随主表 {r.header}）" if r.header else "")]
     lines += ["", "手动运行参数：`mode` = incremental（按水位增量）/ window（重跑日期区间）/ full（全量重载）。",
-              "", "新部署时本 DAG 处于**暂停**状态：检查连接与首次试运行后，在 DAG 列表打开开关，或执行 "
-              f"`airflow dags unpause hipbridge_{spec.table}`。",
-              "", "Airflow 回填（Backfill）：每个回填运行按其数据区间（医院日）以 window 模式重跑，"
-              "不移动水位；mode=full 或指定 window_start/window_end 的回填会被拒绝并说明原因。"]
+              "", ("新部署时本 DAG 处于**暂停**状态：检查连接并用 hipbridge_backfill 补传历史后，在 DAG 列表打开开关，"
+                   f"或执行 `airflow dags unpause hipbridge_{spec.table}`；打开后调度器立即补跑最近一个医院日零点的增量运行。"),
+              "", ("Airflow 回填（Backfill）：每个回填运行按其数据区间（医院日）以 window 模式重跑，"
+                   "不移动水位；mode=full 或指定 window_start/window_end 的回填会被拒绝并说明原因。")]
     return "\n".join(lines)
 
 
@@ -95,7 +96,7 @@ def _run_interval(cron: str, timezone: str) -> timedelta:
 
     it = croniter(cron, datetime(2024, 1, 1, tzinfo=ZoneInfo(timezone)))
     fires = [it.get_next(datetime) for _ in range(60)]
-    return max(b - a for a, b in zip(fires, fires[1:], strict=False))
+    return max(b - a for a, b in pairwise(fires))
 
 
 def _timetable(spec: TableSpec, timezone: str):
