@@ -365,7 +365,7 @@ def _differences(s, table: str) -> tuple[int, int, int, int]:
     """(rows in the stack's front-end, in the reference, stack-only rows, reference-only rows)."""
     spec = SPECS.specs[table]
     target = spec.target.name
-    collected = SPECS.defaults.audit("collected_at").name  # 数据采集时间: when each load extracted the row
+    collected = SPECS.defaults.audit("extracted_at").name  # 数据采集时间: when each load extracted the row
     with s["admin"].connect() as c:
         cols = [r[0] for r in c.execute(text(
             "SELECT column_name FROM information_schema.columns WHERE table_schema = :d AND table_name = :t "
