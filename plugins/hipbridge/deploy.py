@@ -110,7 +110,7 @@ def render_env(s: Secrets, *, connections: list[str], share: str, frontend_db: s
             ("HIPBRIDGE_OPS_SCHEMA", ops_schema_for(frontend_db)),
             ("HIPBRIDGE_SHARE_SCHEMA", share),
         ]),
-        (("The hospital: institution code (empty: table_specs/_defaults.yaml) and one SQLAlchemy URL per\n"
+        (("The hospital: institution code (empty: the profile's, `hipbridge profile use`) and one SQLAlchemy URL per\n"
           "# source connection the specs name, e.g. oracle+oracledb://user:pw@10.0.0.5:1521/?service_name=HIS\n"
           "# (empty: the Airflow Connection hipbridge_<id>, Admin → Connections)"), [
             ("HIPBRIDGE_ORG_CODE", ""),
