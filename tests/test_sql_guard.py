@@ -12,7 +12,13 @@ from pathlib import Path
 
 import pytest
 from hipbridge.spec import load_specs
-from hipbridge.spec.sql_guard import DIALECTS, ReadOnlyQueryError, check_sql, require_read_only, spec_query_errors
+from hipbridge.spec.sql_guard import (
+    DIALECTS,
+    ReadOnlyQueryError,
+    check_sql,
+    require_read_only,
+    spec_query_errors,
+)
 
 from tests.minihospital import MiniHospital
 
