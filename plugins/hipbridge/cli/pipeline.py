@@ -57,7 +57,9 @@ def _frontend_init(args) -> int:
 
     engine = engine_for(args.db or default_frontend_url(), ops_schema_name(specs.defaults))
     report = create_frontend(engine, specs)
-    print(f"front-end {engine.url.render_as_string(hide_password=True)}: created {len(report.created)}, "
+    from hipbridge.redact import mask_url
+
+    print(f"front-end {mask_url(engine.url)}: created {len(report.created)}, "
           f"upgraded {len(report.upgraded)}, unchanged {len(report.unchanged)} table(s)")
     for name, cols in report.upgraded.items():
         print(f"  {name}: added {', '.join(cols)}")

@@ -112,6 +112,7 @@ def _simulate(args) -> int:
 
     from hipbridge.platform.config import sharing_config
     from hipbridge.platform.simulator import MISBEHAVIOURS, create_app
+    from hipbridge.redact import mask_url
 
     life = _life(args)
     keys = _sim_keys()
@@ -122,7 +123,7 @@ def _simulate(args) -> int:
         return 2
     sim = sharing_config().simulator
     port = args.port or sim.port
-    print(f"模拟省平台: http://127.0.0.1:{port}  (回推写入 {life.store.url.split('@')[-1]})")
+    print(f"模拟省平台: http://127.0.0.1:{port}  (回推写入 {mask_url(life.store.url)})")
     if args.misbehave:
         print(f"注意: 模拟平台故意作恶 ({args.misbehave}): {MISBEHAVIOURS[args.misbehave]}")
     uvicorn.run(create_app(keys, life.store, misbehave=args.misbehave), host="127.0.0.1", port=port,
