@@ -15,8 +15,8 @@ the file is re-read whenever it changes.
 2. validation errors (422) that name the field and the problem but never echo the input, and a
    500 answer that names no exception text; the log gets the exception's type and line only
    (patient data must not travel back or into logs);
-3. the OpenAPI description at `/openapi.json` for role `admin` only, and not at all with
-   `HIPBRIDGE_PROFILE=production`; no Swagger / ReDoc pages.
+3. the OpenAPI description at `/openapi.json` for role `admin` only, and not at all when the active
+   deployment profile says `web.openapi_docs: false` (production); no Swagger / ReDoc pages.
 
 Endpoints then take the caller with `Depends(require_role("workstation"))` (see docs/sharing.md).
 """
@@ -51,9 +51,11 @@ DEFAULT_MAX_BODY = 64 * 1024
 PUBLIC_PATHS = frozenset({"/healthz"})
 
 
-def production() -> bool:
-    """`HIPBRIDGE_PROFILE=production`: no API description is served at all."""
-    return os.environ.get("HIPBRIDGE_PROFILE", "").strip().lower() == "production"
+def docs_allowed() -> bool:
+    """The active deployment profile's `web.openapi_docs` (false in `config/profiles/production.yaml`)."""
+    from hipbridge.profiles import active
+
+    return active().web.openapi_docs
 
 
 class CallerError(ValueError):
@@ -338,7 +340,7 @@ def secure_app(app, store: CallerStore, rules: Mapping[str, Iterable[str]], *,
     """Put the guard, the non-echoing error answers and the admin-only API description on `app`.
 
     Create the app with `docs_url=None, redoc_url=None, openapi_url=None`; this adds
-    `/openapi.json` (role admin) unless the profile is production."""
+    `/openapi.json` (role admin) unless the active profile turns the API description off."""
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
 
@@ -357,7 +359,7 @@ def secure_app(app, store: CallerStore, rules: Mapping[str, Iterable[str]], *,
     async def _validation(request, exc: RequestValidationError):
         return JSONResponse({"code": "INVALID", "detail": _safe_errors(exc.errors())}, status_code=422)
 
-    if not production():
+    if docs_allowed():
         @app.get("/openapi.json", include_in_schema=False)
         def _openapi(caller: Annotated[Caller, Depends(require_role("admin"))]):
             return JSONResponse(app.openapi())
