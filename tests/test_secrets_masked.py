@@ -118,3 +118,93 @@ def test_a_web_error_answers_and_logs_no_personal_data(hb_home, caplog):
     assert "ValueError" in logged and "test_secrets_masked.py" in logged            # type and place are kept
     for value in ("欧阳娜娜", "451002198001011232", "13800000000"):
         assert value not in r.text and value not in logged
+
+
+PROBE_DAG = textwrap.dedent('''
+    import logging
+    import os
+    from datetime import datetime
+
+    from airflow.sdk import DAG, task
+
+    with DAG("hb_print_urls", schedule="@once", start_date=datetime(2026, 1, 1), catchup=False):
+        @task(retries=0)
+        def print_urls():
+            from hipbridge.io.engines import engine_for, source_engine
+
+            source_engine("mini")                 # hipbridge resolves the connection (registers its secrets)
+            engine_for(os.environ["HB_SECOND_URL"])
+            # code that is careless with the raw URLs: a debug line, a print, an exception text
+            logging.getLogger("hb.probe").warning("raw url %s", os.environ["HIPBRIDGE_CONN_MINI"])
+            print("raw url", os.environ["HB_SECOND_URL"], flush=True)
+            raise RuntimeError("cannot connect to " + os.environ["HIPBRIDGE_CONN_MINI"])
+
+        print_urls()
+''')
+
+
+def test_airflow_task_logs_mask_resolved_passwords_under_a_real_scheduler(leaky_env, tmp_path):
+    """A real deployment (api-server, scheduler, dag-processor of `airflow standalone`, LocalExecutor): the
+    task runner's log goes through Airflow's secrets masker, which hipbridge told about the passwords."""
+    import signal
+    import sqlite3
+    import time
+
+    home, dags = tmp_path / "airflow", tmp_path / "dags"
+    dags.mkdir()
+    port = free_port()
+    env = {**leaky_env, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+           "AIRFLOW__CORE__PLUGINS_FOLDER": str(tmp_path / "no_plugins"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+           "AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "AIRFLOW__CORE__PARALLELISM": "1",
+           "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+           "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+           "AIRFLOW__API__PORT": str(port), "AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__WORKERS": "1",
+           "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+           "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5", "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+           "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")}
+    (tmp_path / "no_plugins").mkdir()
+    with open(tmp_path / "standalone.log", "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "airflow", "standalone"], env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 420
+
+        def healthy() -> bool:
+            try:
+                h = httpx.get(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=10).json()
+            except (httpx.HTTPError, ValueError):
+                return False
+            return h["scheduler"]["status"] == "healthy" and (h.get("dag_processor") or {}).get("status") == "healthy"
+
+        while not healthy():   # the DAG appears only once the workers can reach the execution API
+            assert proc.poll() is None and time.monotonic() < deadline, \
+                (tmp_path / "standalone.log").read_text(errors="replace")[-3000:]
+            time.sleep(3)
+        (dags / "hb_probe.py").write_text(PROBE_DAG, encoding="utf-8")
+        state = None
+        while time.monotonic() < deadline and state not in ("success", "failed"):
+            assert proc.poll() is None, (tmp_path / "standalone.log").read_text(errors="replace")[-3000:]
+            time.sleep(3)
+            db = home / "airflow.db"
+            if db.exists():
+                try:
+                    with sqlite3.connect(db, timeout=5) as c:
+                        row = c.execute("SELECT state FROM dag_run WHERE dag_id = 'hb_print_urls'").fetchone()
+                    state = row[0] if row else None
+                except sqlite3.OperationalError:   # tables not migrated yet
+                    state = None
+        assert state == "failed", (state, (tmp_path / "standalone.log").read_text(errors="replace")[-3000:])
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+    logs = [p for p in (home / "logs").rglob("*.log") if "hb_print_urls" in str(p)]
+    task_log = "\n".join(p.read_text(errors="replace") for p in logs)
+    assert "raw url" in task_log and "cannot connect to" in task_log, logs
+    assert "***" in task_log
+    for secret in (PASSWORD, USER_PASSWORD):
+        assert secret not in task_log, [line for line in task_log.splitlines() if secret in line][:3]
+        assert _files_containing(home, secret) == []
