@@ -83,7 +83,7 @@ def _report(args) -> int:
     paths = write_report(engine, specs, outcome, cfg, out_dir, days=args.days)
     _write_json(outcome, args.json)
     print(_summary(outcome))
-    print(f"报告: {paths['html']}\n导出: {paths['xlsx']}")
+    print(f"生成时间 {paths['generated']}\n报告: {paths['html']}\n导出: {paths['xlsx']}")
     return 0
 
 
