@@ -39,6 +39,7 @@ class RunOutcome:
     started: datetime
     finished: datetime
     extra: dict[str, Any] = field(default_factory=dict)
+    as_of: datetime | None = None    # the rules' "now" (hospital time): the report's period ends on its day
 
     def as_json(self) -> dict[str, Any]:
         """The CLI contract: run_id, tables, results (rule_id, table, target, columns, …), scores."""
@@ -157,7 +158,7 @@ def check_database(engine: Engine, specs: SpecSet, tables: list[str] | None = No
     finished = clock(specs)
     outcome = RunOutcome(run_id or new_run_id(at=started), kind, chosen, results, scores, started, finished)
     outcome.extra["database"] = safe_url(engine)
-    outcome.extra["as_of"] = now
+    outcome.as_of = now
     if store:
         try:
             save_run(engine, ops_schema_name(specs.defaults), outcome.run_id, kind, started, finished, results,
