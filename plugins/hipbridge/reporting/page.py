@@ -45,6 +45,7 @@ def environment(*template_dirs: Path) -> Environment:
     env = Environment(loader=ChoiceLoader([FileSystemLoader([*map(str, template_dirs), str(_BASE)])]),
                       autoescape=select_autoescape(["html", "j2"]), trim_blocks=True, lstrip_blocks=True)
     env.filters["pct"] = pct
+    env.globals["pct"] = pct
     env.filters["num"] = num
     return env
 
