@@ -171,9 +171,8 @@ def test_cli_writes_the_report_and_rejects_a_bad_week(tmp_path, hb_home):
     engine, specs, _ = build_fixture(url, tmp_path)
     _record_a_week(engine, ops_schema_name(specs.defaults))
     engine.dispose()
-    env = {"HIPBRIDGE_HOME": str(hb_home)}
-    p = _cli("report", "--week", "2026-W10", "--out", str(tmp_path / "r"), "--db", url,
-             "--specs", str(tmp_path / "specs"), env=env)
+    env = {"HIPBRIDGE_HOME": str(hb_home), "HIPBRIDGE_REPORT_DIR": str(tmp_path / "r")}   # where the DAG writes
+    p = _cli("report", "--week", "2026-W10", "--db", url, "--specs", str(tmp_path / "specs"), env=env)
     assert p.returncode == 0, p.stderr
     assert "巡检报告 2026-W10" in p.stdout and "Asia/Shanghai" in p.stdout and "[严重]" in p.stdout
     html = next((tmp_path / "r").glob("inspection_2026-W10_*_UTC+0800.html"))

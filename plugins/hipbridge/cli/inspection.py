@@ -7,6 +7,7 @@ recommendations by level.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -22,7 +23,8 @@ def _report(args) -> int:
     with engine.connect():
         pass   # fail here, clearly, when the front-end cannot be reached
     cfg = load_inspection_config(Path(args.config) if args.config else None)
-    out = write_inspection(engine, specs, Path(args.out) if args.out else home() / "reports", args.week, cfg=cfg,
+    out_dir = Path(args.out or os.environ.get("HIPBRIDGE_REPORT_DIR") or home() / "reports")
+    out = write_inspection(engine, specs, out_dir, args.week, cfg=cfg,
                            store=not args.no_store)
     counts = out["summary"]["advice"]
     print(f"巡检报告 {out['week']}: 严重 {counts['严重']} 项, 注意 {counts['注意']} 项, 提示 {counts['提示']} 项")
@@ -39,7 +41,7 @@ def register(sub) -> None:
     r = s.add_parser("report", help="write the weekly inspection report (HTML + XLSX) for one ISO week")
     r.add_argument("--week", default=None, metavar="YYYY-Www",
                    help="ISO week, e.g. 2026-W49 (default: the week holding yesterday, hospital time)")
-    r.add_argument("--out", default=None, help="report folder (default: $HIPBRIDGE_HOME/reports)")
+    r.add_argument("--out", default=None, help="report folder (default: $HIPBRIDGE_REPORT_DIR, else $HIPBRIDGE_HOME/reports)")
     r.add_argument("--db", default=None, help="front-end database URL (default: HIPBRIDGE_FRONTEND_URL / embedded)")
     r.add_argument("--specs", default=None, help="spec folder (default: table_specs/)")
     r.add_argument("--config", default=None, help="inspection settings (default: config/inspection.yaml)")
