@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from hipbridge.platform.config import config_dir
+from hipbridge.settings import config_dir
 
 DEFAULT_THRESHOLDS: dict[str, float] = {
     "run_failure_pct": 0, "stale_table_days": 2, "quarantine_pct": 1.0, "quality_drop": 2.0, "quality_min": 90,
