@@ -54,7 +54,8 @@ with DAG(
 
         ctx = get_current_context()
         specs = load_specs(os.environ.get("HIPBRIDGE_SPECS") or None)
-        engine = engine_for(default_frontend_url(), ops_schema_name(specs.defaults))
+        url = default_frontend_url()
+        engine = engine_for(url, ops_schema_name(specs.defaults, url))
         clock = ReportClock(specs.defaults.timezone)
         fired = ctx.get("logical_date") or ctx.get("data_interval_end")
         week = ctx["params"].get("week") or parse_week(None, clock.local(fired) if fired else clock.now()).label

@@ -39,7 +39,7 @@ def _record(engine, specs) -> None:
     """A report run (stored), the last batch of two tables (one failed), a mapping-gap snapshot."""
     import hipbridge.mapping.ops  # noqa: F401 - registers mapping_gap
 
-    ops = ensure_ops(engine, ops_schema_name(specs.defaults))
+    ops = ensure_ops(engine, ops_schema_name(specs.defaults, engine))
     t0 = NOW - timedelta(hours=2)
     with engine.begin() as c:
         c.execute(ops.table("batch_log").insert(), [

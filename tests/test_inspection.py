@@ -89,7 +89,7 @@ def _project(tmp_path: Path) -> Path:
 
 def test_weekly_report_from_what_was_recorded(tmp_path, hb_home, mariadb_url):
     engine, specs, _ = build_fixture(mariadb_url, tmp_path)
-    schema = ops_schema_name(specs.defaults)
+    schema = ops_schema_name(specs.defaults, engine)
     _record_a_week(engine, schema)
     root = _project(tmp_path)
     cfg = InspectionConfig(watched=("table_specs", "config"),
@@ -169,7 +169,7 @@ def _cli(*args: str, env: dict) -> subprocess.CompletedProcess:
 def test_cli_writes_the_report_and_rejects_a_bad_week(tmp_path, hb_home):
     url = f"sqlite:///{tmp_path / 'fe.db'}"
     engine, specs, _ = build_fixture(url, tmp_path)
-    _record_a_week(engine, ops_schema_name(specs.defaults))
+    _record_a_week(engine, ops_schema_name(specs.defaults, engine))
     engine.dispose()
     env = {"HIPBRIDGE_HOME": str(hb_home), "HIPBRIDGE_REPORT_DIR": str(tmp_path / "r")}   # where the DAG writes
     p = _cli("report", "--week", "2026-W10", "--db", url, "--specs", str(tmp_path / "specs"), env=env)
@@ -185,7 +185,7 @@ def test_weekly_report_in_a_1400px_chromium_window(tmp_path, hb_home):
     from tests.browser import assert_fits, assert_screenshot, look
 
     engine, specs, _ = build_fixture(f"sqlite:///{tmp_path / 'fe.db'}", tmp_path)
-    _record_a_week(engine, ops_schema_name(specs.defaults))
+    _record_a_week(engine, ops_schema_name(specs.defaults, engine))
     out = write_inspection(engine, specs, tmp_path / "out", "2026-W10", root=_project(tmp_path), now=NOW,
                            disks={"测试目录": tmp_path})
     seen = look(out["html"].as_uri(), tmp_path / "weekly_inspection.png")

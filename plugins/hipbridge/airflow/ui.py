@@ -59,8 +59,9 @@ def _setup() -> SimpleNamespace:
     from hipbridge.spec import load_specs
 
     specs = load_specs(os.environ.get("HIPBRIDGE_SPECS") or None).require_valid()
-    schema = ops_schema_name(specs.defaults)
-    engine = engine_for(default_frontend_url(), schema)
+    url = default_frontend_url()
+    schema = ops_schema_name(specs.defaults, url)
+    engine = engine_for(url, schema)
     return SimpleNamespace(specs=specs, schema=schema, engine=engine, ops=ops_for(schema),
                            clock=ReportClock(specs.defaults.timezone), org_name=org_name(specs.defaults))
 

@@ -19,7 +19,8 @@ def _report(args) -> int:
     from hipbridge.spec import load_specs
 
     specs = load_specs(args.specs).require_valid()
-    engine = engine_for(args.db or default_frontend_url(), ops_schema_name(specs.defaults))
+    url = args.db or default_frontend_url()
+    engine = engine_for(url, ops_schema_name(specs.defaults, url))
     with engine.connect():
         pass   # fail here, clearly, when the front-end cannot be reached
     cfg = load_inspection_config(Path(args.config) if args.config else None)

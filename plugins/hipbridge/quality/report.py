@@ -202,7 +202,7 @@ def build_context(engine: Engine, specs: SpecSet, outcome: RunOutcome, cfg: Qual
                   days: int = 30) -> dict[str, Any]:
     """Everything the template and the XLSX need, in the hospital's clock."""
     clock = ReportClock(specs.defaults.timezone)
-    schema = ops_schema_name(specs.defaults)
+    schema = ops_schema_name(specs.defaults, engine)
     as_of = outcome.as_of or outcome.finished
     tables, columns = _labels(specs)
     dim_targets = {d: float(m.get("target", 0)) for d, m in cfg.scoring.get("dimensions", {}).items()}
