@@ -19,7 +19,6 @@ from hipbridge.deploy import (
     EXAMPLE_FILE,
     PLACEHOLDER,
     Secrets,
-    ops_schema_for,
     read_env_file,
     render_env,
     share_schema,
@@ -61,7 +60,12 @@ def test_env_file_is_written_once_with_fresh_matching_secrets(tmp_path):
                                                        env["MARIADB_DATABASE"])
     # URLs name services of the compose file
     assert {meta.host, fe.host} <= set(compose()["services"])
-    assert env["HIPBRIDGE_OPS_SCHEMA"] == ops_schema_for(env["MARIADB_DATABASE"])  # inside the grants' <db>_%
+    # the operations schema hipbridge derives for this front-end falls under the grants' `<database>_%`
+    from hipbridge.settings import ops_schema_name
+    from hipbridge.spec import load_specs
+
+    assert "HIPBRIDGE_OPS_SCHEMA" not in env
+    assert ops_schema_name(load_specs().defaults, env["HIPBRIDGE_FRONTEND_URL"]).startswith(env["MARIADB_DATABASE"] + "_")
     assert env["HIPBRIDGE_SHARE_SCHEMA"] == share_schema()
     assert {f"HIPBRIDGE_CONN_{c.upper()}" for c in source_connections()} <= set(env)
     secrets_ = [env[k] for k in ("AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY",
@@ -209,9 +213,9 @@ def test_grants_let_the_hipbridge_user_create_what_hipbridge_creates(tmp_path, i
     admin_url = make_url(MARIADB_ADMIN)
     url = (f"mysql+pymysql://{m['MARIADB_USER']}:{m['MARIADB_PASSWORD']}@{admin_url.host}:{admin_url.port or 3306}/"
            f"{m['MARIADB_DATABASE']}?charset=utf8mb4&local_infile=1")
-    # the env file names the operations schema after the front-end database, as `hipbridge deploy env` does
+    # the operations schema: hipbridge's own name for it (no HIPBRIDGE_OPS_SCHEMA, as in the env file)
     env = {"HIPBRIDGE_FRONTEND_URL": url, "HIPBRIDGE_SHARE_SCHEMA": m["HIPBRIDGE_SHARE_SCHEMA"],
-           "HIPBRIDGE_OPS_SCHEMA": ops_schema_for(m["MARIADB_DATABASE"]), "HIPBRIDGE_HOME": str(tmp_path / "home")}
+           "HIPBRIDGE_HOME": str(tmp_path / "home")}
     env_without_override = {k: v for k, v in os.environ.items() if not k.startswith("HIPBRIDGE_")}
     # without the script the operations schema cannot be created: the user owns only its database
     denied = subprocess.run([str(BIN / "hipbridge"), "frontend", "init"], capture_output=True, text=True,

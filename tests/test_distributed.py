@@ -245,7 +245,6 @@ def stack(tmp_path_factory):
                 "HIPBRIDGE_FRONTEND_URL": relocate_url(
                     base["HIPBRIDGE_FRONTEND_URL"], host=my.host, port=my.port or 3306, database=names["fe"],
                     username=names["user"], password=pw),
-                "HIPBRIDGE_OPS_SCHEMA": f"{names['fe']}_ops",
                 "HIPBRIDGE_SHARE_SCHEMA": names["share"],
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api_base}/execution/",
                 "AIRFLOW__API__HOST": "127.0.0.1",
@@ -278,7 +277,7 @@ def stack(tmp_path_factory):
                    f"?charset=utf8mb4&local_infile=1")
         reference = subprocess.Popen(
             [str(BIN / "hipbridge"), "run", "all", "--db", ref_url], cwd=work,
-            env={**os.environ, "HIPBRIDGE_HOME": str(home), "HIPBRIDGE_OPS_SCHEMA": f"{names['ref']}_ops"},
+            env={**{k: v for k, v in os.environ.items() if k != "HIPBRIDGE_OPS_SCHEMA"}, "HIPBRIDGE_HOME": str(home)},
             stdout=open(work / "reference.log", "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
         # airflow-init: the compose file's command as it is
         init = subprocess.run(service_command("airflow-init"), env=init_env, cwd=work, capture_output=True,

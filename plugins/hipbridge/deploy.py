@@ -64,11 +64,6 @@ def source_connections(specs_dir: str | Path | None = None) -> list[str]:
     return sorted({s.source.connection for s in specs.specs.values()})
 
 
-def ops_schema_for(frontend_db: str) -> str:
-    """The operations schema beside a front-end database: `<database>_ops`, inside the grants' `<database>_%`."""
-    return f"{frontend_db}_ops"
-
-
 def share_schema() -> str:
     from hipbridge.platform.config import sharing_config
 
@@ -101,13 +96,13 @@ def render_env(s: Secrets, *, connections: list[str], share: str, frontend_db: s
             ("AIRFLOW__CELERY__RESULT_BACKEND", f"db+postgresql+psycopg2://{meta_url}"),
         ]),
         ((f"The front-end database (service {FRONTEND_DB_HOST}): the province's tables, the operations\n"
-          "# schema and the shared store; deploy/mariadb/ grants the user exactly these databases."), [
+          "# schema (named after the front-end database: <database>_hipbridge_ops) and the shared store;\n"
+          "# deploy/mariadb/ grants the user exactly these databases."), [
             ("MARIADB_ROOT_PASSWORD", s.frontend_root_password),
             ("MARIADB_DATABASE", frontend_db),
             ("MARIADB_USER", frontend_user),
             ("MARIADB_PASSWORD", s.frontend_password),
             ("HIPBRIDGE_FRONTEND_URL", frontend_url),
-            ("HIPBRIDGE_OPS_SCHEMA", ops_schema_for(frontend_db)),
             ("HIPBRIDGE_SHARE_SCHEMA", share),
         ]),
         (("The hospital: institution code (empty: the profile's, `hipbridge profile use`) and one SQLAlchemy URL per\n"

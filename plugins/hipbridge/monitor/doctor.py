@@ -44,7 +44,9 @@ class Check:
 
 
 def masked(url: str) -> str:
-    return make_url(url).render_as_string(hide_password=True)
+    from hipbridge.redact import mask_url
+
+    return mask_url(url)   # no password, no password-like query parameters
 
 
 # (UTC now, the server's local now): the clock is compared in UTC; the difference is its time zone.
@@ -154,7 +156,7 @@ def frontend_checks(cfg: DoctorConfig, specs: SpecSet, frontend_url: str) -> lis
     from hipbridge.settings import ops_schema_name
 
     area = "前置机数据库"
-    ops_schema = ops_schema_name(specs.defaults)
+    ops_schema = ops_schema_name(specs.defaults, frontend_url)
     try:
         engine = engines.engine_for(frontend_url, ops_schema)
         with engine.connect() as c:
