@@ -140,7 +140,7 @@ def _project_rules_run_cleanly(url: str) -> None:
     from hipbridge.spec import load_specs
 
     specs = load_specs(ROOT / "table_specs").require_valid()
-    engine = engine_for(url, ops_schema_name(specs.defaults))
+    engine = engine_for(url, ops_schema_name(specs.defaults, url))
     create_frontend(engine, specs)
     out = check_database(engine, specs, cfg=load_config(ROOT / "expectations"), store=False)
     errors = [(r.rule_id, r.error) for r in out.results if r.status == "Error"]

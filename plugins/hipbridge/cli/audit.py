@@ -13,8 +13,9 @@ def _open(args):
     from hipbridge.settings import ops_schema_name
     from hipbridge.spec import load_specs
 
-    schema = ops_schema_name(load_specs().defaults)
-    engine = engine_for(args.db or default_frontend_url(), schema)
+    url = args.db or default_frontend_url()
+    schema = ops_schema_name(load_specs().defaults, url)
+    engine = engine_for(url, schema)
     import hipbridge.platform.state  # noqa: F401 - registers the tables the chain lives beside
 
     return engine, ensure_ops(engine, schema), KeyStore()

@@ -22,7 +22,7 @@ def _setup(args):
     specs = load_specs(args.specs).require_valid()
     cfg = load_config(args.expectations)
     url = args.db or default_frontend_url()
-    engine = engine_for(url, ops_schema_name(specs.defaults))
+    engine = engine_for(url, ops_schema_name(specs.defaults, url))
     with engine.connect():
         pass   # fail here, clearly, when the database cannot be reached
     tables = [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else None

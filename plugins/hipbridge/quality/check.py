@@ -152,7 +152,7 @@ def check_database(engine: Engine, specs: SpecSet, tables: list[str] | None = No
     outcome.extra["database"] = safe_url(engine)
     if store:
         try:
-            save_run(engine, ops_schema_name(specs.defaults), outcome.run_id, kind, started, finished, results,
+            save_run(engine, ops_schema_name(specs.defaults, engine), outcome.run_id, kind, started, finished, results,
                      scores, chosen, database=safe_url(engine))
             outcome.extra["stored"] = True
         except Exception as exc:  # noqa: BLE001 - a read-only database still gets its results (JSON, report)

@@ -109,7 +109,7 @@ def run_gate(engine: Engine, spec: TableSpec, specs: SpecSet, batch_id: str, sta
     if store:
         from .store import save_run
 
-        save_run(engine, ops_schema_name(specs.defaults), batch_id, "gate", started, finished, results,
+        save_run(engine, ops_schema_name(specs.defaults, engine), batch_id, "gate", started, finished, results,
                  score(results, cfg.scoring), [spec.table], database=safe_url(engine), blocked=outcome.blocked,
                  message=outcome.message)
     return outcome

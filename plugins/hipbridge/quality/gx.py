@@ -115,7 +115,7 @@ def check_database_gx(engine: Engine, specs: SpecSet, tables: list[str] | None =
     outcome = RunOutcome(run_id or new_run_id("gx"), kind, chosen, results, scores, started, finished,
                          extra={"engine": "gx", "database": safe_url(engine)})
     if store:
-        save_run(engine, ops_schema_name(specs.defaults), outcome.run_id, kind, started, finished, results, scores,
+        save_run(engine, ops_schema_name(specs.defaults, engine), outcome.run_id, kind, started, finished, results, scores,
                  chosen, database=safe_url(engine))
     return outcome
 

@@ -139,7 +139,7 @@ def build_context(engine: Engine, specs: SpecSet, outcome: RunOutcome, cfg: Qual
                   days: int = 30) -> dict[str, Any]:
     from .store import past_runs
 
-    schema = ops_schema_name(specs.defaults)
+    schema = ops_schema_name(specs.defaults, engine)
     scoring = cfg.scoring
     scores = outcome.scores
     now = outcome.finished
