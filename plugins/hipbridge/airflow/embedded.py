@@ -136,7 +136,7 @@ def run_demo(days: int, scale: float, seed: int = 7, env: dict | None = None) ->
 
     out = home() / "demo"
     print(f"building the demo hospital in {out} (days={days}, scale={scale}, seed={seed}) …", flush=True)
-    summary = build(out, seed=seed, days=days, scale=scale)
+    summary = build(out, seed=seed, days=days, scale=scale, register=True)
     ctx = Context.create()
     ctx.ensure_frontend()
     print(f"front-end: {ctx.engine.url.render_as_string(hide_password=True)}; running the table DAGs through "
