@@ -43,14 +43,12 @@ def forget_keyrings() -> None:
 def quarantine_protector(engine: Engine, ops_schema: str, spec: TableSpec) -> Callable[[list[dict]], list[dict]]:
     """A function that encrypts a chunk's quarantine rows before they are written."""
     key_sensitive = any(c.sensitive for c in spec.columns if c.name in spec.target.primary_key)
-    cipher: FieldCipher | None = None
+    cipher = FieldCipher(keyring_for(engine, ops_schema))
+    cipher.ring.active("data")   # now, outside the chunk transactions (SQLite has one writer at a time)
 
     def protect(rows: list[dict]) -> list[dict]:
-        nonlocal cipher
         if not rows:
             return rows
-        if cipher is None:
-            cipher = FieldCipher(keyring_for(engine, ops_schema))
         out = []
         for r in rows:
             r = dict(r)
