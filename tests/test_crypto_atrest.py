@@ -242,6 +242,7 @@ def test_software_keystore_wraps_deks_and_key_files_are_0600(hb_home):
 
 
 def test_sdf_boundary_refuses_clearly_and_production_refuses_development_keys(hb_home, monkeypatch):
+    from hipbridge import profiles
     from hipbridge.crypto.provider import (
         DevelopmentKeysRefused,
         DeviceNotConfigured,
@@ -257,20 +258,25 @@ def test_sdf_boundary_refuses_clearly_and_production_refuses_development_keys(hb
             call()
     with pytest.raises(DeviceNotConfigured, match="不存在"):
         SdfKeyProvider("/nonexistent/libsdf.so").random(16)
-    check_profile(sdf, "production")                      # a device provider passes the profile check
+    production = profiles.load("production")
+    check_profile(sdf, production)                        # a device provider passes the profile check
     with pytest.raises(DevelopmentKeysRefused, match="production"):
-        check_profile(SoftwareKeyProvider(hb_home / "k"), "production")
+        check_profile(SoftwareKeyProvider(hb_home / "k"), production)
     monkeypatch.setenv("HIPBRIDGE_PROFILE", "production")
-    with pytest.raises(DevelopmentKeysRefused):
-        provider_from_config()
-    env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "plugins"), "HIPBRIDGE_PROFILE": "production"}
-    r = subprocess.run([sys.executable, "-m", "hipbridge.cli", "keys", "list"], env=env, capture_output=True,
-                       text=True, timeout=120, check=False)
-    assert r.returncode == 2 and "拒绝使用开发密钥" in r.stderr, r.stderr
-    env["HIPBRIDGE_KEY_PROVIDER"] = "sdf"
-    r = subprocess.run([sys.executable, "-m", "hipbridge.cli", "keys", "rotate", "--quiet"], env=env,
-                       capture_output=True, text=True, timeout=120, check=False)
-    assert r.returncode == 2 and "服务器密码机不可用" in r.stderr, r.stderr   # never a silent fallback
+    assert isinstance(provider_from_config(), SdfKeyProvider)   # the profile's key_provider: sdf
+
+    # joint testing made keys with the development keystore; production then refuses to start on them
+    env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "plugins"), "HIPBRIDGE_PROFILE": "test"}
+    cli = [sys.executable, "-m", "hipbridge.cli", "keys"]
+    r = subprocess.run([*cli, "rotate", "--quiet"], env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 0, r.stderr
+    env["HIPBRIDGE_PROFILE"] = "production"
+    r = subprocess.run([*cli, "list"], env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 2 and "拒绝使用开发密钥" in r.stderr and "由开发密钥库生成" in r.stderr, r.stderr
+    # and on a fresh front-end it needs the device, with no silent fallback to software keys
+    env["HIPBRIDGE_FRONTEND_URL"] = f"sqlite:///{hb_home / 'fresh.db'}"
+    r = subprocess.run([*cli, "rotate", "--quiet"], env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 2 and "服务器密码机不可用" in r.stderr, r.stderr
 
 
 def test_spool_files_of_a_killed_process_are_removed_at_once(tmp_path, monkeypatch):

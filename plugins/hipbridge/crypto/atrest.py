@@ -2,8 +2,9 @@
 
 - quarantine: the raw source row (`raw`, JSON) is always SM4 ciphertext — it can hold any column;
   `row_key` too when a key column of the spec is `sensitive`. `reveal_quarantine` reads them back.
-- the key ring of a front-end (`keyring_for`): the configured provider (profile-checked) over the
-  key registry of its operations schema, one per process and engine.
+- the key ring of a front-end (`keyring_for`): the active profile's provider over the key registry
+  of its operations schema, one per process and engine. In production it refuses to start while a
+  key in use was made by the development keystore (`provider.check_registry`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from hipbridge.io.ops import ensure_ops
 from hipbridge.spec import TableSpec
 
 from .fields import FieldCipher
-from .provider import KeyProvider, provider_from_config
+from .provider import KeyProvider, check_registry, provider_from_config
 from .registry import KeyRing
 
 _RINGS: dict[tuple[str, str], KeyRing] = {}
@@ -29,7 +30,12 @@ def keyring_for(engine: Engine, ops_schema: str, provider: KeyProvider | None = 
     with _LOCK:
         ring = _RINGS.get(key)
         if ring is None or (provider is not None and ring.provider is not provider):
-            ring = KeyRing(engine, ensure_ops(engine, ops_schema), provider or provider_from_config(), clock)
+            from hipbridge import profiles
+
+            profile = profiles.active()
+            ring = KeyRing(engine, ensure_ops(engine, ops_schema), provider or provider_from_config(profile=profile),
+                           clock)
+            check_registry(ring.entries(), profile)
             _RINGS[key] = ring
         return ring
 

@@ -1,7 +1,8 @@
-"""Typed view of `config/crypto.yaml`: profile, key provider, what is encrypted where, blind indexes.
+"""Typed view of `config/crypto.yaml`: the SDF device, what is encrypted in the shared store, blind indexes.
 
-Unknown keys are errors naming the file (as for the other config files). Environment overrides:
-`HIPBRIDGE_PROFILE`, `HIPBRIDGE_KEY_PROVIDER`, `HIPBRIDGE_SDF_LIBRARY`.
+Which key provider runs is the deployment profile's `key_provider` (`config/profiles/`, `profiles.py`).
+Unknown keys are errors naming the file (as for the other config files). Environment override:
+`HIPBRIDGE_SDF_LIBRARY`.
 """
 
 from __future__ import annotations
@@ -43,19 +44,9 @@ class Rotation(_Strict):
 
 
 class CryptoConfig(_Strict):
-    profile_: Literal["development", "production"] = Field("development", alias="profile")
-    provider_: Literal["software", "sdf"] = Field("software", alias="provider")
     sdf: Sdf = Field(default_factory=Sdf)
     shared_store: SharedStoreCrypto
     rotation: Rotation = Field(default_factory=Rotation)
-
-    @property
-    def profile(self) -> str:
-        return os.environ.get("HIPBRIDGE_PROFILE") or self.profile_
-
-    @property
-    def provider(self) -> str:
-        return os.environ.get("HIPBRIDGE_KEY_PROVIDER") or self.provider_
 
 
 @lru_cache(maxsize=8)

@@ -146,22 +146,36 @@ class SdfKeyProvider(KeyProvider):
         self._unavailable("SDF_ImportKeyWithKEK")
 
 
-def check_profile(provider: KeyProvider, profile: str) -> None:
+def check_profile(provider: KeyProvider, profile) -> None:
     """The production profile refuses development keys (GB/T 39786: keys in a certified module)."""
-    if profile == "production" and provider.development:
+    if (profile.name == "production" or profile.key_provider == "sdf") and provider.development:
         raise DevelopmentKeysRefused(
-            f"生产环境 (profile: production) 拒绝使用开发密钥 (provider: {provider.name}); "
-            "set provider: sdf in config/crypto.yaml and configure the 服务器密码机")
+            f"生产环境 (profile: {profile.name}) 拒绝使用开发密钥 (provider: {provider.name}); "
+            "config/profiles/production.yaml key_provider: sdf, and configure the 服务器密码机")
 
 
-def provider_from_config(cfg=None, directory: Path | str | None = None) -> KeyProvider:
-    """The configured provider, after the profile check."""
+def check_registry(entries: list[dict], profile) -> None:
+    """In production, no key still in use may come from the development keystore."""
+    if profile.name != "production" and profile.key_provider != "sdf":
+        return
+    dev = [e["key_id"] for e in entries if e["provider"] != "sdf" and e["status"] in ("active", "readable")]
+    if dev:
+        raise DevelopmentKeysRefused(
+            f"生产环境 (profile: {profile.name}) 拒绝使用开发密钥: {', '.join(dev)} 由开发密钥库生成; "
+            "在密码机上生成新密钥并轮换 (hipbridge keys rotate) 后再启动")
+
+
+def provider_from_config(cfg=None, directory: Path | str | None = None, profile=None) -> KeyProvider:
+    """The active profile's provider, after the profile check."""
+    from hipbridge import profiles
+
     from .config import crypto_config
 
     cfg = cfg or crypto_config()
-    if cfg.provider == "sdf":
+    profile = profile or profiles.active()
+    if profile.key_provider == "sdf":
         provider: KeyProvider = SdfKeyProvider(cfg.sdf.library, cfg.sdf.kek_index)
     else:
         provider = SoftwareKeyProvider(directory)
-    check_profile(provider, cfg.profile)
+    check_profile(provider, profile)
     return provider
