@@ -126,7 +126,18 @@ def blind_index(keys: KeyStore, kind: str, value: Any) -> str | None:
     norm = normalise(kind, value)
     if norm is None:
         return None
-    return hmac_sm3(keys.secret("idx"), f"{kind}|{norm}".encode()).hex()
+    return hmac_sm3(_idx_key(keys), f"{kind}|{norm}".encode()).hex()
+
+
+_IDX: dict[str, bytes] = {}
+
+
+def _idx_key(keys: KeyStore) -> bytes:
+    """K_idx of a key folder, read once per process (it never rotates: the indexes would change)."""
+    where = str(keys.directory)
+    if where not in _IDX:
+        _IDX[where] = keys.secret("idx")
+    return _IDX[where]
 
 
 def patient_index(keys: KeyStore, id_type: Any, id_no: Any) -> str | None:
