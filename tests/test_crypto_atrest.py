@@ -291,3 +291,26 @@ def test_spool_files_of_a_killed_process_are_removed_at_once(tmp_path, monkeypat
         f.write_text(f"\"{ID_A}\"\t\"张三\"\n", encoding="utf-8")
     assert clear_stale_spool() == 1
     assert mine.exists() and not gone.exists()
+
+
+def test_display_reader_sees_ingested_rows_decrypted_and_leaves_tampered_ones_out(world):
+    from hipbridge.display.config import display_config
+    from hipbridge.display.records import StoreReader
+
+    w = world
+    auth = _push(w, "D1", ID_A, "冯三")
+    reader = StoreReader(w.life.store, display_config())
+    before = reader.patient([auth])
+    w.life.verify(w.clock(), run_quality=False)
+    w.life.ingest(w.clock())
+    after = reader.patient([auth])                    # landing now empty: the rows come decrypted from secure
+    assert sum(map(len, before.values())) > 0
+    assert {k: sorted(map(repr, v)) for k, v in after.items()} == {k: sorted(map(repr, v)) for k, v in before.items()}
+    assert reader.tampered == []
+    t = w.life.secure.tables["op_visit"].table
+    with w.life.secure.engine.begin() as c:
+        k = c.execute(select(t.c.MZJZLSH).limit(1)).scalar()
+        c.execute(t.update().where(t.c.MZJZLSH == k).values(JZKSSJ=datetime(2001, 1, 1)))
+    again = reader.patient([auth])
+    assert len(again["visit"]) == len(after["visit"]) - 1
+    assert [x["key"]["MZJZLSH"] for x in reader.tampered] == [k]

@@ -67,6 +67,7 @@ class SecureStore:
     schema: str
     tables: dict[str, SecureTable]
     store: SharedStore
+    cipher: FieldCipher | None = None     # set by Lifecycle.open: what readers such as the display use
 
     def table(self, table_id: str) -> SecureTable:
         return self.tables[table_id]

@@ -64,13 +64,15 @@ class Lifecycle:
              keys: KeyStore | None = None) -> Lifecycle:
         url = frontend_url or default_frontend_url()
         specs = specs or load_specs().require_valid()
-        schema = ops_schema_name(specs.defaults)
+        schema = ops_schema_name(specs.defaults, url)
         frontend = engine_for(url, schema)
         ops = ensure_ops(frontend, schema)
         store = open_store(url, specs)
         ring = keyring_for(frontend, schema, clock=lambda: hospital_now(specs))
+        secure = open_secure(store)
+        secure.cipher = FieldCipher(ring)
         return cls(url, frontend, ops, specs, keys or KeyStore(), store, org_code(specs.defaults),
-                   org_name(specs.defaults), open_secure(store), ring)
+                   org_name(specs.defaults), secure, ring)
 
     def now(self) -> datetime:
         return hospital_now(self.specs)
