@@ -51,7 +51,6 @@ def _values(n: int) -> list[str]:
 
 def bench_sm4(ring, n: int) -> dict:
     from gmssl.sm4 import SM4_DECRYPT, SM4_ENCRYPT, CryptSM4
-
     from hipbridge.crypto.fields import FieldCipher
 
     values = _values(n)
@@ -87,6 +86,7 @@ def bench_sm4(ring, n: int) -> dict:
 def bench_transfer(admin: str, rows: int, runs: int) -> dict:
     from hipbridge.io.engines import dispose_all
     from hipbridge.pipeline import run as pipeline_run
+
     from tests.transfer_helpers import SourceHospital
 
     real = pipeline_run.quarantine_protector
@@ -108,7 +108,7 @@ def bench_transfer(admin: str, rows: int, runs: int) -> dict:
                 url = f"{admin.rstrip('/')}/{fe}?charset=utf8mb4&local_infile=1"
                 try:
                     pipeline_run.quarantine_protector = real if variant == "encrypted" else (
-                        lambda *_a, **_k: (lambda r: r))
+                        lambda *_a, **_k: (lambda rows: rows))
                     ctx = pipeline_run.Context.create(src.specs, url)
                     ctx.ensure_frontend(["visit"])
                     if variant == "encrypted":
