@@ -139,7 +139,9 @@ def run_demo(days: int, scale: float, seed: int = 7, env: dict | None = None) ->
     summary = build(out, seed=seed, days=days, scale=scale, register=True)
     ctx = Context.create()
     ctx.ensure_frontend()
-    print(f"front-end: {ctx.engine.url.render_as_string(hide_password=True)}; running the table DAGs through "
+    from hipbridge.redact import mask_url
+
+    print(f"front-end: {mask_url(ctx.engine.url)}; running the table DAGs through "
           f"Airflow (AIRFLOW_HOME={airflow_env(env)['AIRFLOW_HOME']}) …", flush=True)
     rc = run_dags(env=env, reconcile=(summary["window"]["start"], summary["window"]["end"]))
     print()
