@@ -25,7 +25,6 @@ demo: venv
 
 test: venv
 	$(PY) -m pytest -q tests
-	$(PY) -m pytest -q -m distributed tests
 
 lint: venv
 	$(VENV)/bin/ruff check plugins dags tests bench
