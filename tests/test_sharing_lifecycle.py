@@ -70,8 +70,8 @@ class World:
 
         store = self.life.store
         total = 0
-        with store.engine.connect() as c:
-            for t in store.tables.values():
+        for _tid, _label, t, engine in store.purge_targets():   # landing and encrypted tables
+            with engine.connect() as c:
                 q = select(func.count()).select_from(t)
                 if auth_ids is not None:
                     q = q.where(t.c[store.cols["auth_id"]].in_(list(auth_ids)))
@@ -118,6 +118,7 @@ def share_schema(monkeypatch):
     admin = create_engine(os.environ.get("HIPBRIDGE_TEST_MARIADB", "mysql+pymysql://root@127.0.0.1:3306/"))
     with admin.begin() as c:
         c.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+        c.execute(text(f"DROP DATABASE IF EXISTS `{name}_secure`"))   # the encrypted tables (secure.py)
     admin.dispose()
 
 

@@ -46,6 +46,7 @@ class StoreReader:
         self.org_name_col = store.defaults.audit("org_name").name
         self._tables: dict[str, Any] = {}
         self._times: dict[str, set[str]] = {}
+        self.tampered: list[dict[str, Any]] = []   # of the last patient() call, left out of the data
         auth, batch = store.cols["auth_id"], store.cols["batch_id"]
         roles = sorted({r for t in cfg.tables.values() for r in t.columns})
         self._roles = roles
@@ -99,7 +100,50 @@ class StoreReader:
                 if role in have:
                     d[role] = _as_time(v) if role in times else v
             out[kind].append(d)
+        self.tampered = self._secure_rows(out, auth_ids)
         return out
+
+    def _secure_rows(self, out: dict[str, list[dict[str, Any]]], auth_ids: list[str]) -> list[dict[str, Any]]:
+        """Add the rows already moved into the encrypted tables (sharing/secure.py), MAC-checked and
+        decrypted, in the same shape; a tampered row is never data: it is left out and returned."""
+        from hipbridge.sharing.secure import read_rows
+
+        secure = getattr(self.store, "secure", None)
+        cipher = getattr(secure, "cipher", None)
+        tampered: list[dict[str, Any]] = []
+        if secure is None or cipher is None:
+            return tampered
+        batch = self.store.cols["batch_id"]
+        try:
+            for kind, spec in self.cfg.tables.items():
+                if kind not in self._tables or spec.table not in secure.tables:
+                    continue
+                for r in read_rows(secure, cipher, spec.table, auth_ids=list(auth_ids)):
+                    if r.tampered:
+                        tampered.append({"kind": kind, "key": r.key, "reason": r.reason})
+                        continue
+                    data = r.data
+                    d: dict[str, Any] = {"org_code": _text(data.get(self.org_code_col)),
+                                         "org_name": _text(data.get(self.org_name_col)), "_batch": _text(data[batch])}
+                    for role in self._roles:   # every configured role, in the UNION's order
+                        if role in spec.columns:
+                            v = data.get(spec.columns[role])
+                            d[role] = _as_time(v) if role in self._times[kind] else _text(v)
+                    out[kind].append(d)
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(type(exc).__name__) from None
+        return tampered
+
+
+def _text(v: Any) -> str | None:
+    """A value as the UNION's CAST(… AS CHAR) gives it (dates ISO, decimals as written)."""
+    if v is None or isinstance(v, str):
+        return v
+    if isinstance(v, datetime):
+        return v.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(v, date):
+        return v.isoformat()
+    return str(v)
 
 
 def _as_time(v: Any) -> datetime | None:

@@ -96,6 +96,7 @@ class DisplayService:
             catalogs=load_catalogs(cfg), org_code=life.org_code, cfg=cfg, workstation=workstation,
             clock=clock, writer=writer, on_review_queued=upload if upload_now else None,
             timezone=life.specs.defaults.timezone)
+        svc.app.state.launcher, svc.app.state.reader = launcher, reader   # reused by the 互认 reminder (recognition/)
         svc.app.state.callers = caller_store(life.keys)   # HIS's tokens: `hipbridge door-token create … --role workstation`
         return svc
 
