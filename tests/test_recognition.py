@@ -330,7 +330,7 @@ def test_the_reminder_row_and_its_remind_id_are_created_once(world, patient_a):
     hook(world, OS, "ZY001", "P-A", "D02", [sr("o-9", "GGN")])
     with world.life.frontend.connect() as c:
         rows = c.execute(select(t).where(and_(t.c.doctor_id == "D02", t.c.order_id == "o-9"))).mappings().all()
-    assert len(rows) == 1 and len(rows[0]["remind_id"]) == 36 and rows[0]["search_type"] == "2"
+    assert len(rows) == 1 and len(rows[0]["remind_id"]) == 32 and rows[0]["search_type"] == "2"
 
 
 def test_patient_view_banner_lists_every_recognisable_result(world, patient_a):
@@ -405,3 +405,177 @@ def test_feedback_accepted_and_overridden_with_a_reason(world, patient_a):
     from hipbridge.audit.chain import verify
 
     assert verify(world.life.frontend, world.life.ops, world.keys).intact   # every reminder / feedback chained
+
+
+# ---------------------------------------------------------------- decisions and uploads
+
+
+def decide(world, remind_id: str, doctor: str, action: str, **kw):
+    return world.http.post(world.url + "/recognition/decisions",
+                           json={"remindId": remind_id, "doctorId": doctor, "action": action, **kw},
+                           headers={"Authorization": f"Bearer {world.his_token}"})
+
+
+def put_result(world, report_no: str, org: str, name: str, value: str, unit: str, auth_id: str) -> None:
+    store = world.life.store
+    t = store.tables["lab_result"]
+    c = store.cols
+    row = {store.defaults.audit("org_code").name: org, "JYMXLSH": f"{report_no}-{name}", "JYBGLSH": report_no,
+           "JYZBXMMC": name, "JYDLJG": value, "JYJLDW": unit, c["batch_id"]: f"B-{report_no}", c["auth_id"]: auth_id,
+           c["instock_time"]: world.clock(), c["data_num"]: 1, c["row_digest"]: "0" * 64}
+    for col in t.columns:
+        if col.name not in row and not col.nullable:
+            row[col.name] = _filler(col)
+    with store.engine.begin() as conn:
+        conn.execute(insert(t).values(row))
+
+
+def remind(world, visit: str, patient: str, doctor: str, code: str = "GGN", oid: str = "o-1") -> dict:
+    [card] = hook(world, OS, visit, patient, doctor, [sr(oid, code)]).json()["cards"]
+    return card["extension"]["hipbridge"]
+
+
+def outbox_payloads(world, kind: str) -> list[dict]:
+    import json
+
+    from hipbridge.crypto.fields import decrypt_field
+
+    return [json.loads(decrypt_field(world.keys, r["payload"])) | {"_status": r["status"], "_code": r["last_code"],
+                                                                    "_id": r["id"]}
+            for r in world.outbox(kind)]
+
+
+def test_decline_with_reason_undo_cite_and_undo_again(world, patient_a):
+    a = patient_a
+    put_result(world, "C-GGN-NEW", PEER, "总蛋白", "68.2", "g/L", a)
+    ext = remind(world, "ZY001", "P-A", "D01", oid="o-dec")
+    rid = ext["remindId"]
+    assert decide(world, rid, "D02", "recognize").status_code == 403                 # not the ordering doctor
+    r99 = decide(world, rid, "D01", "decline", reasonCode="99")
+    assert r99.status_code == 422 and r99.json()["message"] == "理由 99 须填写诊断 (diagName)"
+    assert decide(world, rid, "D01", "decline", reasonCode="00").status_code == 422
+    d = decide(world, rid, "D01", "decline", reasonCode="07")
+    assert d.status_code == 200 and d.json()["status"] == "0" and "已向患者说明复查的目的和必要性" in d.json()["note"]
+    [(svc, mr_id)] = [(u["service"], u["id"]) for u in d.json()["uploads"]]
+    assert svc == "hr_recognition"
+    again = decide(world, rid, "D01", "decline", reasonCode="07")                     # a double click
+    assert again.json()["changed"] is False and again.json()["uploads"] == []
+    u = decide(world, rid, "D01", "undo")
+    assert u.json()["status"] == "2" and u.json()["uploads"][0]["service"] == "hr_revoke"
+    assert decide(world, rid, "D01", "undo").status_code == 409                       # nothing left to undo
+    c = decide(world, rid, "D01", "recognize")
+    assert c.status_code == 200 and c.json()["status"] == "1"
+    cit = c.json()["citation"]
+    assert (cit["orgCode"], cit["reportNo"], cit["reportTime"][:10]) == (PEER, "C-GGN-NEW",
+                                                                       f"{world.clock() - timedelta(days=2):%Y-%m-%d}")
+    assert cit["values"][0]["name"] == "总蛋白" and "总蛋白 68.2g/L" in cit["text"]
+    undo = decide(world, rid, "D01", "undo")
+    assert undo.json()["uploads"][0]["service"] == "hr_recognition"                   # 撤销互认 (P1: a 不互认-type record)
+    # the uploads: each GUID queued once with its record; 撤销不互认 names the declined record's mrId
+    revokes = [p for p in outbox_payloads(world, "hr_revoke") if p["gh_id"] == "ZY001"]
+    assert revokes[-1]["mr_id"] == mr_id and revokes[-1]["client_type"] == "2"
+    quotes = [p for p in outbox_payloads(world, "hr_quote") if p["report_no"] == "C-GGN-NEW"]
+    assert len(quotes) == 1 and len(quotes[0]["quote_id"]) == 32
+    dec = world.life.ops.table("recognition_decision")
+    with world.life.frontend.connect() as conn:
+        row = conn.execute(select(dec).where(and_(dec.c.visit_id == "ZY001", dec.c.report_no == "C-GGN-NEW",
+                                                   dec.c.doctor_id == "D01"))).mappings().one()
+    assert row["status"] == "2" and row["action"] == "undo"
+    cites = world.life.ops.table("recognition_citation")
+    with world.life.frontend.connect() as conn:
+        assert conn.execute(select(cites.c.quote_id).where(cites.c.quote_id == quotes[0]["quote_id"])).scalar()
+    assert {"recognize", "decline", "undo"} <= {e["result_code"] for e in world.audit_events("HR_DECISION")}
+
+
+def test_98_and_99_are_not_counted_as_refusals(world, patient_a):
+    dec = world.life.ops.table("recognition_decision")
+    r1 = remind(world, "ZY001", "P-A", "D02", oid="o-98")["remindId"]
+    assert decide(world, r1, "D02", "decline", reasonCode="99", diagName="慢性肝病 肝功能监测").status_code == 200
+    with world.life.frontend.connect() as conn:
+        row = conn.execute(select(dec).where(and_(dec.c.doctor_id == "D02", dec.c.report_no == "C-GGN-NEW"))).mappings().one()
+    assert (row["reason_code"], row["counted"], row["diag_name"]) == ("99", 0, "慢性肝病 肝功能监测")
+
+
+def test_uploads_reach_the_platform_once_each_and_a_retry_reuses_the_guid(world, patient_a):
+    world.life.drain_outbox(world.client)
+    st = world.sim_app.state.sim
+    kinds = ("hr_remind", "hr_recognition", "hr_quote", "hr_revoke")
+    rows = [p for k in kinds for p in outbox_payloads(world, k)]
+    assert rows and all(p["_status"] == "ACKED" for p in rows), [(p["_status"], p["_code"]) for p in rows]
+    # retry one (as after a lost answer): the same GUID goes again, the platform keeps one record
+    ob = world.life.ops.table("outbox")
+    first = outbox_payloads(world, "hr_remind")[0]
+    with world.life.frontend.begin() as conn:
+        conn.execute(ob.update().where(ob.c.id == first["_id"]).values(status="NEW", next_retry_at=world.clock()))
+    posts = st.hr_posts
+    world.life.drain_outbox(world.client)
+    assert outbox_payloads(world, "hr_remind")[0]["_status"] == "ACKED"
+    assert st.hr_posts == posts + 1                       # it was sent again …
+    reminds = {p["remind_id"] for p in outbox_payloads(world, "hr_remind")}
+    assert {g for (role, g) in st.hr_records if role == "hr_remind"} == reminds     # … and counted once
+    sent = st.hr_records[("hr_quote", outbox_payloads(world, "hr_quote")[0]["quote_id"])]
+    assert sent["client_type"] == "2" and sent["microbia_mark"] == "0"
+
+
+def test_a_rejected_upload_is_shown_not_retried_and_the_platform_down_keeps_decisions(world, patient_a):
+    from hipbridge.recognition.decisions import enqueue
+
+    # a record missing its fields: the simulated platform answers A1077, the row is FAILED (not retried)
+    with world.life.frontend.begin() as conn:
+        enqueue(conn, world.life.ops, world.keys, "hr_quote", uuid.uuid4().hex, None, world.clock(),
+                {"org_code": world.org, "patient_id": "P-A", "gh_id": "ZY001", "item_type": "LIS"})
+    world.life.drain_outbox(world.client)
+    bad = outbox_payloads(world, "hr_quote")[-1]
+    assert (bad["_status"], bad["_code"]) == ("FAILED", "A1077")
+    # platform down: a service whose platform is unreachable saves the decision; its upload waits in the outbox
+    from hipbridge.display.service import DisplayService
+    from hipbridge.platform.simulator import ServerThread
+
+    svc = DisplayService.from_lifecycle(world.life, clock=world.clock, platform_url="http://127.0.0.1:1")
+    server = ServerThread(svc.app).start()
+    try:
+        [card] = hook(world, OS, "ZY001", "P-A", "D01", [sr("o-down", "XZ4")], base=server.url).json()["cards"]
+        rid = card["extension"]["hipbridge"]["remindId"]
+        r = world.http.post(server.url + "/recognition/decisions",
+                            json={"remindId": rid, "doctorId": "D01", "action": "decline", "reasonCode": "01"},
+                            headers={"Authorization": f"Bearer {world.his_token}"})
+        assert r.status_code == 200 and r.json()["status"] == "0"
+        mr_id = r.json()["uploads"][0]["id"]
+        row = next(p for p in outbox_payloads(world, "hr_recognition") if p["mr_id"] == mr_id)
+        assert row["_status"] != "ACKED"
+    finally:
+        server.stop()
+        svc.writer.close()
+    # the platform back: after the back-off the queued record goes with the GUID it was created with
+    now = world.clock()
+    world.clock.advance(minutes=30)
+    try:
+        world.life.drain_outbox(world.client)
+    finally:
+        world.clock.now = now
+    assert ("hr_recognition", mr_id) in world.sim_app.state.sim.hr_records
+
+
+def test_window_rechecked_at_decision_time(world, patient_a):
+    a = patient_a
+    now = world.clock()
+    put(world, "lab", a, "R-LAST", now - timedelta(days=7), "HRJY0006", org=PEER)   # 电解质: 7 days, last day
+    rid = remind(world, "ZY001", "P-A", "D01", code="DJZ", oid="o-win")["remindId"]
+    world.clock.advance(days=1)
+    try:
+        r = decide(world, rid, "D01", "recognize")
+        assert (r.status_code, r.json()["message"]) == (409, "已过有效期，不可互认")
+    finally:
+        world.clock.now = now
+
+
+def test_decisions_lock_once_the_visit_closes(world):
+    from hipbridge.platform.outbox import record_visit
+
+    a = world.auth("APPT-D")["auth_id"]
+    now = world.clock()
+    put(world, "lab", a, "L-D1", now - timedelta(days=1), "HRJY0002", org=PEER)
+    rid = remind(world, "ZY004", "P-D", "D01", oid="o-lock")["remindId"]
+    record_visit(world.life.frontend, world.life.ops, world.keys, world.org, "APPT-D", now, end=now)
+    r = decide(world, rid, "D01", "decline", reasonCode="07")
+    assert (r.status_code, r.json()["message"]) == (409, "就诊已结束, 互认决定已锁定")

@@ -98,13 +98,14 @@ class DisplayService:
             clock=clock, writer=writer, on_review_queued=upload if upload_now else None,
             timezone=life.specs.defaults.timezone)
         svc.app.state.launcher, svc.app.state.reader = launcher, reader
-        _mount_recognition(svc.app, life, launcher, reader, writer, cfg, clock)   # CDS Hooks /cds-services
+        _mount_recognition(svc.app, life, launcher, reader, writer, cfg, clock,   # CDS Hooks /cds-services
+                           upload if upload_now else None)
         svc.app.state.callers = caller_store(life.keys)   # HIS's tokens: `hipbridge door-token create … --role workstation`
         return svc
 
 
 def _mount_recognition(app, life: Lifecycle, launcher: Launcher, reader: StoreReader, writer: AuditWriter,
-                       cfg: DisplayConfig, clock) -> None:
+                       cfg: DisplayConfig, clock, on_queued) -> None:
     """The 互认 reminder (recognition/, CDS Hooks) on the same app: same launch, reader and audit."""
     from hipbridge.io.ops import ops_for
     from hipbridge.recognition.catalog import recognition_config
@@ -114,7 +115,7 @@ def _mount_recognition(app, life: Lifecycle, launcher: Launcher, reader: StoreRe
     ops = ops_for(life.ops.schema)
     rec = Recognizer(reader, recognition_config(), load_catalogs(cfg).institutions, life.org_code, life.frontend, ops)
     app.state.recognition = CdsService(rec=rec, launcher=launcher, writer=writer, frontend=life.frontend, ops=ops,
-                                       org_code=life.org_code, clock=clock)
+                                       org_code=life.org_code, clock=clock, keys=life.keys, on_queued=on_queued)
     mount_cds(app, app.state.recognition, workstation)
 
 

@@ -92,6 +92,8 @@ class SimState:
     pushed_batches: list[str] = field(default_factory=list)
     reviews: dict[str, dict[str, Any]] = field(default_factory=dict)   # 调阅记录 by reviewId (idempotent)
     review_posts: int = 0                                                 # every accepted post, retries included
+    hr_records: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)   # 互认 uploads by (role, GUID)
+    hr_posts: int = 0                                                     # every accepted 互认 post, retries included
     lock: threading.Lock = field(default_factory=threading.Lock)
     misbehave: str | None = None           # a key of MISBEHAVIOURS: tests of the hospital's refusals
     last_answer: dict[str, Any] | None = None
@@ -194,6 +196,8 @@ def create_app(keys: KeyStore, store=None, cfg: PlatformConfig | None = None, sh
             return biz["org_unknown"], None
         if role == "review":
             return review(v)
+        if role.startswith("hr_"):
+            return hr_record(role, v)
         key = (v["org_code"], v.get("appointment_id") or "")
         if role == "grant":
             return grant(key, v, opened, now)
@@ -262,6 +266,37 @@ def create_app(keys: KeyStore, store=None, cfg: PlatformConfig | None = None, sh
             return biz["review_invalid"], None
         state.review_posts += 1
         state.reviews.setdefault(v["review_id"], dict(v))
+        return cfg.codes.success, {}
+
+    def hr_record(role: str, v: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+        """提醒 / 互认 / 引用 / 撤销不互认 records: required fields (config/recognition.yaml uploads.required),
+        GUIDs and times well-formed, reasons from the dictionary; idempotent on the record's GUID."""
+        from hipbridge.recognition.catalog import recognition_config
+
+        rc = recognition_config()
+        up = rc.cfg.uploads
+        bad = [r for r in up.required.get(role, []) if v.get(r) in (None, "")]
+        if v.get("item_type") not in up.item_types.values():
+            bad.append("item_type")
+        guid_role = {"hr_remind": "remind_id", "hr_recognition": "mr_id", "hr_quote": "quote_id",
+                     "hr_revoke": "revoke_id"}[role]
+        if not re.fullmatch(r"[0-9a-f]{32}", str(v.get(guid_role) or "")):
+            bad.append(guid_role)
+        for r in ("report_time", "operate_time"):
+            if r in v or r in up.required.get(role, []):
+                try:
+                    datetime.strptime(str(v.get(r)), cfg.time_format)
+                except ValueError:
+                    bad.append(r)
+        if role == "hr_recognition" and v.get("reason_code") is not None:
+            reason = rc.reasons.get(str(v["reason_code"]))
+            if reason is None or (reason.needs_diagnosis and not v.get("diag_name")):
+                bad.append("reason_code")
+        if bad:
+            state.requests.append({"service": role, "code": biz["hr_invalid"], "bad": sorted(set(bad))})
+            return biz["hr_invalid"], None
+        state.hr_posts += 1
+        state.hr_records.setdefault((role, str(v[guid_role])), dict(v))
         return cfg.codes.success, {}
 
     # ------------------------------------------------------------ push (数据回推)

@@ -46,6 +46,25 @@ class Cds(_Strict):
     categories: dict[str, str]
 
 
+class Decisions(_Strict):
+    expired: str
+    locked: str
+    not_ordering_doctor: str
+    diagnosis_required: str
+    unknown_reason: str
+    nothing_to_undo: str
+    decline_note: str
+    cite_note: str
+
+
+class Uploads(_Strict):
+    item_types: dict[str, str]
+    client_type: str
+    cross_flag: str
+    operate_type_remind: str
+    required: dict[str, list[str]]
+
+
 class RecognitionConfig(_Strict):
     catalog: str
     local_sets: dict[str, str]
@@ -57,6 +76,8 @@ class RecognitionConfig(_Strict):
     reasons: str
     reason_system: str
     cds: Cds
+    decisions: Decisions
+    uploads: Uploads
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import and_, insert, select
 from sqlalchemy.engine import Engine
@@ -80,8 +80,10 @@ def orders_of(context: dict[str, Any], categories: dict[str, str]) -> list[Order
 
 class CdsService:
     def __init__(self, *, rec: Recognizer, launcher: Launcher, writer: AuditWriter, frontend: Engine, ops: Ops,
-                 org_code: str, clock: Callable[[], datetime]):
-        self.rec, self.launcher, self.writer = rec, launcher, writer
+                 org_code: str, clock: Callable[[], datetime], keys=None,
+                 on_queued: Callable[[], object] | None = None):
+        """`on_queued` runs after an answer that queued uploads (e.g. drain the outbox)."""
+        self.rec, self.launcher, self.writer, self.keys, self.on_queued = rec, launcher, writer, keys, on_queued
         self.frontend, self.ops, self.org_code, self.clock = frontend, ops, org_code, clock
         self.cfg: Recognition = rec.rec
         self.by_id = {s.id: (hook, s) for hook, s in self.cfg.cfg.cds.services.items()}
@@ -128,7 +130,8 @@ class CdsService:
                                                                "RECOGNIZE", orders_ctx), caller)
         link = {"label": self.cfg.cfg.cds.link_label, "url": f"{base_url.rstrip('/')}/shared/ui?t={token}",
                 "type": "absolute"}
-        stored = [(o, c, self._reminder(now, visit, patient, doctor, svc.search_type, o, c)) for o, c in pairs]
+        stored = [(o, c, self._reminder(now, visit, patient, doctor, svc.search_type, o, c, lctx.patient_key))
+                  for o, c in pairs]
         cds = self.cfg.cfg.cds
         cards: list[dict[str, Any]] = []
         if hook == "order-select":
@@ -147,7 +150,7 @@ class CdsService:
                                                   "description": f"{cds.suggestion}: 引用 {c.org_name} 报告 {c.report_no}",
                                                   "resourceId": [f"ServiceRequest/{o.order_id}"]}]}],
                     "selectionBehavior": "at-most-one", "overrideReasons": self.override_reasons(),
-                    "links": [link], "extension": {"hipbridge": self._ext(c)}})
+                    "links": [link], "extension": {"hipbridge": self._ext(c) | {"remindId": self._remind_id(rid)}}})
         else:
             card_id = str(uuid.uuid4())
             self._card(card_id, hook, body.get("hookInstance"), [rid for _, _, rid in stored], now)
@@ -160,7 +163,8 @@ class CdsService:
                           "source": {"label": first.org_name if len({c.org_code for _, c, _ in stored}) == 1
                                      else cds.source_label},
                           "overrideReasons": self.override_reasons(), "links": [link],
-                          "extension": {"hipbridge": [self._ext(c) for _, c, _ in stored]}})
+                          "extension": {"hipbridge": [self._ext(c) | {"remindId": self._remind_id(rid)}
+                                                      for _, c, rid in stored]}})
         self._audit(now, doctor, lctx.patient_key, "HR_REMIND", "ok", visit,
                     {"hook": hook, "cards": len(cards), "reports": [[c.org_code, c.report_no] for _, c, _ in stored]})
         return {"cards": cards}
@@ -179,9 +183,15 @@ class CdsService:
 
     # ------------------------------------------------------------ local records
 
+    def _remind_id(self, rid: int) -> str:
+        t = self.ops.table("recognition_reminder")
+        with self.frontend.connect() as conn:
+            return str(conn.execute(select(t.c.remind_id).where(t.c.id == rid)).scalar())
+
     def _reminder(self, now: datetime, visit: str, patient: str, doctor: str, search_type: str,
-                  o: Order | None, c: Candidate) -> int:
-        """The reminder row of (visit, doctor, report, search type, order): created once with its remindId."""
+                  o: Order | None, c: Candidate, pkey: str | None = None) -> int:
+        """The reminder row of (visit, doctor, report, search type, order): created once with its remindId,
+        and its 提醒记录 queued in the outbox in the same transaction."""
         t = self.ops.table("recognition_reminder")
         oid = o.order_id if o else ""
         key = and_(t.c.visit_id == visit, t.c.doctor_id == doctor, t.c.report_org_code == c.org_code,
@@ -192,16 +202,35 @@ class CdsService:
                 if got is not None:
                     return int(got)
                 try:
-                    return int(conn.execute(insert(t).values(
-                        remind_id=str(uuid.uuid4()), org_code=self.org_code, visit_id=visit, patient_id=patient,
+                    remind_id = uuid.uuid4().hex
+                    new = int(conn.execute(insert(t).values(
+                        remind_id=remind_id, org_code=self.org_code, visit_id=visit, patient_id=patient,
                         doctor_id=doctor, search_type=search_type, order_id=oid, order_code=o.local_code if o else None,
                         kind=c.kind, item_code=c.item_code, report_org_code=c.org_code, report_org_name=c.org_name,
                         report_no=c.report_no, report_name=c.title, report_time=c.report_time,
                         valid_until=datetime.combine(c.valid_until, datetime.min.time()), created_at=now)
                     ).inserted_primary_key[0])
+                    if self.keys is not None:
+                        self._queue_remind(conn, remind_id, now, visit, patient, doctor, search_type, o, c, pkey)
+                    return new
                 except IntegrityError:
                     continue     # a concurrent call created it: read it
         raise RuntimeError("recognition_reminder: could not create or read the reminder row")
+
+    def _queue_remind(self, conn, remind_id, now, visit, patient, doctor, search_type, o, c, pkey) -> None:
+        from hipbridge.platform.config import platform_config
+
+        from .decisions import enqueue
+
+        t = platform_config().time_format
+        up = self.cfg.cfg.uploads
+        enqueue(conn, self.ops, self.keys, "hr_remind", remind_id, pkey, now, {
+            "org_code": self.org_code, "patient_id": patient, "gh_id": visit, "item_type": up.item_types[c.kind],
+            "report_org_code": c.org_code, "report_org_name": c.org_name, "report_no": c.report_no,
+            "report_name": c.title, "report_time": c.report_time.strftime(t), "operate_time": now.strftime(t),
+            "remind_id": remind_id, "search_type": search_type, "operate_type": up.operate_type_remind,
+            "report_id": c.report_no, "doctor_id": doctor, "item_code": c.item_code,
+            "order_id": o.order_id if o else None})
 
     def _card(self, card_id: str, hook: str, instance: Any, reminder_ids: list[int], now: datetime) -> None:
         t = self.ops.table("recognition_card")
@@ -285,7 +314,8 @@ def mount_cds(app: FastAPI, svc: CdsService, workstation: Callable[..., Any]) ->
         return svc.discovery()
 
     @router.post("/cds-services/{service_id}")
-    async def hook(service_id: str, request: Request, who: object = Depends(workstation)) -> JSONResponse:
+    async def hook(service_id: str, request: Request, tasks: BackgroundTasks,
+                   who: object = Depends(workstation)) -> JSONResponse:
         if service_id not in svc.by_id:
             return JSONResponse({"code": "not_found", "message": f"未知的 CDS 服务 {service_id!r}"}, status_code=404)
         try:
@@ -299,7 +329,9 @@ def mount_cds(app: FastAPI, svc: CdsService, workstation: Callable[..., Any]) ->
         except Exception:
             log.exception("互认提醒出错, 返回空提醒 (不阻断开单): %s", service_id)
             out = {"cards": []}
-        return JSONResponse(out, headers={"Cache-Control": "no-store"})
+        if svc.on_queued is not None:
+            tasks.add_task(svc.on_queued)     # after the answer: uploads never delay the doctor
+        return JSONResponse(out, headers={"Cache-Control": "no-store"}, background=tasks)
 
     @router.post("/cds-services/{service_id}/feedback")
     async def feedback(service_id: str, request: Request, who: object = Depends(workstation)) -> JSONResponse:
@@ -313,5 +345,27 @@ def mount_cds(app: FastAPI, svc: CdsService, workstation: Callable[..., Any]) ->
 
         status, out = await run_in_threadpool(svc.feedback, service_id, body if isinstance(body, dict) else {})
         return JSONResponse(out, status_code=status)
+
+    @router.post("/recognition/decisions")
+    async def decide(request: Request, tasks: BackgroundTasks, who: object = Depends(workstation)) -> JSONResponse:
+        """{remindId, doctorId, action: recognize | decline | ignore | undo, reasonCode?, diagName?}"""
+        from starlette.concurrency import run_in_threadpool
+
+        from .decisions import DecisionError, Decisions
+
+        try:
+            body = await request.json()
+        except ValueError:
+            return JSONResponse({"code": "A1001", "message": "请求体不是 JSON"}, status_code=422)
+        if not isinstance(body, dict) or not body.get("remindId") or not body.get("doctorId"):
+            return JSONResponse({"code": "A1001", "message": "remindId / doctorId: 必填"}, status_code=422)
+        try:
+            out = await run_in_threadpool(Decisions(svc, svc.keys).decide, str(body["remindId"]), str(body["doctorId"]),
+                                          str(body.get("action") or ""), body.get("reasonCode"), body.get("diagName"))
+        except DecisionError as exc:
+            return JSONResponse({"code": exc.code, "message": exc.message}, status_code=exc.status)
+        if out.uploads and svc.on_queued is not None:
+            tasks.add_task(svc.on_queued)
+        return JSONResponse(out.as_dict(), background=tasks)
 
     app.include_router(router)

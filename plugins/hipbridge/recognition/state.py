@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, UniqueConstraint
+from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, UniqueConstraint
 
 from hipbridge.io.ops import register_ops_tables
 
@@ -30,7 +30,7 @@ def _reminder_tables(md: MetaData) -> None:
     Table(
         "recognition_reminder", md,
         Column("id", Integer, primary_key=True, autoincrement=True),
-        Column("remind_id", String(36), nullable=False, comment="提醒记录 remindId (GUID), created once"),
+        Column("remind_id", String(32), nullable=False, comment="提醒记录 remindId (GUID), created once"),
         Column("org_code", String(22), nullable=False),
         Column("visit_id", String(64), nullable=False, comment="GHId"),
         Column("patient_id", String(64), nullable=False),
@@ -75,4 +75,38 @@ def _reminder_tables(md: MetaData) -> None:
         Column("received_at", DateTime, nullable=False),
         UniqueConstraint("card_uuid", "outcome", name="uq_recognition_feedback"),
         comment="CDS Hooks feedback on a 互认 card",
+    )
+
+
+@register_ops_tables
+def _decision_tables(md: MetaData) -> None:
+    Table(
+        "recognition_decision", md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("org_code", String(22), nullable=False),
+        Column("visit_id", String(64), nullable=False, comment="GH_ID"),
+        Column("patient_id", String(64), nullable=False),
+        Column("doctor_id", String(64), nullable=False),
+        Column("report_org_code", String(22), nullable=False),
+        Column("report_no", String(64), nullable=False, comment="REPORT_ID"),
+        Column("reminder_id", Integer, nullable=False, comment="recognition_reminder.id"),
+        Column("status", String(2), nullable=False, comment="RECOGNITION_STATUS: 0 不互认, 1 互认, 2 未处理"),
+        Column("action", String(12), nullable=False, comment="recognize | decline | ignore | undo"),
+        Column("reason_code", String(8)),
+        Column("diag_name", String(200)),
+        Column("counted", Integer, comment="1: counted as a refusal in 互认率 (98 / 99: 0)"),
+        Column("mr_id", String(32), comment="the last 互认记录 mrId (撤销不互认 names it)"),
+        Column("decided_at", DateTime, nullable=False),
+        UniqueConstraint("visit_id", "report_org_code", "report_no", "doctor_id", name="uq_recognition_decision"),
+        comment="互认决定: 每 (就诊, 外院报告, 医生) 一行, 当前状态",
+    )
+    Table(
+        "recognition_citation", md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("decision_id", Integer, nullable=False),
+        Column("quote_id", String(32), nullable=False, comment="引用记录 quoteId"),
+        Column("citation", Text, nullable=False, comment="SM4-encrypted JSON: institution, report no, date, values"),
+        Column("created_at", DateTime, nullable=False),
+        UniqueConstraint("quote_id", name="uq_recognition_citation"),
+        comment="病历引用记录 (医院病历的一部分, 不随共享数据删除)",
     )
