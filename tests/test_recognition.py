@@ -579,3 +579,19 @@ def test_decisions_lock_once_the_visit_closes(world):
     record_visit(world.life.frontend, world.life.ops, world.keys, world.org, "APPT-D", now, end=now)
     r = decide(world, rid, "D01", "decline", reasonCode="07")
     assert (r.status_code, r.json()["message"]) == (409, "就诊已结束, 互认决定已锁定")
+
+
+def test_zz_citations_survive_the_shared_data_purge(world):
+    """Runs last: purges every shared row of the module's patients."""
+    cites = world.life.ops.table("recognition_citation")
+    with world.life.frontend.connect() as conn:
+        before = conn.execute(select(cites.c.quote_id)).scalars().all()
+    assert before
+    world.life.purge(world.clock() + timedelta(days=400), dry_run=False)
+    store = world.life.store
+    with store.engine.connect() as conn:
+        left = conn.execute(select(store.tables["lab_report"].c.JYJLLSH).where(
+            store.tables["lab_report"].c.JYJLLSH == "C-GGN-NEW")).all()
+    with world.life.frontend.connect() as conn:
+        after = conn.execute(select(cites.c.quote_id)).scalars().all()
+    assert left == [] and after == before
