@@ -27,6 +27,52 @@ class SpecErrors(Exception):
     """Raised by the errors loader: one line per problem, each naming file, line and key."""
 
 
+# The table DAG's one param. Airflow validates each param on its own (JSON Schema, at trigger time, in
+# the api-server), so the rules between mode and window live in one object: a window without its
+# first day or length, a window of 0 days, or window fields beside another mode are refused when
+# the run is triggered — before any task runs, retries, or blocks the table's next runs. A window is
+# a first day and a number of days, so it cannot be reversed.
+RUN_PARAM_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "mode": {"enum": ["incremental", "window", "full"]},
+        "first_day": {"type": "string", "format": "date"},
+        "days": {"type": "integer", "minimum": 1, "maximum": 3660},
+    },
+    "required": ["mode"],
+    "additionalProperties": False,
+    "if": {"properties": {"mode": {"const": "window"}}},
+    "then": {"required": ["first_day", "days"]},
+    "else": {"not": {"anyOf": [{"required": ["first_day"]}, {"required": ["days"]}]}},
+}
+RUN_PARAM_HELP = ('{"mode": "incremental"} 按水位增量；{"mode": "full"} 全量重载；'
+                  '{"mode": "window", "first_day": "2026-11-01", "days": 3} 重跑 11 月 1–3 日（医院日历日）')
+
+
+def run_window(run: dict) -> tuple[str, object, object]:
+    """(mode, first day, last day) of a validated `run` param."""
+    from datetime import date
+
+    mode = run.get("mode") or "incremental"
+    if mode != "window":
+        return mode, None, None
+    first = date.fromisoformat(run["first_day"])
+    return mode, first, first + timedelta(days=int(run["days"]) - 1)
+
+
+def fail_fast(exc: BaseException) -> None:
+    """Re-raise a task's failure: a mistake (spec, SQL, access) as AirflowFailException, so the task fails at
+    once without retries; anything else (an outage) as it is, for Airflow's retries with back-off."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from hipbridge.pipeline.failures import is_deterministic
+
+    if is_deterministic(exc):
+        raise AirflowFailException(f"{type(exc).__name__}: {exc}\n(not retried: it would fail the same way)") \
+            from exc
+    raise exc
+
+
 _LOADED: dict[tuple, SpecSet] = {}
 
 
@@ -70,7 +116,7 @@ def _doc_md(spec: TableSpec, specs: SpecSet) -> str:
     if spec.retention:
         r = spec.retention
         lines += ["", f"**保留**：{r.anchor} 后 {r.days} 天删除" + (f"（随主表 {r.header}）" if r.header else "")]
-    lines += ["", "手动运行参数：`mode` = incremental（按水位增量）/ window（重跑日期区间）/ full（全量重载）。"]
+    lines += ["", f"手动运行参数 `run`：{RUN_PARAM_HELP}。"]
     return "\n".join(lines)
 
 
@@ -116,32 +162,28 @@ def build_dag(spec: TableSpec, specs: SpecSet) -> DAG:
         default_args=DEFAULT_ARGS,
         tags=sorted({"hipbridge", f"phase{spec.phase}", spec.source.system, *spec.tags}),
         doc_md=_doc_md(spec, specs),
-        params={
-            "mode": Param("incremental", enum=["incremental", "window", "full"],
-                          description="incremental 增量 / window 重跑区间 / full 全量重载"),
-            "window_start": Param(None, type=["null", "string"], format="date",
-                                  description="重跑开始日期（含），mode=window 时必填"),
-            "window_end": Param(None, type=["null", "string"], format="date",
-                                description="重跑结束日期（含），mode=window 时必填"),
-        },
+        params={"run": Param({"mode": "incremental"}, description=RUN_PARAM_HELP, **RUN_PARAM_SCHEMA)},
         render_template_as_native_obj=True,
     ) as dag:
 
         @task(task_id="plan")
         def plan_batch() -> dict:
-            from datetime import date
+            from airflow.sdk.exceptions import AirflowFailException
 
             from hipbridge.pipeline.run import plan
 
             context = get_current_context()
-            params = context["params"]
-            ctx = _context()
             run = context.get("dag_run")
+            unknown = sorted(set(getattr(run, "conf", None) or {}) - {"run"})
+            if unknown:  # Airflow passes keys it has no param for unchecked: never ignore them silently
+                raise AirflowFailException(f"unknown DAG param(s) {', '.join(unknown)}: this DAG takes only "
+                                           f"'run', e.g. {RUN_PARAM_HELP}")
+            mode, first, last = run_window(context["params"]["run"] or {})
             high = scheduled_high_watermark(getattr(run, "run_type", None), context.get("logical_date"), tz)
-            ws = date.fromisoformat(params["window_start"]) if params.get("window_start") else None
-            we = date.fromisoformat(params["window_end"]) if params.get("window_end") else None
-            batch = plan(ctx, table, params.get("mode") or "incremental", ws, we, high,
-                         run_id=getattr(run, "run_id", None))
+            try:
+                batch = plan(_context(), table, mode, first, last, high, run_id=getattr(run, "run_id", None))
+            except Exception as exc:
+                fail_fast(exc)
             return batch.to_dict()
 
         @task(task_id="transfer")
@@ -155,7 +197,7 @@ def build_dag(spec: TableSpec, specs: SpecSet) -> DAG:
                 moved = transfer(ctx, b)
             except Exception as exc:
                 fail(ctx, b, exc)
-                raise
+                fail_fast(exc)
             return {k: v for k, v in moved.items() if k != "mapping"}
 
         @task(task_id="quality_gate", retries=0)
@@ -175,7 +217,10 @@ def build_dag(spec: TableSpec, specs: SpecSet) -> DAG:
             from hipbridge.io.state import Batch
             from hipbridge.pipeline.run import publish
 
-            counts = publish(_context(), Batch.from_dict(batch))
+            try:
+                counts = publish(_context(), Batch.from_dict(batch))
+            except Exception as exc:
+                fail_fast(exc)
             return {"inserted": counts.inserted, "updated": counts.updated, "voided": counts.voided,
                     "unchanged": counts.unchanged, "staged": counts.staged}
 
@@ -196,8 +241,10 @@ def build_all(specs: SpecSet | None = None) -> dict[str, DAG]:
 def raise_spec_errors(specs: SpecSet | None = None) -> None:
     specs = specs or load_for_dags()
     if specs.errors:
+        still = ("\nThese tables keep their DAG and upload; only the reference to a broken spec is not checked:\n"
+                 + "\n".join(str(w) for w in specs.warnings)) if specs.warnings else ""
         raise SpecErrors(f"{len(specs.errors)} problem(s) in table specs — the affected tables have no DAG:\n"
-                         + "\n".join(str(e) for e in specs.errors))
+                         + "\n".join(str(e) for e in specs.errors) + still)
 
 
 def build_reconciliation_dag(specs: SpecSet | None = None) -> DAG | None:
@@ -279,15 +326,19 @@ def build_backfill_dag(specs: SpecSet | None = None, max_parallel: int | None = 
         def windows() -> list[dict]:
             from datetime import date
 
+            from airflow.sdk.exceptions import AirflowFailException
+
             from hipbridge.pipeline.backfill import split_windows
+            from hipbridge.pipeline.run import PipelineError
 
             params = get_current_context()["params"]
             if not params.get("window_start") or not params.get("window_end"):
-                from airflow.exceptions import AirflowFailException
-
                 raise AirflowFailException("backfill needs window_start and window_end")
-            ws = split_windows(date.fromisoformat(params["window_start"]), date.fromisoformat(params["window_end"]),
-                               int(params.get("days") or 1))
+            try:
+                ws = split_windows(date.fromisoformat(params["window_start"]),
+                                   date.fromisoformat(params["window_end"]), int(params.get("days") or 1))
+            except PipelineError as exc:  # a reversed range: the same on every retry
+                raise AirflowFailException(str(exc)) from exc
             return [{"table": params["table"], **w.to_dict()} for w in ws]
 
         @task(task_id="sync_window", max_active_tis_per_dagrun=parallel)

@@ -11,7 +11,7 @@ from hipbridge.spec import TableSpec, load_specs
 
 def _check(args) -> int:
     result = load_specs(args.specs)
-    for err in result.errors:
+    for err in result.errors + result.warnings:
         print(err, file=sys.stderr)
     total = len(result.specs) + len({e.file for e in result.errors})
     if result.errors:
