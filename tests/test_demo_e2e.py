@@ -26,7 +26,7 @@ def loaded(tmp_path_factory):
     dispose_all()
     from hipbridge.demo import build
 
-    summary = build(home / "demo", seed=11, days=2, scale=0.01)
+    summary = build(home / "demo", seed=11, days=2, scale=0.01, register=True)
     ctx = Context.create(None, f"sqlite:///{home / 'frontend.db'}")
     results = {t: sync_table(t, ctx=ctx) for t in dependency_order(ctx.specs)}
     yield ctx, results, summary

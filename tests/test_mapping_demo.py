@@ -35,14 +35,14 @@ def demo(tmp_path_factory):
     from hipbridge.io.engines import dispose_all
 
     home = tmp_path_factory.mktemp("hbhome")
-    # scale 0.02: enough operations that the rare 腰硬联合麻醉 occurs; seed and date fixed, so the data are too
-    build(home / "demo", scale=0.02, days=1, seed=7, end_date=date(2026, 11, 24))
-    mdir = home / "mappings"
-    shutil.copytree(ROOT / "mappings", mdir, ignore=shutil.ignore_patterns("*_full.csv"))
     mp = pytest.MonkeyPatch()
-    mp.setenv("HIPBRIDGE_HOME", str(home))
+    mp.setenv("HIPBRIDGE_HOME", str(home))      # the demo registers its sources in this home
     for conn in ("HIS", "LIS", "PACS"):
         mp.delenv(f"HIPBRIDGE_CONN_{conn}", raising=False)
+    # scale 0.02: enough operations that the rare 腰硬联合麻醉 occurs; seed and date fixed, so the data are too
+    build(home / "demo", scale=0.02, days=1, seed=7, end_date=date(2026, 11, 24), register=True)
+    mdir = home / "mappings"
+    shutil.copytree(ROOT / "mappings", mdir, ignore=shutil.ignore_patterns("*_full.csv"))
     dispose_all()
     yield {"home": home, "mappings": mdir, "specs": load_specs(ROOT / "table_specs").require_valid()}
     dispose_all()

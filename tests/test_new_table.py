@@ -46,7 +46,7 @@ def test_a_28th_table_needs_only_yaml_and_sql(tmp_path, monkeypatch):
     monkeypatch.setenv("HIPBRIDGE_HOME", str(home))
     from hipbridge.demo import build
 
-    build(home / "demo", seed=3, days=1, scale=0.005)
+    build(home / "demo", seed=3, days=1, scale=0.005, register=True)
     specs = tmp_path / "table_specs"
     shutil.copytree(ROOT / "table_specs", specs)
     (specs / "charge_item.yaml").write_text(CHARGE_ITEM_SPEC, encoding="utf-8")

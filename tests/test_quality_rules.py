@@ -92,8 +92,10 @@ target: {name: JYMX, primary_key: [JYMXLSH, YLJGDM]}
 columns:
   - {name: JYMXLSH, label: 检验明细流水号, type: varchar(32), required: true, from: a}
   - {name: LOINCDM, label: LOINC代码, type: varchar(10), from: b}
-  - {name: JYDLJG, label: 检验定量结果, type: varchar(10), from: c}
-  - {name: JYJLDW, label: 检验计量单位, type: varchar(20), from: d}
+  - {name: JYJGLXDM, label: 检验结果类型代码, type: varchar(1), from: e}
+  - {name: JYDLJG, label: 检验定量结果, type: varchar(10), from: c, required_when: {column: JYJGLXDM, in: ["1"]}}
+  - {name: JYDXJG, label: 检验定性结果, type: varchar(200), from: f, required_when: {column: JYJGLXDM, in: ["2", "3"]}}
+  - {name: JYJLDW, label: 检验计量单位, type: varchar(20), from: d, required_when: {column: JYDLJG, filled: true}}
 """
 
 EMPTY = """
@@ -247,9 +249,14 @@ def lab_rows() -> list[dict]:
             ("718-7", "<5", "g/L"),                                   # not a plain number: not counted
             ("2345-7", "0.4", " MMOL/L "),                            # P07 ×1: below 0.5 (unit case/space ok)
             ("2345-7", "5.6", "mmol/L"), ("2345-7", None, "mmol/L"),  # no value: not counted
-            ("1234-5", "9999", "x")]                                  # item without limits: not counted
-    return [{**audit(i), "JYMXLSH": f"L{i}", "LOINCDM": c, "JYDLJG": v, "JYJLDW": u}
+            ("1234-5", "9999", None)]                                 # item without limits: not counted
+    rows = [{**audit(i), "JYMXLSH": f"L{i}", "LOINCDM": c, "JYDLJG": v, "JYJLDW": u, "JYJGLXDM": "1", "JYDXJG": None}
             for i, (c, v, u) in enumerate(vals)]
+    # C02 (required_when): type 1 without 定量结果 (L6) ×1; type 2/3 without 定性结果 (None, '-') ×2 of 3;
+    # a 定量结果 without its unit (L7) ×1 of the 7 rows with a value
+    rows += [{**audit(i), "JYMXLSH": f"L{i}", "LOINCDM": None, "JYDLJG": None, "JYJLDW": None, "JYJGLXDM": t, "JYDXJG": q}
+             for i, (t, q) in enumerate([("2", None), ("3", " - "), ("3", "见报告")], start=len(rows))]
+    return rows
 
 
 # rule id → (status, violated, denominator)
@@ -282,6 +289,9 @@ EXPECTED = {
     "S09.visit.ZDDM": ("Failed", 2, 6),
     "T02.visit.JZJSSJ": ("Failed", 1, 6),
     "P07.lab.JYDLJG": ("Failed", 3, 5),
+    "C02.lab.JYDLJG": ("Failed", 1, 8),
+    "C02.lab.JYDXJG": ("Failed", 2, 3),
+    "C02.lab.JYJLDW": ("Failed", 1, 7),
     "X01.visit.long": ("Passed", 0, 6),
     "X02.visit.bad_label": ("Error", None, None),
     "R01.fee.JZLSH": ("Failed", 1, 12),

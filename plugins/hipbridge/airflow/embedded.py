@@ -137,7 +137,7 @@ def run_demo(days: int, scale: float, seed: int = 7, env: dict | None = None, ta
 
     out = home() / "demo"
     print(f"building the demo hospital in {out} (days={days}, scale={scale}, seed={seed}) …", flush=True)
-    summary = build(out, seed=seed, days=days, scale=scale)
+    summary = build(out, seed=seed, days=days, scale=scale, register=True)
     reset = reset_demo_frontend()
     if reset:
         print(f"a new demo source: the demo front-end and its operations state start again "

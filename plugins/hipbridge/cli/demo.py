@@ -16,7 +16,7 @@ def _init(args) -> int:
 
     out = Path(args.out) if args.out else home() / "demo"
     end = date.fromisoformat(args.end_date) if args.end_date else None
-    summary = build(out, seed=args.seed, days=args.days, scale=args.scale, end_date=end)
+    summary = build(out, seed=args.seed, days=args.days, scale=args.scale, end_date=end, register=True)
     w = summary["window"]
     print(f"演示医院数据已生成: {out}")
     if out.resolve() == (home() / "demo").resolve():  # the demo's own sources: start its front-end again

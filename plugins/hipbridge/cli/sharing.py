@@ -40,15 +40,6 @@ def _door(args) -> int:
     return 0
 
 
-def _token(args) -> int:
-    from hipbridge.crypto.keys import KeyStore
-    from hipbridge.sharing.door import add_caller
-
-    token = add_caller(KeyStore(), args.caller)
-    print(f"调用方 {args.caller} 的令牌 (只显示一次, 仅保存其 SM3 散列):\n{token}")
-    return 0
-
-
 def _verify(args) -> int:
     life = _life(args)
     rep = life.verify(run_quality=False if args.no_quality else None)
@@ -100,10 +91,9 @@ def register(sub) -> None:
     d.add_argument("--port", type=int, default=None)
     d.add_argument("--worker", type=float, default=0, help="also drain the outbox every N seconds")
     d.set_defaults(func=_door)
-    t = s.add_parser("door-token", help="create a caller token for the door")
-    t.add_argument("action", choices=["add"])
-    t.add_argument("caller")
-    t.set_defaults(func=_token)
+    from .door_token import add_arguments
+
+    add_arguments(s.add_parser("door-token", help="same as `hipbridge door-token`"))
     v = s.add_parser("verify", help="verify new pushed batches (exit 3 when a batch is rejected)")
     v.add_argument("--db", default=None)
     v.add_argument("--no-quality", action="store_true", help="skip the quality engine")

@@ -23,10 +23,17 @@ def default_key_dir() -> Path:
 
 
 def _write_private(path: Path, text: str) -> None:
+    """Create `path` (0600) with `text` atomically: a concurrent reader never sees it empty or half
+    written; FileExistsError when another process created it first (read the winner's)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.link(tmp, path)   # fails if it exists: the first writer wins, whole
+    finally:
+        os.unlink(tmp)
 
 
 class KeyStore:

@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
+from hipbridge.io.engines import register_connections
+
 from . import his_fees, his_inp, his_org, his_outp, lis, pacs
 from .codes import name_of
 from .context import CARRY_IN_DAYS, DAY, HOUR, MINUTE, Ctx, running_ids
@@ -57,8 +59,13 @@ def yesterday_shanghai() -> date:
     return datetime.now(ZoneInfo("Asia/Shanghai")).date() - timedelta(days=1)
 
 
-def build(out_dir: Path, seed: int = 7, days: int = 3, scale: float = 0.02, end_date: date | None = None) -> dict:
-    """Write the three source databases into `out_dir`; return {"his": {table: rows}, …, "timings": …}."""
+def build(out_dir: Path, seed: int = 7, days: int = 3, scale: float = 0.02, end_date: date | None = None,
+          register: bool = False) -> dict:
+    """Write the three source databases into `out_dir`; return {"his": {table: rows}, …, "timings": …}.
+
+    With `register`, the three databases become the sources `his`, `lis` and `pacs` of this hipbridge
+    home (`$HIPBRIDGE_HOME/connections.yaml`); hipbridge never uses them otherwise.
+    """
     if days < 1:
         raise ValueError(f"days must be at least 1 (got {days})")
     if not 0 < scale <= 5:
@@ -145,6 +152,9 @@ def build(out_dir: Path, seed: int = 7, days: int = 3, scale: float = 0.02, end_
     summary: dict = {}
     for system, tables in (("his", his), ("lis", lis_tables), ("pacs", pacs_tables)):
         summary[system] = _write(out_dir / f"{system}.db", tables)
+    if register:
+        register_connections({system: f"sqlite:///{(out_dir / f'{system}.db').resolve()}"
+                              for system in ("his", "lis", "pacs")})
     t_end = time.perf_counter()
     summary["window"] = {"start": ctx.start_date.isoformat(), "end": ctx.end_date.isoformat(), "days": days,
                          "scale": scale, "seed": seed}

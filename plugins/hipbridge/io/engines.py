@@ -34,27 +34,108 @@ class ConnectionNotConfigured(LookupError):
     pass
 
 
+REGISTRY_FILE = "connections.yaml"
+
+# Airflow Connection types → SQLAlchemy 2 dialect+driver. Airflow's own URIs (`postgres://`,
+# `mssql://`, `oracle://`, `mysql://`) name no driver, and SQLAlchemy 2 refuses `postgres://`.
+_AIRFLOW_DRIVERS = {
+    "mysql": "mysql+pymysql",
+    "mariadb": "mysql+pymysql",
+    "postgres": "postgresql+psycopg2",
+    "postgresql": "postgresql+psycopg2",
+    "mssql": "mssql+pymssql",
+    "oracle": "oracle+oracledb",
+    "sqlite": "sqlite",
+}
+
+
+def url_from_airflow_connection(conn) -> str:
+    """An Airflow Connection (any object with Airflow's Connection fields) as an SQLAlchemy URL."""
+    from sqlalchemy.engine import URL
+
+    conn_type = (conn.conn_type or "").lower()
+    driver = _AIRFLOW_DRIVERS.get(conn_type)
+    if driver is None:
+        raise ConnectionNotConfigured(
+            f"Airflow Connection {conn.conn_id!r} has type {conn.conn_type!r}; hipbridge reads "
+            f"{', '.join(sorted(set(_AIRFLOW_DRIVERS)))}")
+    extra = dict(conn.extra_dejson or {})
+    if driver == "sqlite":
+        return f"sqlite:///{conn.host or conn.schema}"
+    query: dict[str, str] = {}
+    database = conn.schema or None
+    if driver == "oracle+oracledb":
+        # Airflow's Oracle connection keeps the service name (or SID) in extra; `schema` is the owner.
+        if extra.get("service_name"):
+            query["service_name"] = str(extra["service_name"])
+            database = None
+        elif extra.get("sid"):
+            database = str(extra["sid"])
+    elif driver == "mysql+pymysql":
+        query["charset"] = str(extra.get("charset", "utf8mb4"))
+    return URL.create(driver, username=conn.login or None, password=conn.password or None,
+                      host=conn.host or None, port=conn.port or None, database=database,
+                      query=query).render_as_string(hide_password=False)
+
+
+def registered_connections() -> dict[str, str]:
+    """`$HIPBRIDGE_HOME/connections.yaml`: connection ids this home registered explicitly.
+
+    `hipbridge demo init` writes the demo hospital's SQLite sources here; nothing else is implied
+    by a folder's contents. Secrets never go in this file: a URL with a password is refused.
+    """
+    import yaml
+
+    path = home() / REGISTRY_FILE
+    if not path.exists():
+        return {}
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise ConnectionNotConfigured(f"{path}: expected a mapping of connection id to URL")
+    for conn_id, url in data.items():
+        if make_url(url).password:
+            raise ConnectionNotConfigured(
+                f"{path}: {conn_id}: a password does not belong in this file; set "
+                f"HIPBRIDGE_CONN_{str(conn_id).upper()} or the Airflow Connection hipbridge_{conn_id}")
+    return {str(k).lower(): v for k, v in data.items()}
+
+
+def register_connections(urls: dict[str, str]) -> Path:
+    """Add or replace entries of `$HIPBRIDGE_HOME/connections.yaml` (used by the demo builder)."""
+    import yaml
+
+    merged = {**registered_connections(), **{k.lower(): v for k, v in urls.items()}}
+    path = home() / REGISTRY_FILE
+    path.write_text("# Source connections registered for this hipbridge home (no secrets here).\n"
+                    + yaml.safe_dump(merged, allow_unicode=True, sort_keys=True), encoding="utf-8")
+    return path
+
+
 def connection_url(conn_id: str) -> str:
-    """Resolve a source connection id to an SQLAlchemy URL (env first, then Airflow)."""
+    """Resolve a source connection id to an SQLAlchemy URL.
+
+    In order: `HIPBRIDGE_CONN_<ID>`, the Airflow Connection `hipbridge_<id>`, an entry of
+    `$HIPBRIDGE_HOME/connections.yaml`. Nothing else: an unconfigured id is an error naming it.
+    """
     env_name = f"HIPBRIDGE_CONN_{conn_id.upper()}"
     url = os.environ.get(env_name)
     if url:
         return url
-    demo = home() / "demo" / f"{conn_id}.db"
-    try:  # inside Airflow: a Connection named hipbridge_<id>
+    try:  # inside Airflow (or with AIRFLOW_CONN_* set): a Connection named hipbridge_<id>
         from airflow.sdk import BaseHook
 
         conn = BaseHook.get_connection(f"hipbridge_{conn_id}")
-        uri = conn.get_uri()
-        return uri.replace("mysql://", "mysql+pymysql://", 1)
     except Exception as exc:  # noqa: BLE001 - Airflow absent or connection not defined: fall through
         _log.debug("no Airflow connection hipbridge_%s: %s", conn_id, exc)
-    if demo.exists():
-        return f"sqlite:///{demo}"
+    else:
+        return url_from_airflow_connection(conn)
+    registered = registered_connections().get(conn_id.lower())
+    if registered:
+        return registered
     raise ConnectionNotConfigured(
         f"source connection {conn_id!r} is not configured: set {env_name} to an SQLAlchemy URL "
         f"(e.g. oracle+oracledb://user:pw@host:1521/?service_name=HIS) or define the Airflow "
-        f"Connection hipbridge_{conn_id}; for the demo run `hipbridge demo init`"
+        f"Connection hipbridge_{conn_id}; the demo hospital registers its own with `hipbridge demo init`"
     )
 
 

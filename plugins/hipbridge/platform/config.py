@@ -16,14 +16,13 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from hipbridge import profiles
+from hipbridge.settings import config_dir
 from hipbridge.spec import parse_duration
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def config_dir() -> Path:
-    env = os.environ.get("HIPBRIDGE_CONFIG")
-    return Path(env) if env else Path(__file__).resolve().parents[3] / "config"
 
 
 class _Strict(BaseModel):
@@ -109,7 +108,8 @@ class PlatformConfig(_Strict):
 
     @property
     def url(self) -> str:
-        return os.environ.get("HIPBRIDGE_PLATFORM_URL") or self.base_url
+        """HIPBRIDGE_PLATFORM_URL, else the active profile's platform address, else `base_url`."""
+        return os.environ.get("HIPBRIDGE_PLATFORM_URL") or profiles.active().platform.base_url or self.base_url
 
     def local_now(self):
         """Naive local time in `timezone` (the time base of every stored and exchanged datetime)."""

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from hipbridge.crypto.fields import decrypt_field, encrypt_field
 from hipbridge.crypto.keys import KeyStore
@@ -53,6 +55,26 @@ class Booking:
     consent_terminal: str | None = None
     consent_operator: str | None = None
     guardian: dict[str, str] | None = None
+
+
+class BookingConflict(Exception):
+    """The appointmentId is already booked for another patient; `code` is the platform's (A2005)."""
+
+    def __init__(self, code: str):
+        self.code = code
+        super().__init__(code)
+
+
+_CONFLICT = "CONFLICT"
+
+
+def _transient(exc: Exception) -> bool:
+    """A lost race another transaction won: duplicate key, deadlock, lock timeout, SQLite busy."""
+    if isinstance(exc, IntegrityError):
+        return True
+    orig = getattr(exc, "orig", None)
+    code = orig.args[0] if orig is not None and getattr(orig, "args", None) else None
+    return code in (1205, 1213) or "database is locked" in str(orig) or "deadlock" in str(orig).lower()
 
 
 @dataclass
@@ -100,7 +122,26 @@ def _move_outbox(conn: Connection, ops: Ops, outbox_id: int, to: str, now: datet
 def enqueue_grant(engine: Engine, ops: Ops, keys: KeyStore, org_code: str, org_name: str, booking: Booking,
                   now: datetime, actor: str = "booking", share: SharingConfig | None = None,
                   cfg: PlatformConfig | None = None) -> Enqueued:
-    """Record the authorization (PENDING) and its grant call in one transaction; idempotent."""
+    """Record the authorization (PENDING) and its grant call in one transaction; idempotent.
+
+    The same appointmentId again for the same patient returns the first record (`duplicate`); for
+    another patient it raises `BookingConflict` (A2005). Concurrent identical bookings race on the
+    unique key: the losers re-read and answer as duplicates."""
+    for attempt in range(8):
+        try:
+            res = _enqueue_grant(engine, ops, keys, org_code, org_name, booking, now, actor, share, cfg)
+            if res.auth_status == _CONFLICT:   # raised after the commit, so the audit event stays
+                raise BookingConflict((cfg or platform_config()).codes.business["duplicate_conflict"])
+            return res
+        except (IntegrityError, OperationalError) as exc:
+            if not _transient(exc) or attempt == 7:
+                raise
+            time.sleep(0.01 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _enqueue_grant(engine: Engine, ops: Ops, keys: KeyStore, org_code: str, org_name: str, booking: Booking,
+                   now: datetime, actor: str, share: SharingConfig | None, cfg: PlatformConfig | None) -> Enqueued:
     cfg = cfg or platform_config()
     share = share or sharing_config()
     auth = share.authorization
@@ -128,6 +169,11 @@ def enqueue_grant(engine: Engine, ops: Ops, keys: KeyStore, org_code: str, org_n
         existing = conn.execute(select(ar.c.status, ar.c.patient_key).where(
             and_(ar.c.org_code == org_code, ar.c.appointment_id == booking.appointment_id))).first()
         if existing is not None:
+            if existing[1] != pkey:
+                audit(conn, ops, keys, ts=now, actor_type="system", actor_id=actor, patient_key=pkey,
+                      action="BOOK_CONFLICT", object_type="appointment", object_id=booking.appointment_id,
+                      result_code=cfg.codes.business["duplicate_conflict"])
+                return Enqueued(None, True, _CONFLICT)
             row = conn.execute(select(ob.c.id).where(and_(ob.c.org_code == org_code,
                                ob.c.appointment_id == booking.appointment_id, ob.c.kind == "grant"))).first()
             audit(conn, ops, keys, ts=now, actor_type="system", actor_id=actor, patient_key=existing[1],

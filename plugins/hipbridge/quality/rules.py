@@ -120,16 +120,13 @@ class _Builder:
         # completeness: spec columns and required audit columns
         required = [c.name for c in spec.columns if c.required]
         required += [a.name for a in d.audit_columns if a.required and a.name not in required]
+        required += [d.audit(role).name for role in spec.required_audit if d.audit(role).name not in required]
         text_cols = {c.name for c in spec.columns if c.ctype.is_text} | {
             a.name for a in d.audit_columns if a.ctype.is_text}
         for name in required:
-            cond = f"{self.c(name)} IS NULL"
-            params = {}
-            if name in text_cols and self.cfg.placeholders:
-                p = self.bind(self.cfg.placeholders)
-                cond = f"({cond} OR {sql.trim_lower(self.c(name), cast=False)} IN :{p})"
-                params = self._take()
-            self.add("C01", [name], violation=cond, params=params)
+            cond = self._empty(name, text_cols)
+            self.add("C01", [name], violation=cond, params=self._take())
+        self._conditional_required(text_cols)
         pk = spec.target.primary_key
         self.add("U01", list(pk), kind="unique", suffix="pk")
         gbcfg = self.cfg.gb11643
@@ -225,6 +222,33 @@ class _Builder:
         self._age_consistency()
         self._lab_limits()
         return self.rules
+
+    def _empty(self, name: str, text_cols: set[str]) -> str:
+        """SQL: the column is empty (NULL, or for text a placeholder such as '' or '-')."""
+        cond = f"{self.c(name)} IS NULL"
+        if name in text_cols and self.cfg.placeholders:
+            p = self.bind(self.cfg.placeholders)
+            cond = f"({cond} OR {self.sql.trim_lower(self.c(name), cast=False)} IN :{p})"
+        return cond
+
+    def _conditional_required(self, text_cols: set[str]) -> None:
+        """C02: a column the spec requires only when a condition holds (`required_when`)."""
+        for col in self.spec.columns:
+            rw = col.required_when
+            if rw is None:
+                continue
+            other = self.c(rw.column)
+            other_label = self.labels.get(rw.column, rw.column)
+            if rw.filled:
+                filt = f"NOT {self._empty(rw.column, text_cols)}"
+                shown = f"【{other_label}】已填写"
+            else:
+                p = self.bind([str(v) for v in rw.in_ or []])
+                filt = f"{other} IN :{p}"
+                shown = f"【{other_label}】为{'/'.join(rw.in_ or [])}"
+            viol = self._empty(col.name, text_cols)
+            self.add("C02", [col.name, rw.column], violation=viol, filter=filt, params=self._take(),
+                     fmt={"condition": shown})
 
     def _lab_limits(self) -> None:
         """P07: a numeric lab result within the analyser's range for its item, in the item's unit."""

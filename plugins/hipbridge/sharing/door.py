@@ -4,31 +4,31 @@ It answers at once: the authorization record and the outbox row are written in o
 and the platform call is left to the outbox worker, so a platform outage never blocks a booking.
 A cancel / refund / patient withdrawal also deletes the patient's shared data right away
 (background task after the answer), unless another live authorization still needs it.
-Only authenticated callers: `Authorization: Bearer <token>`, tokens stored as SM3 hashes in the
-key folder (`hipbridge sharing door-token add <caller>`).
+Only callers with role `booking`: `Authorization: Bearer <token>`, checked before the body is read
+(`sharing.callers.secure_app`); tokens stored as SM3 hashes in the key folder
+(`hipbridge door-token create <caller> --role booking`). Bodies above 64 KiB get 413.
 """
 
 from __future__ import annotations
 
-import hmac
-import json
 import logging
-import secrets
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import BackgroundTasks, Depends, FastAPI, HTTPException, Request
+from fastapi import BackgroundTasks, Depends, FastAPI, HTTPException
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Engine
 
 from hipbridge.crypto.keys import KeyStore
-from hipbridge.crypto.sm import sm3_hex
 from hipbridge.io.ops import Ops
 from hipbridge.platform.config import PlatformConfig, SharingConfig, platform_config, sharing_config
-from hipbridge.platform.outbox import Booking, enqueue_grant, enqueue_revoke, record_visit
+from hipbridge.platform.outbox import Booking, BookingConflict, enqueue_grant, enqueue_revoke, record_visit
 from hipbridge.platform.state import audit
+
+from .callers import Caller, CallerStore, require_role, secure_app
 
 log = logging.getLogger("hipbridge.sharing.door")
 
@@ -40,28 +40,14 @@ def callers_path(keys: KeyStore, cfg: SharingConfig | None = None) -> Path:
     return keys.directory / (cfg or sharing_config()).door.callers_file
 
 
-def add_caller(keys: KeyStore, caller: str, cfg: SharingConfig | None = None) -> str:
+def caller_store(keys: KeyStore, cfg: SharingConfig | None = None) -> CallerStore:
+    return CallerStore(callers_path(keys, cfg))
+
+
+def add_caller(keys: KeyStore, caller: str, cfg: SharingConfig | None = None, roles: tuple[str, ...] = ("booking",)
+               ) -> str:
     """Create (or replace) a caller's token; only its SM3 hash is stored. Returns the token, shown once."""
-    path = callers_path(keys, cfg)
-    data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    token = secrets.token_urlsafe(32)
-    data[caller] = sm3_hex(token.encode())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    path.chmod(0o600)
-    return token
-
-
-def _authenticate(keys: KeyStore, cfg: SharingConfig, header: str | None) -> str:
-    if not header or not header.startswith("Bearer "):
-        raise HTTPException(401, "未认证: 需要 Authorization: Bearer <token>")
-    digest = sm3_hex(header[7:].strip().encode())
-    path = callers_path(keys, cfg)
-    callers = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    for caller, stored in callers.items():
-        if hmac.compare_digest(stored, digest):
-            return caller
-    raise HTTPException(401, "未认证: token 无效")
+    return caller_store(keys, cfg).create(caller, roles)
 
 
 # ---------------------------------------------------------------- request models
@@ -122,6 +108,14 @@ class VisitIn(_In):
 
 # ---------------------------------------------------------------- app
 
+_booking_role = require_role("booking")
+
+
+def caller(who: Annotated[Caller, Depends(_booking_role)]) -> str:
+    """The name of the authenticated booking-system caller (role `booking`)."""
+    return who.name
+
+
 
 def create_door_app(frontend: Engine, ops: Ops, keys: KeyStore, org_code: str, org_name: str,
                     clock: Callable[[], datetime] | None = None,
@@ -131,10 +125,9 @@ def create_door_app(frontend: Engine, ops: Ops, keys: KeyStore, org_code: str, o
     cfg = cfg or sharing_config()
     pcfg = pcfg or platform_config()
     clock = clock or pcfg.local_now
-    app = FastAPI(title="hipbridge 预约授权入口", docs_url=None, redoc_url=None)
-
-    def caller(request: Request) -> str:
-        return _authenticate(keys, cfg, request.headers.get("authorization"))
+    app = FastAPI(title="hipbridge 预约授权入口", docs_url=None, redoc_url=None, openapi_url=None)
+    secure_app(app, caller_store(keys, cfg), rules={"/booking": ["booking"], "/consent": ["booking"],
+                                                    "/visit": ["booking"]})
 
     @app.get("/healthz")
     def healthz() -> dict:
@@ -161,7 +154,11 @@ def create_door_app(frontend: Engine, ops: Ops, keys: KeyStore, org_code: str, o
             consent_terminal=body.consent.terminal_id, consent_operator=body.consent.operator_id,
             guardian=({"name": body.guardian.name, "id_type": body.guardian.id_type, "id_no": body.guardian.id_no,
                        "relation": body.guardian.relation} if body.guardian else None))
-        res = enqueue_grant(frontend, ops, keys, org_code, org_name, booking, now, actor=who, share=cfg, cfg=pcfg)
+        try:
+            res = enqueue_grant(frontend, ops, keys, org_code, org_name, booking, now, actor=who, share=cfg, cfg=pcfg)
+        except BookingConflict as exc:
+            return JSONResponse({"code": exc.code, "detail": pcfg.codes.message(exc.code) + ": 与已登记的患者不同"},
+                                status_code=409)
         return {"accepted": True, "shared": True, "outboxId": res.outbox_id, "duplicate": res.duplicate,
                 "authStatus": res.auth_status}
 

@@ -396,6 +396,9 @@ def _cross_errors(spec: TableSpec, path: Path, defaults: Defaults | None,
         if col.codes and col.codes.name_column and col.codes.name_column not in names:
             out.append(err(("columns", i, "codes", "name_column"), "name column is not a column of this table",
                            col.codes.name_column))
+        if col.required_when and col.required_when.column not in known:
+            out.append(err(("columns", i, "required_when", "column"), "not a column of this table",
+                           col.required_when.column))
         ref = col.reference_target
         if ref:
             t, c = ref

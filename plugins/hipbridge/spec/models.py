@@ -78,11 +78,27 @@ class Range(Strict):
     max: float | str | None = None
 
 
+class RequiredWhen(Strict):
+    """A conditional requirement (条件必填, C02): the column must be filled when `column` holds one of `in`
+    (standard codes, as published), or when `column` is filled at all (`filled: true`)."""
+
+    column: str = Field(pattern=_IDENT, description="physical column of this table the condition reads")
+    in_: list[str] | None = Field(None, alias="in", min_length=1, description="standard codes that require it")
+    filled: bool = Field(False, description="required whenever `column` is non-empty")
+
+    @model_validator(mode="after")
+    def _one_condition(self) -> RequiredWhen:
+        if bool(self.in_) == bool(self.filled):
+            raise ValueError("required_when takes either 'in' (a list of codes) or 'filled: true'")
+        return self
+
+
 class Column(Strict):
     name: str = Field(pattern=_IDENT, description="physical front-end column name (pinyin initials, upper case)")
     label: str = Field(min_length=1, description="Chinese data-element name; becomes the column comment")
     type: str = Field(description="varchar(n) | decimal(p[,s]) | integer | date | timestamp | text")
     required: bool = Field(False, description="must be non-empty (完整性)")
+    required_when: RequiredWhen | None = Field(None, description="must be non-empty when a condition holds (C02)")
     source: str | None = Field(None, alias="from", description="column of the source query that feeds this column")
     value: str | int | float | None = Field(None, description="a constant instead of a source column (e.g. '-')")
     codes: CodeBinding | None = None
@@ -210,6 +226,9 @@ class TableSpec(Strict):
     columns: list[Column] = Field(min_length=1)
     quality: Quality = Field(default_factory=Quality)
     retention: Retention | None = None
+    required_audit: list[Literal["org_name", "confidentiality"]] = Field(
+        default_factory=list, description="audit columns (by role) that this table requires although "
+                                          "_defaults.yaml does not (e.g. 医疗服务机构.医疗机构名称)")
 
     @model_validator(mode="after")
     def _columns_consistent(self) -> TableSpec:
