@@ -96,7 +96,8 @@ def test_a_from_column_the_sql_does_not_return_fails_at_once_without_retries(air
     assert server.wait_run("hipbridge_badcol", run_id, timeout=240) == "failed"
     transfer = server.task_instances("hipbridge_badcol", run_id)["transfer"]
     assert (transfer["state"], transfer["try_number"]) == ("failed", 1)
-    ops = create_engine(f"sqlite:///{frontend.parent / (frontend.stem + '_hipbridge_ops.db')}")
+    (ops_file,) = frontend.parent.glob(f"{frontend.stem}_*.db")  # the embedded front-end's operations file
+    ops = create_engine(f"sqlite:///{ops_file}")
     with ops.connect() as c:
         message = c.execute(text("SELECT message FROM batch_log WHERE table_id = 'badcol'")).scalar()
     ops.dispose()

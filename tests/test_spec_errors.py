@@ -233,6 +233,8 @@ def test_cli_run_all_and_status_run_every_valid_table_beside_a_broken_spec(specs
     assert f"{visit}:9: target.primary_keys: unknown key" in done.stderr
     assert "lab: not run, its spec is invalid:" in done.stderr and "lab.yaml:2: (encoding)" in done.stderr
     assert "diag.yaml:11: columns[1] (JZLSH).references: warning: references table visit" in done.stderr
+    check = _cli(specs_dir, home, "spec", "check")
+    assert check.returncode == 1 and "diag.yaml:11: columns[1] (JZLSH).references: warning:" in check.stderr
     one = _cli(specs_dir, home, "run", "visit")
     assert one.returncode == 2 and "target.primary_keys: unknown key" in one.stderr
     status = _cli(specs_dir, home, "status", "--json")
@@ -270,3 +272,22 @@ def test_dagbag_keeps_the_dags_that_reference_a_broken_spec(specs_dir, tmp_path)
     assert f"{specs_dir / 'lab.yaml'}:2: (encoding): file is not UTF-8" in err
     assert f"{specs_dir / 'twice.yaml'}:2: table: written twice in one mapping (first on line 1)" in err
     assert "diag.yaml:11: columns[1] (JZLSH).references: warning: references table visit" in err
+
+
+def test_referential_check_against_a_broken_parent_is_reported_not_dropped(specs_dir, tmp_path):
+    from hipbridge.io.engines import dispose_all, engine_for
+    from hipbridge.quality.check import check_database
+    from hipbridge.quality.config import cached_config
+    from hipbridge.settings import ops_schema_name
+
+    visit = specs_dir / "visit.yaml"
+    visit.write_text(visit.read_text(encoding="utf-8").replace("lookback: 10m", "lookbak: 10m"), encoding="utf-8")
+    specs = load_specs(specs_dir)
+    engine = engine_for(f"sqlite:///{tmp_path / 'fe.db'}", ops_schema_name(specs.defaults))
+    from hipbridge.io.frontend import create_frontend
+
+    create_frontend(engine, specs)
+    result = check_database(engine, specs, kind="report", run_id="t", cfg=cached_config(), store=False)
+    (r01,) = [r for r in result.results if r.rule_id.startswith("R01.diag")]
+    assert r01.status == "Error" and "被关联表 visit 的表规范无效" in r01.error
+    dispose_all()
