@@ -291,3 +291,30 @@ def test_referential_check_against_a_broken_parent_is_reported_not_dropped(specs
     (r01,) = [r for r in result.results if r.rule_id.startswith("R01.diag")]
     assert r01.status == "Error" and "被关联表 visit 的表规范无效" in r01.error
     dispose_all()
+
+
+def test_misspelled_key_in_op_visit_leaves_the_four_tables_referencing_it_uploading(tmp_path, hb_home):
+    """The issue's case on the real specs: op_visit.yaml broken; exam_report, lab_report, op_prescription and
+    op_prescription_item reference it, keep their DAGs, and run and publish against the demo hospital."""
+    import shutil
+
+    from hipbridge.airflow.factory import build_all
+    from hipbridge.demo import build
+    from hipbridge.pipeline.run import Context, sync_table
+
+    specs_dir = tmp_path / "table_specs"
+    shutil.copytree(ROOT / "table_specs", specs_dir)
+    op_visit = specs_dir / "op_visit.yaml"
+    op_visit.write_text(op_visit.read_text(encoding="utf-8").replace("  watermark:", "  watermrk:", 1),
+                        encoding="utf-8")
+    specs = load_specs(specs_dir)
+    assert list(specs.invalid_tables()) == ["op_visit"]
+    children = sorted({w.table for w in specs.warnings})
+    assert children == ["exam_report", "lab_report", "op_prescription", "op_prescription_item"]
+    dags = build_all(specs)
+    assert "hipbridge_op_visit" not in dags and all(f"hipbridge_{t}" in dags for t in children)
+    build(hb_home / "demo", seed=3, days=1, scale=0.002, register=True)
+    ctx = Context.create(specs_dir, f"sqlite:///{tmp_path / 'fe.db'}")
+    for table in children:
+        r = sync_table(table, ctx=ctx)
+        assert r.status == "published" and r.extracted > 0 and r.published == r.extracted - r.quarantined, r

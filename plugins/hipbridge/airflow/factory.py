@@ -182,7 +182,7 @@ def build_dag(spec: TableSpec, specs: SpecSet) -> DAG:
             high = scheduled_high_watermark(getattr(run, "run_type", None), context.get("logical_date"), tz)
             try:
                 batch = plan(_context(), table, mode, first, last, high, run_id=getattr(run, "run_id", None))
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - re-raised, classified
                 fail_fast(exc)
             return batch.to_dict()
 
@@ -195,7 +195,7 @@ def build_dag(spec: TableSpec, specs: SpecSet) -> DAG:
             b = Batch.from_dict(batch)
             try:
                 moved = transfer(ctx, b)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - recorded, then re-raised, classified
                 fail(ctx, b, exc)
                 fail_fast(exc)
             return {k: v for k, v in moved.items() if k != "mapping"}
@@ -219,7 +219,7 @@ def build_dag(spec: TableSpec, specs: SpecSet) -> DAG:
 
             try:
                 counts = publish(_context(), Batch.from_dict(batch))
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - re-raised, classified
                 fail_fast(exc)
             return {"inserted": counts.inserted, "updated": counts.updated, "voided": counts.voided,
                     "unchanged": counts.unchanged, "staged": counts.staged}

@@ -312,6 +312,6 @@ def probe_columns(engine: Engine, sql: str) -> list[str]:
     with engine.connect() as conn:
         result = conn.execute(stmt, params)
         try:
-            return [str(k) for k in result.keys()]
+            return list(map(str, result.keys()))
         finally:
             result.close()
