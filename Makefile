@@ -8,7 +8,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 DEMO_DAYS  ?= 3
 DEMO_SCALE ?= 0.02
 
-.PHONY: venv demo test lint bench bench-transfer bench-mapping bench-quality bench-deletion clean
+.PHONY: venv demo test lint bench bench-transfer bench-mapping bench-quality bench-deletion bench-display clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,7 @@ venv: $(VENV)/.installed
 
 demo: venv
 	$(PY) -m hipbridge.cli demo run --days $(DEMO_DAYS) --scale $(DEMO_SCALE)
+	$(PY) -m hipbridge.cli display demo
 
 test: venv
 	$(PY) -m pytest -q tests
@@ -41,6 +42,9 @@ bench-quality: venv
 
 bench-deletion: venv
 	$(PY) bench/deletion.py
+
+bench-display: venv
+	$(PY) bench/display.py
 
 clean:
 	rm -rf .hipbridge

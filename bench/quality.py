@@ -50,7 +50,7 @@ def _report_child(engine_kind: str) -> None:
     t0 = time.perf_counter()
     specs = load_specs().require_valid()
     cfg = load_config()
-    engine = engine_for(default_frontend_url(), ops_schema_name(specs.defaults))
+    engine = engine_for(default_frontend_url(), ops_schema_name(specs.defaults, default_frontend_url()))
     if engine_kind == "gx":
         from hipbridge.quality.gx import check_database_gx
 

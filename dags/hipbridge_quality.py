@@ -44,7 +44,7 @@ with DAG(
         params = get_current_context()["params"]
         specs = load_specs(os.environ.get("HIPBRIDGE_SPECS") or None)
         cfg = load_config()
-        engine = engine_for(default_frontend_url(), ops_schema_name(specs.defaults))
+        engine = engine_for(default_frontend_url(), ops_schema_name(specs.defaults, default_frontend_url()))
         tables = [t.strip() for t in (params.get("tables") or "").split(",") if t.strip()] or None
         outcome = check_database(engine, specs, tables, cfg=cfg, kind="report")
         out_dir = Path(os.environ.get("HIPBRIDGE_REPORT_DIR") or home() / "reports")

@@ -22,7 +22,7 @@ def test_manual_run_without_logical_date_publishes_through_airflow(tmp_path):
     assert run_dags(["visit", "diag"], env=env) == 0
     eng = create_engine(f"sqlite:///{frontend}")
     with eng.connect() as c:
-        assert c.execute(text("SELECT COUNT(*) FROM MZJZJL")).scalar() == 4
+        assert c.execute(text("SELECT COUNT(*) FROM MZJZJL")).scalar() == 3  # V3: voided before its first upload
         assert c.execute(text("SELECT COUNT(*) FROM ZDMXBG")).scalar() == 2
     ops = create_engine(f"sqlite:///{tmp_path / 'frontend_hipbridge_ops.db'}")
     with ops.connect() as c:

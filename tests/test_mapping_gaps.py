@@ -82,6 +82,12 @@ def test_gap_report_lists_unmapped_codes_with_frequency_candidates_and_coverage(
     cov = {c.column: (c.rows, c.mapped_rows, c.unmapped_distinct) for c in report.coverage}
     assert cov == {"XBDM": (14, 11, 1), "MZDM": (15, 15, 0), "HYZKDM": (13, 10, 1), "ZYDM": (15, 9, 1)}
     assert next(c for c in report.coverage if c.column == "XBDM").coverage == pytest.approx(11 / 14)
+    # stamped on the hospital's clock (this machine runs in UTC), so the snapshot shown in Airflow is not 8 h off
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    shanghai = datetime.now(ZoneInfo("Asia/Shanghai")).replace(tzinfo=None)
+    assert report.timezone == "Asia/Shanghai" and abs((report.created_at - shanghai).total_seconds()) < 600
 
 
 def test_candidates_rank_chinese_names_by_characters_and_pinyin():

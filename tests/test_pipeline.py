@@ -51,26 +51,25 @@ def by_key(ctx, key_col="JZLSH", table="MZJZJL"):
 
 def test_first_run_loads_rows_with_audit_columns(ctx):
     r = sync_table("visit", ctx=ctx)
-    assert (r.status, r.extracted, r.published, r.quarantined) == ("published", 4, 4, 0)
-    assert (r.inserted, r.voided) == (3, 1)
+    assert (r.status, r.extracted, r.published, r.quarantined) == ("published", 4, 3, 0)
+    assert (r.inserted, r.voided, r.unsent) == (3, 0, 1)
     got = by_key(ctx)
-    assert set(got) == {"V1", "V2", "V3", "V4"}
+    assert set(got) == {"V1", "V2", "V4"}  # V3 was voided before its first upload: never sent, so not as 3
     v1 = got["V1"]
     assert v1["YLJGDM"] == ctx.defaults.institution.code and v1["YLJGMC"] == "百色市人民医院"
     assert v1["XGBZ"] == "1" and v1["MJ"] == "0"
     assert v1["SJGXSJ"] == "2026-11-20 09:00:00"  # the source row's last change
-    assert v1["SJCJSJ"] >= v1["SJGXSJ"]  # when we extracted it
+    assert v1["SJCJSJ"] >= v1["SJGXSJ"]  # when we published it
     assert v1["ZYJZLSH"] == "-"
     assert float(v1["JE"]) == 12.5
-    assert got["V3"]["XGBZ"] == "3"  # voided at the source: sent as revoked, never deleted
 
 
 def test_rerun_of_same_window_leaves_identical_rows(ctx):
     sync_table("visit", ctx=ctx)
     before = rows(ctx)
     again = sync_table("visit", "window", date(2026, 11, 20), date(2026, 11, 21), ctx=ctx)
-    assert again.extracted == 4 and again.unchanged == 4
-    assert again.inserted == again.updated == again.voided == 0
+    assert again.extracted == 4 and again.unchanged == 3 and again.unsent == 1
+    assert again.inserted == again.updated == again.voided == again.published == 0
     assert rows(ctx) == before  # not even 数据采集时间 moved: the platform will not re-extract them
 
 
@@ -80,7 +79,8 @@ def test_changed_row_is_flagged_2_and_only_it_is_rewritten(ctx, mini):
     later = (ctx.now() + timedelta(seconds=1)).strftime("%Y-%m-%d %H:%M:%S")
     mini.execute("UPDATE CLINIC_VISIT SET FEE = 15, UPDATE_TIME = ? WHERE VISIT_NO = 'V2'", (later,))
     r = sync_table("visit", ctx=ctx, high_watermark=ctx.now() + timedelta(minutes=1))
-    assert (r.extracted, r.updated, r.inserted) == (1, 1, 0)
+    # V2, and V4 again: the window starts at V4's change time (the watermark) minus the lookback
+    assert (r.extracted, r.updated, r.inserted, r.unchanged) == (2, 1, 0, 1)
     after = by_key(ctx)
     assert after["V2"]["XGBZ"] == "2" and float(after["V2"]["JE"]) == 15
     assert after["V1"] == before["V1"]
@@ -91,8 +91,8 @@ def test_void_after_upload_is_flag_3_and_the_row_stays(ctx, mini):
     mini.execute("UPDATE CLINIC_VISIT SET STATUS = 'C' WHERE VISIT_NO = 'V1'")
     r = sync_table("visit", "window", date(2026, 11, 20), date(2026, 11, 20), ctx=ctx)
     assert r.voided == 1
-    assert by_key(ctx)["V1"]["XGBZ"] == "3"
-    assert len(rows(ctx)) == 4
+    assert by_key(ctx)["V1"]["XGBZ"] == "3"  # voided at the source after its upload: sent as revoked, never deleted
+    assert len(rows(ctx)) == 3
 
 
 def test_a_key_repeated_in_one_batch_publishes_its_last_row_once(ctx, mini):
@@ -100,10 +100,10 @@ def test_a_key_repeated_in_one_batch_publishes_its_last_row_once(ctx, mini):
     mini.execute("INSERT INTO CLINIC_VISIT VALUES ('V2', 'P2', '2026-11-20 08:10:00', 33, '李四', 'N', "
                  "'2026-11-20 09:06:00')")
     r = sync_table("visit", ctx=ctx)
-    assert (r.status, r.extracted, r.published, r.quarantined) == ("published", 5, 5, 0)
-    assert r.inserted + r.voided == 4 and r.unchanged == 1  # the superseded row counts as unchanged
+    assert (r.status, r.extracted, r.published, r.quarantined) == ("published", 5, 3, 0)
+    assert r.inserted == 3 and r.unsent == 1 and r.unchanged == 1  # the superseded row counts as unchanged
     got = by_key(ctx)
-    assert len(rows(ctx)) == 4 and float(got["V2"]["JE"]) == 33
+    assert len(rows(ctx)) == 3 and float(got["V2"]["JE"]) == 33
     assert state.batch_row(ctx.engine, ctx.ops, r.batch_id)["duplicates"] == 1
     before = rows(ctx)
     again = sync_table("visit", "window", date(2026, 11, 20), date(2026, 11, 21), ctx=ctx)
@@ -113,8 +113,8 @@ def test_a_key_repeated_in_one_batch_publishes_its_last_row_once(ctx, mini):
 def test_bad_rows_are_quarantined_with_reasons_and_counts_reconcile(ctx, mini):
     mini.add_bad_rows()
     r = sync_table("visit", ctx=ctx)
-    assert r.extracted == 9 and r.quarantined == 5 and r.published == 4
-    assert r.extracted == r.published + r.quarantined
+    assert r.extracted == 9 and r.quarantined == 5 and r.published == 3 and r.unsent == 1
+    assert r.extracted == r.published + r.unchanged + r.unsent + r.older + r.quarantined
     q = ctx.ops.table("quarantine")
     with ctx.engine.connect() as c:
         found = c.execute(q.select().where(q.c.batch_id == r.batch_id)).mappings().all()
@@ -131,12 +131,14 @@ def test_bad_rows_are_quarantined_with_reasons_and_counts_reconcile(ctx, mini):
 def test_watermark_advances_and_window_rerun_never_moves_it_back(ctx):
     high = datetime(2026, 11, 22, 0, 0)
     sync_table("visit", ctx=ctx, high_watermark=high)
-    assert state.get_watermark(ctx.engine, ctx.ops, "visit") == high
+    # the highest change time published (V4, by the source's clock), not the window's end
+    newest = datetime(2026, 11, 21, 10, 30)
+    assert state.get_watermark(ctx.engine, ctx.ops, "visit") == newest
     sync_table("visit", "window", date(2026, 11, 20), date(2026, 11, 20), ctx=ctx)
-    assert state.get_watermark(ctx.engine, ctx.ops, "visit") == high
+    assert state.get_watermark(ctx.engine, ctx.ops, "visit") == newest
     # the next incremental run starts at the watermark minus the spec's 10-minute lookback
     nxt = sync_table("visit", ctx=ctx, high_watermark=datetime(2026, 11, 23))
-    assert nxt.window_start == high - timedelta(minutes=10)
+    assert nxt.window_start == newest - timedelta(minutes=10)
 
 
 def test_full_reload_restores_a_row_deleted_from_the_front_end(ctx):
@@ -160,7 +162,7 @@ def test_child_table_and_status_json(ctx, capsys):
     from hipbridge.status import table_status
 
     status = {s["table"]: s for s in table_status(ctx)}
-    assert status["visit"]["rows"] == 4 and status["visit"]["last_run"]["status"] == "published"
+    assert status["visit"]["rows"] == 3 and status["visit"]["last_run"]["status"] == "published"
     assert status["diag"]["watermark"] is not None
 
 

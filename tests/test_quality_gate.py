@@ -12,7 +12,7 @@ from tests.test_quality_rules import DOMAINS, ORG, build_fixture, patient_rows
 
 
 def _stage(engine, specs, rows, batch):
-    ops = ops_schema_name(specs.defaults)
+    ops = ops_schema_name(specs.defaults, engine)
     spec = specs.get("patient")
     stg = staging_table(spec, specs.defaults, ops, MetaData(), engine.dialect.name)
     staged = [{**r, "hb_batch": batch, "hb_rownum": i, "hb_digest": f"d{i}", "hb_void": 0} for i, r in enumerate(rows)]
@@ -23,7 +23,7 @@ def _stage(engine, specs, rows, batch):
 
 def _check(url, tmp_path):
     engine, specs, cfg = build_fixture(url, tmp_path)
-    ops = ops_schema_name(specs.defaults)
+    ops = ops_schema_name(specs.defaults, url)
     rows = patient_rows()
     rows[3]["XM"] = "司马相"    # the fixture's staging follows the checking spec: varchar(4)
     # batch A: the fixture rows (row 9 carries another hospital's 医疗机构代码 → S10 fatal)
@@ -72,7 +72,7 @@ def test_gate_blocks_fatal_mariadb(tmp_path, hb_home, mariadb_url):
 def test_gate_empty_batch_is_not_applicable_and_passes(tmp_path, hb_home):
     engine, specs, cfg = build_fixture(f"sqlite:///{tmp_path / 'e.db'}", tmp_path)
     spec = specs.get("patient")
-    stg = staging_table(spec, specs.defaults, ops_schema_name(specs.defaults), MetaData(), "sqlite")
+    stg = staging_table(spec, specs.defaults, ops_schema_name(specs.defaults, engine), MetaData(), "sqlite")
     out = run_gate(engine, spec, specs, "no-such-batch", stg, cfg=cfg, domains=DOMAINS.get)
     assert not out.blocked
     assert {r.status for r in out.results} == {"Not Applicable"}

@@ -313,7 +313,7 @@ def build_fixture(url: str, folder: Path, ops: str | None = None):
     p.write_text(p.read_text(encoding="utf-8").replace("type: varchar(4)", "type: varchar(10)"), encoding="utf-8")
     physical = load_specs(phys_dir).require_valid()
     specs = load_specs(specs_dir).require_valid()
-    engine = engine_for(url, ops or ops_schema_name(specs.defaults))
+    engine = engine_for(url, ops or ops_schema_name(specs.defaults, url))
     create_frontend(engine, physical)
     md = MetaData()
     with engine.begin() as conn:
@@ -358,7 +358,7 @@ def test_each_template_finds_exactly_the_injected_faults(fixture_db):
     # stored per run in the ops schema
     from hipbridge.quality.store import load_results, past_runs
 
-    ops = ops_schema_name(specs.defaults)
+    ops = ops_schema_name(specs.defaults, engine)
     stored = {r["rule_id"]: r for r in load_results(engine, ops, "fixture-run")}
     assert stored["K04.visit.total"]["violated"] == 2 and stored["K04.visit.total"]["status"] == "Failed"
     assert [r["run_id"] for r in past_runs(engine, ops)] == ["fixture-run"]
@@ -483,7 +483,7 @@ def test_c05_discharged_inpatients_have_a_child_record(dialect, tmp_path, hb_hom
     url = f"sqlite:///{tmp_path / 'c05.db'}" if dialect == "sqlite" else request.getfixturevalue("mariadb_url")
     specs = load_specs(ROOT / "table_specs").require_valid()
     cfg = load_config(ROOT / "expectations")
-    engine = engine_for(url, ops_schema_name(specs.defaults))
+    engine = engine_for(url, ops_schema_name(specs.defaults, url))
     md = MetaData()
     tabs = {t: target_table(specs.get(t), specs.defaults, md)
             for t in ("ip_discharge", "mr_homepage", "discharge_summary", "fee_settlement")}
@@ -556,7 +556,7 @@ def test_c03_registrations_without_an_uploaded_visit(dialect, tmp_path, hb_home,
     url = f"sqlite:///{tmp_path / 'c03.db'}" if dialect == "sqlite" else request.getfixturevalue("mariadb_url")
     specs = load_specs(ROOT / "table_specs").require_valid()
     cfg = load_config(ROOT / "expectations")
-    engine = engine_for(url, ops_schema_name(specs.defaults))
+    engine = engine_for(url, ops_schema_name(specs.defaults, url))
     md = MetaData()
     reg, visit = (target_table(specs.get(t), specs.defaults, md) for t in ("op_registration", "op_visit"))
     md.create_all(engine)
@@ -586,7 +586,7 @@ def test_r04_lab_report_visit_of_another_patient(dialect, tmp_path, hb_home, req
     url = f"sqlite:///{tmp_path / 'r04.db'}" if dialect == "sqlite" else request.getfixturevalue("mariadb_url")
     specs = load_specs(ROOT / "table_specs").require_valid()
     cfg = load_config(ROOT / "expectations")
-    engine = engine_for(url, ops_schema_name(specs.defaults))
+    engine = engine_for(url, ops_schema_name(specs.defaults, url))
     md = MetaData()
     lab, opv, ipa = (target_table(specs.get(t), specs.defaults, md) for t in ("lab_report", "op_visit", "ip_admission"))
     md.create_all(engine)

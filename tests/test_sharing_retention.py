@@ -44,7 +44,7 @@ def test_uploaded_tables_follow_their_spec_retention(tmp_path, mariadb_url):
     from hipbridge.spec import load_specs
 
     specs = load_specs(write_sample_specs(tmp_path / "specs")).require_valid()
-    schema = ops_schema_name(specs.defaults)
+    schema = ops_schema_name(specs.defaults, mariadb_url)
     fe = engine_for(mariadb_url, schema)
     create_frontend(fe, specs, ["op_visit", "lab_report", "lab_result"])
     ops = ensure_ops(fe, schema)

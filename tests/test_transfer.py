@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import shutil
 import subprocess
 import sys
 from datetime import datetime
@@ -117,12 +116,12 @@ def test_postgresql_front_end_stages_with_copy(tmp_path, hb_home, postgres_url, 
     monkeypatch.setenv("HIPBRIDGE_CONN_MINI", mini.url)
     ctx = Context.create(mini.specs, postgres_url)
     r = sync_table("visit", ctx=ctx)
-    assert (r.extracted, r.published, r.quarantined) == (9, 4, 5)
+    assert (r.extracted, r.published, r.unsent, r.quarantined) == (9, 3, 1, 5)  # V3: voided before its upload
     with ctx.engine.connect() as c:
         got = dict(c.execute(text('SELECT "JZLSH", "XM" FROM "MZJZJL"')).all())
     assert got["V2"] == "a\tb" and got["V1"] == "张三"
     again = sync_table("visit", "full", ctx=ctx)
-    assert again.unchanged == 4 and again.inserted == again.updated == 0
+    assert (again.unchanged, again.unsent) == (3, 1) and again.inserted == again.updated == 0
 
 
 # ---------------------------------------------------------------- loader text, digest
@@ -358,7 +357,9 @@ def test_postgresql_source_fast_arrow_and_streaming_reads_agree(tmp_path, hb_hom
     src.dispose()
     specs = tmp_path / "specs"
     specs.mkdir()
-    shutil.copy(ROOT / "table_specs" / "_defaults.yaml", specs)
+    defaults = (ROOT / "table_specs" / "_defaults.yaml").read_text(encoding="utf-8")  # voided rows sent too
+    (specs / "_defaults.yaml").write_text(defaults.replace("first_seen_voided: skip", "first_seen_voided: send"),
+                                          encoding="utf-8")
     (specs / "visit.yaml").write_text(SPEC % {"chunk": 300}, encoding="utf-8")
     monkeypatch.setenv("HIPBRIDGE_CONN_SRC", postgres_url)
     dispose_all()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, inspect, select, table
 
 from hipbridge.io import state
+from hipbridge.pipeline.run import counts_text
 
 
 def table_status(ctx) -> list[dict]:
@@ -34,7 +35,7 @@ def _last_run(row: dict | None) -> dict | None:
     if row is None:
         return None
     keep = ("batch_id", "mode", "status", "extracted", "published", "inserted", "updated", "voided",
-            "unchanged", "quarantined", "message")
+            "unchanged", "quarantined", "skipped", "older", "unsent", "deleted", "message")
     out = {k: row.get(k) for k in keep}
     for k in ("window_start", "window_end", "started_at", "finished_at"):
         out[k] = row[k].isoformat(sep=" ") if row.get(k) else None
@@ -46,9 +47,9 @@ def format_table(rows: list[dict]) -> str:
     lines = [head, "-" * len(head)]
     for r in rows:
         last = r["last_run"]
-        run = "never" if last is None else (
-            f"{last['status']} extracted={last['extracted']} published={last['published']} "
-            f"quarantined={last['quarantined']}")
+        run = "never" if last is None else f"{last['status']}: {counts_text(last)}"
         rows_text = "-" if r["rows"] is None else str(r["rows"])
         lines.append(f"{r['table']:24} {r['target']:10} {rows_text:>9}  {r['watermark'] or '-':19}  {run}")
+        if last is not None and last["status"] in ("failed", "blocked") and last.get("message"):
+            lines.append(f"{'':24} why: {last['message'].splitlines()[0][:300]}")
     return "\n".join(lines)

@@ -100,7 +100,8 @@ def _doc_md(spec: TableSpec, specs: SpecSet) -> str:
     wm = spec.source.watermark
     lines += [f"- 来源系统：`{spec.source.system}`，连接 `{spec.source.connection}`",
               f"- 主键：{'、'.join(spec.target.primary_key)}",
-              f"- 增量字段：`{wm.column}`，回看 {wm.lookback}" if wm else "- 增量字段：无（每次全量读取，未变化的行不重写）",
+              f"- 增量字段：`{wm.column}`，回看 {wm.lookback if wm.lookback is not None else specs.defaults.watermark_lookback}"
+              if wm else "- 增量字段：无（每次全量读取，未变化的行不重写）",
               f"- 调度：`{spec.schedule or '手动'}`（医院时区 {specs.defaults.timezone}）", "",
               "| 字段 | 中文名 | 类型 | 必填 | 值域 | 关联 |", "|---|---|---|---|---|---|"]
     for c in spec.columns:

@@ -78,10 +78,11 @@ def _gaps(args) -> int:
     if args.store:
         from hipbridge.io.engines import default_frontend_url, engine_for
         from hipbridge.mapping.gaps import store_snapshot
+        from hipbridge.settings import ops_schema_name
 
-        schema = os.environ.get("HIPBRIDGE_OPS_SCHEMA") or (specs.defaults.ops_schema if specs.defaults
-                                                            else "hipbridge_ops")
-        n = store_snapshot(report, engine_for(default_frontend_url(), schema), schema)
+        url = default_frontend_url()
+        schema = ops_schema_name(specs.require_valid().defaults, url)
+        n = store_snapshot(report, engine_for(url, schema), schema)
         print(f"stored {n} row(s) in {schema}.mapping_gap")
     return 1 if (args.fail_on_gaps and report.entries) else 0
 

@@ -14,7 +14,7 @@ def _context(args):
 
 
 def _run(args) -> int:
-    from hipbridge.pipeline.run import sync_table
+    from hipbridge.pipeline.run import counts_text, sync_table
 
     ctx = _context(args)
     if args.full and (args.from_date or args.to_date):
@@ -28,9 +28,7 @@ def _run(args) -> int:
         worst = _report_invalid(ctx.specs)
     for table in tables:
         r = sync_table(table, mode, args.from_date, args.to_date, ctx=ctx)
-        print(f"{r.table}: {r.status}  rows extracted {r.extracted} / published {r.published} / "
-              f"quarantined {r.quarantined}  (new {r.inserted}, changed {r.updated}, voided {r.voided}, "
-              f"unchanged {r.unchanged})  window {r.window_start} … {r.window_end}")
+        print(f"{r.table}: {r.status}  {counts_text(vars(r))}  window {r.window_start} … {r.window_end}")
         if r.status != "published":
             print(f"  blocked: {r.message}", file=sys.stderr)
             worst = 3
@@ -74,12 +72,19 @@ def _frontend_init(args) -> int:
     specs = load_specs(args.specs).require_valid()
     from hipbridge.io.engines import default_frontend_url
 
-    engine = engine_for(args.db or default_frontend_url(), ops_schema_name(specs.defaults))
-    report = create_frontend(engine, specs)
-    print(f"front-end {engine.url.render_as_string(hide_password=True)}: created {len(report.created)}, "
-          f"upgraded {len(report.upgraded)}, unchanged {len(report.unchanged)} table(s)")
+    url = args.db or default_frontend_url()
+    engine = engine_for(url, ops_schema_name(specs.defaults, url))
+    if args.adopt_ops and args.fresh_ops:
+        raise SystemExit("hipbridge frontend init: --adopt-ops and --fresh-ops exclude each other")
+    legacy = args.adopt_ops or ("fresh" if args.fresh_ops else "auto")
+    report = create_frontend(engine, specs, ops_legacy=legacy)
+    print(f"front-end {engine.url.render_as_string(hide_password=True)} (operations schema "
+          f"{ops_schema_name(specs.defaults, url)}): created {len(report.created)}, upgraded {len(report.upgraded)}, "
+          f"unchanged {len(report.unchanged)} table(s)")
     for name, cols in report.upgraded.items():
         print(f"  {name}: added {', '.join(cols)}")
+    for name, what in report.converted.items():
+        print(f"  {name}: converted to {', '.join(what)}")
     return 0
 
 
@@ -105,6 +110,11 @@ def register(sub) -> None:
     i = fs.add_parser("init", help="create or upgrade the front-end tables from the specs")
     i.add_argument("--db", help="front-end database URL (default $HIPBRIDGE_FRONTEND_URL or the embedded SQLite)")
     i.add_argument("--specs", help="spec folder (default table_specs/)")
+    i.add_argument("--adopt-ops", metavar="SCHEMA",
+                   help="take over an earlier version's server-wide operations schema (e.g. hipbridge_ops) as "
+                        "this front-end's own, although other front-end databases used it too")
+    i.add_argument("--fresh-ops", action="store_true",
+                   help="start this front-end's own operations schema empty, leaving an earlier shared one alone")
     i.set_defaults(func=_frontend_init)
 
     register_reconcile(sub)

@@ -9,6 +9,7 @@ denominator, threshold) and scores. Exit 0 when it ran, whatever it found; 2 whe
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -22,7 +23,7 @@ def _setup(args):
     specs = load_specs(args.specs).require_valid()
     cfg = load_config(args.expectations)
     url = args.db or default_frontend_url()
-    engine = engine_for(url, ops_schema_name(specs.defaults))
+    engine = engine_for(url, ops_schema_name(specs.defaults, url))
     with engine.connect():
         pass   # fail here, clearly, when the database cannot be reached
     tables = [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else None
@@ -79,11 +80,11 @@ def _report(args) -> int:
     from hipbridge.quality.report import write_report
 
     specs, cfg, engine, outcome = _run_checks(args, "report")
-    out_dir = Path(args.out) if args.out else home() / "reports"
+    out_dir = Path(args.out or os.environ.get("HIPBRIDGE_REPORT_DIR") or home() / "reports")   # as the DAG
     paths = write_report(engine, specs, outcome, cfg, out_dir, days=args.days)
     _write_json(outcome, args.json)
     print(_summary(outcome))
-    print(f"报告: {paths['html']}\n导出: {paths['xlsx']}")
+    print(f"生成时间 {paths['generated']}\n报告: {paths['html']}\n导出: {paths['xlsx']}")
     return 0
 
 
@@ -133,7 +134,7 @@ def register(sub) -> None:
     r.set_defaults(func=_run)
     rep = s.add_parser("report", help="run the rules and write the HTML report and XLSX export")
     common(rep)
-    rep.add_argument("--out", default=None, help="report folder (default: $HIPBRIDGE_HOME/reports)")
+    rep.add_argument("--out", default=None, help="report folder (default: $HIPBRIDGE_REPORT_DIR, else $HIPBRIDGE_HOME/reports)")
     rep.add_argument("--days", type=int, default=30, help="评估周期 in days (daily volumes, batch counts)")
     rep.set_defaults(func=_report)
     ru = s.add_parser("rules", help="list the rules generated from the specs and expectations/")

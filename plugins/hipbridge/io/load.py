@@ -75,9 +75,9 @@ def batch_staging_table(staging: Table, batch_id: str, primary_key: list[str], d
     if heap:
         cols.append(Column(FLAG_COLUMN, String(4), nullable=True))
     extra = [] if heap else [Index(f"ix_{name}", *primary_key)]
-    kwargs = {}
+    kwargs = {"mysql_charset": "utf8mb4"} if heap else {}
     if mariadb and os.environ.get("HIPBRIDGE_STAGING_ENGINE", "aria") == "aria":
-        kwargs = {"mysql_engine": "Aria", "mysql_transactional": "0"}
+        kwargs.update({"mysql_engine": "Aria", "mysql_transactional": "0"})
     table = Table(name, md, *cols, *extra, schema=staging.schema, **kwargs)
     table.info["per_batch"] = True  # every row belongs to the batch: no hb_batch filter needed
     table.info["constants"] = frozenset(constants)
@@ -256,15 +256,24 @@ def stage_rows(conn: Connection, staging: Table, frame: pd.DataFrame) -> int:
 
 @dataclass
 class PublishCounts:
+    """What one publish did. `written` rows went to the target; everything else is accounted for.
+
+    staged = latest + superseded (earlier rows of a key the batch repeats);
+    latest = inserted + updated + voided (written) + unchanged + older + unsent.
+    """
+
     staged: int = 0
     latest: int = 0
     inserted: int = 0
     updated: int = 0
     voided: int = 0
+    older: int = 0   # an older version than the one already published (not written)
+    unsent: int = 0  # a key seen for the first time already voided: never sent, so not sent as voided
+    deleted: int = 0  # keys sent before that the source no longer returns: sent again as voided
 
     @property
     def unchanged(self) -> int:
-        return self.latest - self.inserted - self.updated - self.voided
+        return self.latest - self.inserted - self.updated - self.voided - self.older - self.unsent
 
     @property
     def superseded(self) -> int:
@@ -272,7 +281,11 @@ class PublishCounts:
 
     @property
     def written(self) -> int:
-        return self.inserted + self.updated + self.voided
+        return self.inserted + self.updated + self.voided + self.deleted
+
+
+# hb_flag values of staged rows that are not written (never a 修改标志: those are digits)
+OLDER_MARK, UNSENT_MARK = "-o", "-u"
 
 
 class _SQL:
@@ -285,6 +298,12 @@ class _SQL:
        into a narrow temporary table `hb_changed` with their 修改标志;
     2. the target and the ledger are upserted from `hb_changed` joined to the staged rows;
     3. counts come from `hb_changed`.
+
+    A staged row older than what the ledger says was published (its 数据更新时间 before the
+    ledger's `hb_changed_at`) is classified `OLDER_MARK` and not written: a backfill window that
+    read a row before the daily run published a newer version never takes the front-end back in
+    time. A key seen for the first time already voided is `UNSENT_MARK` (not written) unless
+    `_defaults.yaml` says `first_seen_voided: send`.
 
     Why a separate step: an `INSERT INTO target … SELECT` that reads the target (or the ledger)
     in its own SELECT makes MySQL/MariaDB copy the whole result into a temporary table first;
@@ -304,8 +323,12 @@ class _SQL:
         self.tgt = self.q(target_name)
         self.pk = list(spec.target.primary_key)
         self.flag_col = defaults.audit("change_flag").name
+        self.stamp_col = defaults.audit("extracted_at").name
+        self.upd_name = defaults.audit("source_updated_at").name
+        self.upd = self.q(self.upd_name)
         self.cols = [c.name for c in target_columns(spec, defaults)]
         self.flags = defaults.change_flags
+        self.send_unsent = defaults.first_seen_voided == "send"
         self.per_batch = bool(staging.info.get("per_batch"))
 
     def batch(self, alias: str = "") -> str:
@@ -316,6 +339,10 @@ class _SQL:
 
     def _on(self, a: str, b: str) -> str:
         return " AND ".join(f"{a}.{self.q(k)} = {b}.{self.q(k)}" for k in self.pk)
+
+    def written(self, alias: str) -> str:
+        f = self.flags
+        return f"{alias}.hb_flag IN ('{f.new}', '{f.changed}', '{f.voided}')"
 
     def duplicates(self) -> str:
         pk = ", ".join(self.q(k) for k in self.pk)
@@ -336,15 +363,23 @@ class _SQL:
         return f"FROM {self.stg} s JOIN {latest} d ON {self._on('s', 'd')} AND s.hb_rownum = d.hb_last {joins}", k0
 
     @property
+    def older(self) -> str:
+        return f"l.hb_changed_at > s.{self.upd}"
+
+    @property
     def changed(self) -> str:
         _, k0 = self.source
-        return f"(l.{k0} IS NULL OR t.{k0} IS NULL OR l.hb_digest <> s.hb_digest)"
+        return f"(l.{k0} IS NULL OR t.{k0} IS NULL OR l.hb_digest <> s.hb_digest OR {self.older})"
+
+    def _new_or_unsent(self) -> str:
+        voided = self.flags.voided if self.send_unsent else UNSENT_MARK
+        return f"CASE WHEN s.hb_void = 1 THEN '{voided}' ELSE '{self.flags.new}' END"
 
     @property
     def flag(self) -> str:
         _, k0 = self.source
-        return (f"CASE WHEN s.hb_void = 1 THEN '{self.flags.voided}' WHEN l.{k0} IS NULL "
-                f"THEN '{self.flags.new}' ELSE '{self.flags.changed}' END")
+        return (f"CASE WHEN l.{k0} IS NULL THEN {self._new_or_unsent()} WHEN {self.older} THEN '{OLDER_MARK}' "
+                f"WHEN s.hb_void = 1 THEN '{self.flags.voided}' ELSE '{self.flags.changed}' END")
 
     def latest(self) -> str:
         if self.unique:
@@ -360,7 +395,8 @@ class _SQL:
     def classify(self) -> str:
         src, _ = self.source
         keys = ", ".join(f"s.{self.q(k)}" for k in self.pk)
-        select = f"SELECT {keys}, s.hb_rownum, s.hb_digest, {self.flag} AS hb_flag {src} AND {self.changed}"
+        select = (f"SELECT {keys}, s.hb_rownum, s.hb_digest, s.{self.upd} AS hb_changed_at, {self.flag} AS hb_flag "
+                  f"{src} AND {self.changed}")
         if self.dialect in ("mysql", "mariadb"):
             pk = ", ".join(self.q(k) for k in self.pk)
             return f"CREATE TEMPORARY TABLE {self.CHANGED} (PRIMARY KEY ({pk})) ENGINE=InnoDB {select}"
@@ -382,7 +418,7 @@ class _SQL:
         k0 = self.q(self.pk[0])
         changed = self._unless_voided(self.flags.changed)
         gone = f"NOT EXISTS (SELECT 1 FROM {self.tgt} t WHERE {self._on('s', 't')})"
-        case = (f"CASE WHEN l.{k0} IS NULL THEN {self._unless_voided(self.flags.new)} "
+        case = (f"CASE WHEN l.{k0} IS NULL THEN {self._new_or_unsent()} WHEN {self.older} THEN '{OLDER_MARK}' "
                 f"WHEN l.hb_digest <> s.hb_digest THEN {changed} WHEN {gone} THEN {changed} ELSE NULL END")
         return (f"UPDATE {self.stg} s LEFT JOIN {self.led} l ON {self._on('s', 'l')} "
                 f"SET s.{FLAG_COLUMN} = {case} WHERE {self.batch('s')}")
@@ -398,34 +434,47 @@ class _SQL:
         return f"SELECT 1 FROM {self.led} LIMIT 1 FOR UPDATE"
 
     def first_counts(self) -> str:
-        return (f"SELECT {self._unless_voided(self.flags.new)}, COUNT(*) FROM {self.stg} s "
+        return (f"SELECT {self._new_or_unsent()}, COUNT(*) FROM {self.stg} s "
                 f"WHERE {self.batch('s')} GROUP BY s.hb_void")
 
     def _staged(self, first: bool) -> tuple[str, str]:
         """(flag expression, FROM … WHERE) over the staged rows to write: all on a first publish."""
         if first:
-            return self._unless_voided(self.flags.new), f"FROM {self.stg} s WHERE {self.batch('s')}"
-        return f"s.{FLAG_COLUMN}", f"FROM {self.stg} s WHERE {self.batch('s')} AND s.{FLAG_COLUMN} IS NOT NULL"
+            unsent = "" if self.send_unsent else " AND s.hb_void = 0"
+            return self._new_or_unsent(), f"FROM {self.stg} s WHERE {self.batch('s')}{unsent}"
+        return f"s.{FLAG_COLUMN}", f"FROM {self.stg} s WHERE {self.batch('s')} AND {self.written('s')}"
+
+    def _target_exprs(self, flag: str) -> list[str]:
+        return [flag if c == self.flag_col else ":stamp" if c == self.stamp_col else f"s.{self.q(c)}"
+                for c in self.cols]
 
     def write_target_flagged(self, first: bool = False) -> str:
         flag, source = self._staged(first)
-        exprs = [flag if c == self.flag_col else f"s.{self.q(c)}" for c in self.cols]
-        return self._upsert(self.tgt, self.cols, f"SELECT {', '.join(exprs)} {source}")
+        return self._upsert(self.tgt, self.cols, f"SELECT {', '.join(self._target_exprs(flag))} {source}",
+                            self.upd_name)
 
     def write_ledger_flagged(self, first: bool = False) -> str:
         flag, source = self._staged(first)
-        exprs = [f"s.{self.q(k)}" for k in self.pk] + ["s.hb_digest", flag, ":batch"]
-        return self._upsert(self.led, self.pk + ["hb_digest", "hb_flag", "hb_batch"],
-                            f"SELECT {', '.join(exprs)} {source}")
+        exprs = [f"s.{self.q(k)}" for k in self.pk] + ["s.hb_digest", flag, ":batch", f"s.{self.upd}"]
+        return self._upsert(self.led, self.pk + ["hb_digest", "hb_flag", "hb_batch", "hb_changed_at"],
+                            f"SELECT {', '.join(exprs)} {source}", "hb_changed_at")
 
     def changed_counts(self) -> str:
         return f"SELECT hb_flag, COUNT(*) FROM {self.CHANGED} GROUP BY hb_flag"
 
     def _from_changed(self) -> str:
         return (f"FROM {self.CHANGED} c JOIN {self.stg} s ON {self._on('c', 's')} AND s.hb_rownum = c.hb_rownum "
-                f"WHERE {self.batch('s')}")
+                f"WHERE {self.batch('s')} AND {self.written('c')}")
 
-    def _upsert(self, table: str, cols: list[str], select_sql: str) -> str:
+    def _upsert(self, table: str, cols: list[str], select_sql: str, changed_at: str) -> str:
+        """INSERT … SELECT that updates an existing key; changed_at: the table's source change-time column.
+
+        PostgreSQL and SQLite update only when the incoming row is not older (`DO UPDATE … WHERE`):
+        a concurrent publish of the same key that committed after our classification read the
+        ledger must still win if it is newer. On MySQL/MariaDB the classification's reads of the
+        ledger are locking reads (as in any INSERT/UPDATE … SELECT), so a concurrent publish waits
+        or deadlocks and is retried, and classifies against the committed newer row.
+        """
         names = ", ".join(self.q(c) for c in cols)
         rest = [c for c in cols if c not in self.pk]
         if self.dialect in ("mysql", "mariadb"):
@@ -433,25 +482,42 @@ class _SQL:
             return f"INSERT INTO {table} ({names}) {select_sql} ON DUPLICATE KEY UPDATE {sets}"
         sets = ", ".join(f"{self.q(c)} = excluded.{self.q(c)}" for c in rest)
         keys = ", ".join(self.q(k) for k in self.pk)
-        return f"INSERT INTO {table} ({names}) {select_sql} ON CONFLICT ({keys}) DO UPDATE SET {sets}"
+        t = self.q(changed_at)
+        return (f"INSERT INTO {table} AS hb_t ({names}) {select_sql} ON CONFLICT ({keys}) DO UPDATE SET {sets} "
+                f"WHERE hb_t.{t} IS NULL OR excluded.{t} IS NULL OR hb_t.{t} <= excluded.{t}")
 
     def write_target(self) -> str:
-        exprs = ["c.hb_flag" if c == self.flag_col else f"s.{self.q(c)}" for c in self.cols]
-        return self._upsert(self.tgt, self.cols, f"SELECT {', '.join(exprs)} {self._from_changed()}")
+        return self._upsert(self.tgt, self.cols, f"SELECT {', '.join(self._target_exprs('c.hb_flag'))} "
+                                                 f"{self._from_changed()}", self.upd_name)
 
     def write_ledger(self) -> str:
-        cols = self.pk + ["hb_digest", "hb_flag", "hb_batch"]
-        exprs = [f"c.{self.q(k)}" for k in self.pk] + ["c.hb_digest", "c.hb_flag", ":batch"]
+        cols = self.pk + ["hb_digest", "hb_flag", "hb_batch", "hb_changed_at"]
+        exprs = [f"c.{self.q(k)}" for k in self.pk] + ["c.hb_digest", "c.hb_flag", ":batch", "c.hb_changed_at"]
         # a WHERE keeps SQLite from reading ON CONFLICT as the SELECT's join constraint
-        return self._upsert(self.led, cols, f"SELECT {', '.join(exprs)} FROM {self.CHANGED} c WHERE 1 = 1")
+        return self._upsert(self.led, cols, f"SELECT {', '.join(exprs)} FROM {self.CHANGED} c "
+                                            f"WHERE {self.written('c')}", "hb_changed_at")
 
     def clear_staging(self) -> str:
         return f"DELETE FROM {self.stg} WHERE {self.batch()}"
 
+    # -- key reconciliation (a full read): keys the source no longer returns were deleted there
+    def _absent(self, table: str) -> str:
+        on = " AND ".join(f"s.{self.q(k)} = {table}.{self.q(k)}" for k in self.pk)
+        return f"NOT EXISTS (SELECT 1 FROM {self.stg} s WHERE {on})"
+
+    def void_deleted_target(self) -> str:
+        flag = self.q(self.flag_col)
+        return (f"UPDATE {self.tgt} SET {flag} = '{self.flags.voided}', {self.q(self.stamp_col)} = :stamp "
+                f"WHERE {flag} <> '{self.flags.voided}' AND {self._absent(self.tgt)}")
+
+    def void_deleted_ledger(self) -> str:
+        return (f"UPDATE {self.led} SET hb_flag = '{self.flags.voided}', hb_batch = :batch "
+                f"WHERE hb_flag <> '{self.flags.voided}' AND {self._absent(self.led)}")
+
 
 def publish_batch(conn: Connection, spec: TableSpec, defaults: Defaults, staging: Table, ledger: Table,
                   batch_id: str, *, clear: bool = True, staged: int | None = None,
-                  unique: bool | None = None) -> PublishCounts:
+                  unique: bool | None = None, clock=None, reconcile: bool = False) -> PublishCounts:
     """Move one staged batch into the target table. Call inside the caller's transaction.
 
     clear=False leaves the staged rows for the caller to drop after the commit: deleting them
@@ -459,11 +525,17 @@ def publish_batch(conn: Connection, spec: TableSpec, defaults: Defaults, staging
     staged: the rows the staging table holds for the batch, when already counted; unique: whether
     the batch holds at most one row per key, when already known (transfer counts duplicate keys
     as it stages; otherwise a GROUP BY finds out).
+    clock: returns the time written as 数据采集时间 (default: now). It is read just before the
+    target is written, the last statement before the caller's bookkeeping and commit, so a
+    platform that extracts by 数据采集时间 does not skip rows that were still uncommitted when
+    it last looked (the extraction time, hours earlier for a long batch, would).
+    reconcile: the batch read the whole source (a full run, nothing quarantined): target rows whose
+    key it did not return were deleted at the source and are written again with 修改标志 = voided.
     """
     sql = _SQL(conn, spec, defaults, staging, ledger, spec.target.name)
     params = {"batch": batch_id}
     heap = FLAG_COLUMN in staging.c  # MySQL/MariaDB: no index until one is needed
-    if heap and not unique:
+    if heap and (not unique or reconcile):
         add_key_index(conn, staging, sql.pk)
     if unique is None:
         unique = conn.execute(text(sql.duplicates()), params).first() is None
@@ -487,10 +559,19 @@ def publish_batch(conn: Connection, spec: TableSpec, defaults: Defaults, staging
         conn.execute(text(sql.classify()), params)
         by_flag = {str(f): int(n) for f, n in conn.execute(text(sql.changed_counts())).all()}
     counts = PublishCounts(staged=int(staged), latest=int(latest), inserted=by_flag.get(flags.new, 0),
-                           updated=by_flag.get(flags.changed, 0), voided=by_flag.get(flags.voided, 0))
-    if counts.written:
-        conn.execute(text(sql.write_target_flagged(first) if in_place else sql.write_target()), params)
+                           updated=by_flag.get(flags.changed, 0), voided=by_flag.get(flags.voided, 0),
+                           older=by_flag.get(OLDER_MARK, 0), unsent=by_flag.get(UNSENT_MARK, 0))
+    def stamp() -> object:
+        now = (clock or (lambda: datetime.now().replace(microsecond=0)))()
+        return now.strftime("%Y-%m-%d %H:%M:%S") if sql.dialect == "sqlite" else now  # SQLite: the province's text
+
+    if reconcile:
+        conn.execute(text(sql.void_deleted_ledger()), params)
+        counts.deleted = conn.execute(text(sql.void_deleted_target()), {**params, "stamp": stamp()}).rowcount or 0
+    if counts.written - counts.deleted:
         conn.execute(text(sql.write_ledger_flagged(first) if in_place else sql.write_ledger()), params)
+        conn.execute(text(sql.write_target_flagged(first) if in_place else sql.write_target()),
+                     {**params, "stamp": stamp()})
     if not in_place:
         conn.execute(text(sql.drop_changed()))
     if clear:

@@ -3,12 +3,24 @@
 Watermarks, the batch log and quarantine are defined here; other modules (quality, sharing,
 mapping) register their own tables with `@register_ops_tables`, so `ensure_ops()` creates all of
 them. On MariaDB the schema is a database, on PostgreSQL a schema, on SQLite an attached file.
+
+One operations schema belongs to one front-end database: its ledgers decide 修改标志, so two
+front-ends sharing one would send each other's keys as changed. The default name is derived
+from the front-end database (`derive_ops_schema`), the schema records its owner when it is
+created (`ops_owner`), and `ensure_ops` refuses a schema owned by another front-end. An install
+of an earlier version kept one `hipbridge_ops` per server; `ensure_ops` moves it to the derived
+name when no other front-end database on the server used it (and refuses, naming them, otherwise).
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import (
     Column,
@@ -22,8 +34,10 @@ from sqlalchemy import (
     inspect,
     text,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import IntegrityError
 
+log = logging.getLogger(__name__)
 _DEFINERS: list[Callable[[MetaData], None]] = []
 
 
@@ -39,6 +53,8 @@ def _core(md: MetaData) -> None:
         "watermark", md,
         Column("table_id", String(64), primary_key=True),
         Column("watermark", DateTime, nullable=False, comment="high-water mark of the source's change time"),
+        Column("covered_to", DateTime, comment="end of the windows published without a gap (our clock): a "
+                                               "window rerun starting after it does not move the watermark"),
         Column("batch_id", String(64)),
         Column("updated_at", DateTime, nullable=False),
         comment="增量水位: last published source change time per table",
@@ -54,7 +70,7 @@ def _core(md: MetaData) -> None:
         Column("started_at", DateTime, nullable=False),
         Column("finished_at", DateTime),
         Column("extracted", Integer, default=0),
-        Column("published", Integer, default=0),
+        Column("published", Integer, default=0, comment="rows written to the target (new + changed + voided)"),
         Column("inserted", Integer, default=0),
         Column("updated", Integer, default=0),
         Column("voided", Integer, default=0),
@@ -62,6 +78,11 @@ def _core(md: MetaData) -> None:
         Column("quarantined", Integer, default=0),
         Column("duplicates", Integer, comment="staged rows superseded by a later row with the same key "
                                               "in the batch; NULL: not counted during transfer"),
+        Column("skipped", Integer, comment="source rows not read: change time NULL (read by full runs only)"),
+        Column("older", Integer, comment="rows older than the version already published: not written"),
+        Column("unsent", Integer, comment="keys seen for the first time already voided: not sent"),
+        Column("deleted", Integer, comment="keys the source no longer returns (full run, reconcile_keys): sent as voided"),
+        Column("max_changed_at", DateTime, comment="highest source change time staged (the next watermark)"),
         Column("run_id", String(250)),
         Column("message", Text),
         Index("ix_batch_log_table", "table_id", "started_at"),
@@ -81,6 +102,44 @@ def _core(md: MetaData) -> None:
         Index("ix_quarantine_table", "table_id", "created_at"),
         comment="隔离区: rows that could not be loaded, with the reason",
     )
+
+
+@register_ops_tables
+def _owner(md: MetaData) -> None:
+    Table(
+        "ops_owner", md,
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("frontend_database", String(255), nullable=False, comment="the front-end database this schema serves"),
+        Column("server", String(255), nullable=False, comment="server it was created on (for the error message)"),
+        Column("created_at", DateTime, nullable=False),
+        comment="归属: which front-end database owns this operations schema (one row)",
+    )
+
+
+# MariaDB and PostgreSQL allow 64 and 63 characters in a schema name
+_MAX_NAME = 63
+
+
+def _url_of(frontend) -> URL:
+    if isinstance(frontend, Engine):
+        return frontend.url
+    return frontend if isinstance(frontend, URL) else make_url(str(frontend))
+
+
+def derive_ops_schema(frontend, base: str) -> str:
+    """`<front-end database>_<base>` on MariaDB/PostgreSQL; `base` on SQLite (a file next to the front-end)."""
+    url = _url_of(frontend)
+    if url.get_backend_name() == "sqlite" or not url.database:
+        return base
+    name = f"{url.database}_{base}"
+    if len(name) > _MAX_NAME:
+        digest = hashlib.sha1(url.database.encode()).hexdigest()[:8]
+        name = f"{url.database[:_MAX_NAME - len(base) - 10]}_{digest}_{base}"
+    return name
+
+
+class OpsSchemaError(RuntimeError):
+    """The operations schema belongs to another front-end, or an earlier shared one needs a decision."""
 
 
 @dataclass(frozen=True)
@@ -116,19 +175,130 @@ def ensure_schema(engine: Engine, schema: str) -> None:
         # sqlite: attached by the engine (engines._attach_ops)
 
 
-def ensure_ops(engine: Engine, schema: str) -> Ops:
+def ensure_ops(engine: Engine, schema: str, *, legacy: str = "auto") -> Ops:
     """Create the operations schema and every registered table that is missing; add missing columns.
 
     Columns added in later versions are nullable, so an existing operations schema is upgraded in
-    place (never dropped).
+    place (never dropped). The schema is claimed for this front-end database on creation and
+    checked on every call (`OpsSchemaError` when another front-end owns it).
+
+    legacy: what to do with an earlier version's server-wide schema when `schema` does not exist
+    yet — "auto" (move it here when no other front-end database used it), "fresh" (leave it and
+    start empty), or the name of a schema to adopt whatever else used it.
     """
     ops = ops_for(schema)
+    _migrate_legacy(engine, schema, legacy)
     ensure_schema(engine, schema)
     ops.metadata.create_all(engine)
     insp = inspect(engine)
     for table in ops.metadata.sorted_tables:
         add_missing_columns(engine, table, insp)
+    _claim(engine, ops)
     return ops
+
+
+def frontend_identity(engine: Engine) -> tuple[str, str]:
+    """(database, server) of a front-end engine, as the server reports them."""
+    dialect = engine.dialect.name
+    with engine.connect() as conn:
+        if dialect in ("mysql", "mariadb"):
+            db, host, port = conn.execute(text("SELECT DATABASE(), @@hostname, @@port")).one()
+            return str(db), f"{host}:{port}"
+        if dialect == "postgresql":
+            db, addr, port = conn.execute(text(
+                "SELECT current_database(), host(inet_server_addr()), inet_server_port()")).one()
+            return str(db), f"{addr or 'local'}:{port or ''}"
+    db = engine.url.database or ":memory:"
+    return os.path.basename(db), f"sqlite@{socket.gethostname()}"
+
+
+def _claim(engine: Engine, ops: Ops) -> None:
+    owner_t = ops.table("ops_owner")
+    database, server = frontend_identity(engine)
+    with engine.connect() as conn:
+        row = conn.execute(owner_t.select()).mappings().first()
+    if row is None:
+        try:
+            with engine.begin() as conn:
+                conn.execute(owner_t.insert().values(id=1, frontend_database=database, server=server,
+                                                     created_at=datetime.now().replace(microsecond=0)))
+            return
+        except IntegrityError:  # another process claimed it at the same moment: check that claim
+            with engine.connect() as conn:
+                row = conn.execute(owner_t.select()).mappings().first()
+    if row is not None and row["frontend_database"] != database:
+        raise OpsSchemaError(
+            f"operations schema {ops.schema!r} belongs to the front-end database {row['frontend_database']!r} "
+            f"(created {row['created_at']:%Y-%m-%d %H:%M} on {row['server']}), not to {database!r}: its "
+            f"ledgers would send this front-end's rows with the wrong 修改标志. Unset HIPBRIDGE_OPS_SCHEMA "
+            f"(each front-end then uses its own, named after its database) or set it to a schema of this front-end")
+
+
+def _schema_exists(conn, dialect: str, schema: str) -> bool:
+    if dialect in ("mysql", "mariadb"):
+        sql = "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = :s"
+    else:
+        sql = "SELECT 1 FROM information_schema.schemata WHERE schema_name = :s"
+    return conn.execute(text(sql), {"s": schema}).first() is not None
+
+
+def _tables_in(conn, schema: str) -> list[str]:
+    return [r[0] for r in conn.execute(text(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = :s"), {"s": schema})]
+
+
+def _migrate_legacy(engine: Engine, schema: str, legacy: str) -> None:
+    """Move an earlier version's server-wide operations schema to this front-end's own name."""
+    dialect = engine.dialect.name
+    if dialect not in ("mysql", "mariadb", "postgresql") or legacy == "fresh":
+        return
+    database, _ = frontend_identity(engine)
+    if legacy == "auto":
+        if os.environ.get("HIPBRIDGE_OPS_SCHEMA") or not schema.startswith(f"{database}_"):
+            return  # an explicitly named schema is never migrated into
+        old, forced = schema[len(database) + 1:], False
+    else:
+        old, forced = legacy, True
+    with engine.connect() as conn:
+        if old == schema or _schema_exists(conn, dialect, schema) or not _schema_exists(conn, dialect, old):
+            return
+        tables = _tables_in(conn, old)
+        if "watermark" not in tables:
+            return
+        if "ops_owner" in tables:
+            prep = engine.dialect.identifier_preparer
+            if conn.execute(text(f"SELECT 1 FROM {prep.quote_schema(old)}.ops_owner")).first() is not None:
+                return  # already some front-end's own schema (named explicitly): not an earlier version's
+        others: list[str] = []
+        if dialect != "postgresql" and not forced and "frontend_catalog" in tables:
+            prep = engine.dialect.identifier_preparer
+            names = [r[0] for r in conn.execute(text(
+                f"SELECT DISTINCT table_name FROM {prep.quote_schema(old)}.frontend_catalog"))]
+            if names:
+                params = {f"n{i}": n for i, n in enumerate(names)}
+                others = [r[0] for r in conn.execute(text(
+                    "SELECT DISTINCT table_schema FROM information_schema.tables WHERE table_name IN ("
+                    + ", ".join(f":n{i}" for i in range(len(names))) + ") AND table_schema NOT IN (:old, :db)"),
+                    {**params, "old": old, "db": database})]
+    if others:
+        raise OpsSchemaError(
+            f"the operations schema {old!r} of an earlier version (one per server) was used by the front-end "
+            f"databases {', '.join(sorted([database, *others]))}; it cannot tell whose ledgers it holds. In the "
+            f"front-end it belongs to run `hipbridge frontend init --adopt-ops {old}` (it moves there as that "
+            f"front-end's own schema); in the others `hipbridge frontend init --fresh-ops` (they start with an "
+            f"empty ledger, so their next upload sends every row as new)")
+    prep = engine.dialect.identifier_preparer
+    with engine.begin() as conn:
+        if dialect == "postgresql":
+            conn.execute(text(f"ALTER SCHEMA {prep.quote_schema(old)} RENAME TO {prep.quote_schema(schema)}"))
+        else:
+            conn.execute(text(f"CREATE DATABASE {prep.quote_schema(schema)} CHARACTER SET utf8mb4"))
+            pairs = ", ".join(f"{prep.quote_schema(old)}.{prep.quote(t)} TO {prep.quote_schema(schema)}.{prep.quote(t)}"
+                              for t in tables)
+            conn.execute(text(f"RENAME TABLE {pairs}"))
+            if not _tables_in(conn, old):
+                conn.execute(text(f"DROP DATABASE {prep.quote_schema(old)}"))
+    log.warning("moved the operations schema %s of an earlier version to %s (this front-end's own)", old, schema)
 
 
 def add_missing_columns(engine: Engine, table: Table, insp=None) -> list[str]:

@@ -49,13 +49,26 @@ def get_watermark(engine: Engine | Connection, ops: Ops, table_id: str) -> datet
         return conn.execute(stmt).scalar()
 
 
+def get_covered(engine: Engine | Connection, ops: Ops, table_id: str) -> datetime | None:
+    """End of the windows published without a gap (NULL for a schema of an earlier version: use the watermark)."""
+    t = ops.table("watermark")
+    stmt = select(t.c.covered_to, t.c.watermark).where(t.c.table_id == table_id)
+    if isinstance(engine, Connection):
+        row = engine.execute(stmt).first()
+    else:
+        with engine.connect() as conn:
+            row = conn.execute(stmt).first()
+    return None if row is None else (row[0] or row[1])
+
+
 def set_watermark(conn: Connection, ops: Ops, table_id: str, value: datetime, batch_id: str,
-                  now: datetime) -> None:
+                  now: datetime, covered_to: datetime | None = None) -> None:
     t = ops.table("watermark")
     done = conn.execute(update(t).where(t.c.table_id == table_id)
-                        .values(watermark=value, batch_id=batch_id, updated_at=now))
+                        .values(watermark=value, batch_id=batch_id, updated_at=now, covered_to=covered_to))
     if done.rowcount == 0:
-        conn.execute(t.insert().values(table_id=table_id, watermark=value, batch_id=batch_id, updated_at=now))
+        conn.execute(t.insert().values(table_id=table_id, watermark=value, batch_id=batch_id, updated_at=now,
+                                       covered_to=covered_to))
 
 
 def open_batch(engine: Engine, ops: Ops, batch: Batch) -> None:

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 from .catalog import EMPTY, MAPPED, Catalog, normalise_value
 from .files import MappingConfigError
@@ -64,10 +65,11 @@ class ColumnCoverage:
 @dataclass
 class GapReport:
     hospital: str
-    created_at: datetime
+    created_at: datetime            # the hospital's local time (naive), like every time hipbridge records
     entries: list[GapEntry] = field(default_factory=list)
     coverage: list[ColumnCoverage] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    timezone: str = "Asia/Shanghai"
 
     def as_json(self) -> list[dict]:
         return [e.as_json() for e in self.entries]
@@ -194,7 +196,8 @@ def compute_gaps(catalog: Catalog, specs: SpecSet, table: str | None = None,
     """Gap report over every coded column fed by a source column (`from:`), or one table's."""
     from hipbridge.io.engines import source_engine
 
-    report = GapReport(catalog.hospital.hospital, datetime.now())
+    local_now = datetime.now(ZoneInfo(specs.defaults.timezone)).replace(tzinfo=None, microsecond=0)
+    report = GapReport(catalog.hospital.hospital, local_now, timezone=specs.defaults.timezone)
     chosen = [specs.get(table)] if table else [specs.specs[t] for t in sorted(specs.specs)]
     names_cache: dict = {}
     for spec in chosen:

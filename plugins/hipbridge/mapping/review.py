@@ -109,7 +109,7 @@ def export_xlsx(report: GapReport, path: Path) -> int:
             cv.cell(row=cv.max_row, column=8).number_format = "0.00%"
     help_ws = wb.create_sheet(SHEET_HELP)
     for line in [
-        f"医院: {report.hospital}    生成时间: {report.created_at:%Y-%m-%d %H:%M}",
+        f"医院: {report.hospital}    生成时间: {report.created_at:%Y-%m-%d %H:%M} {report.timezone}",
         "在“待对照”表中为每个本地代码填写【标准代码】和【状态】（已批准 / 存疑 / 忽略 / 未审核），可填写等价关系、审核人、备注。",
         "只有“已批准”的对照会在上传时生效；“忽略”表示确认不对照（按列的未对照策略处理），不再出现在缺口报告中。",
         "候选列按名称（汉字与拼音）相似度给出，仅供参考；标准代码必须是目标值域中的代码。",

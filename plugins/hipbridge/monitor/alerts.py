@@ -204,7 +204,7 @@ def run_monitor(frontend_url: str | None = None, now: datetime | None = None, se
     tz = specs.defaults.timezone
     now = now or datetime.now(ZoneInfo(tz)).replace(tzinfo=None, microsecond=0)
     url = frontend_url or engines.default_frontend_url()
-    schema = ops_schema_name(specs.defaults)
+    schema = ops_schema_name(specs.defaults, url)
     engine = engines.engine_for(url, schema)
     ops = ensure_ops(engine, schema)
     st = ops.table("alert_state")

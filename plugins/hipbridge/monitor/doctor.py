@@ -154,7 +154,7 @@ def frontend_checks(cfg: DoctorConfig, specs: SpecSet, frontend_url: str) -> lis
     from hipbridge.settings import ops_schema_name
 
     area = "前置机数据库"
-    ops_schema = ops_schema_name(specs.defaults)
+    ops_schema = ops_schema_name(specs.defaults, frontend_url)
     try:
         engine = engines.engine_for(frontend_url, ops_schema)
         with engine.connect() as c:

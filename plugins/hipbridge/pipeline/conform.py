@@ -37,6 +37,7 @@ class ConformedChunk:
     frame: pd.DataFrame  # target columns + hb_void + hb_digest, only rows that passed
     quarantine: list[dict] = field(default_factory=list)  # {row_key, column_name, reason, raw}
     mapping_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    max_changed_at: datetime | None = None  # highest source change time among the rows that passed
 
 
 def _column_lookup(frame: pd.DataFrame) -> dict[str, str]:
@@ -372,7 +373,9 @@ def digest_frame(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
 
 
 def conform_chunk(source: pd.DataFrame, spec: TableSpec, defaults: Defaults, *, catalog, extracted_at: datetime,
-                  org_code: str, org_name: str) -> ConformedChunk:
+                  org_code: str, org_name: str, changed_column: str | None = None) -> ConformedChunk:
+    """changed_column: the source column holding the change time (default: the watermark column;
+    transfer passes the column it computed from the watermark and its fallback)."""
     source = source.reset_index(drop=True)
     n = len(source)
     lookup = _column_lookup(source)
@@ -426,15 +429,22 @@ def conform_chunk(source: pd.DataFrame, spec: TableSpec, defaults: Defaults, *, 
                                                             index=frame.index)
     frame[defaults.audit("change_flag").name] = None
     updated_name = defaults.audit("source_updated_at").name
+    wm = None
     if src.watermark is not None:
-        wm_raw = source[lookup[src.watermark.column.lower()]]
+        wm_raw = source[lookup[(changed_column or src.watermark.column).lower()]]
         wm_text = None if is_datetime64_any_dtype(wm_raw.dtype) else _as_text(wm_raw)[0]
         wm = _datetimes(wm_raw, wm_text)
+        # a NULL change time (read by a full run only) is stamped with the extraction time
         frame[updated_name] = wm.fillna(pd.Timestamp(extracted_at)).astype("datetime64[s]")
     else:
         frame[updated_name] = frame[defaults.audit("extracted_at").name]
 
     bad = reasons.bad
+    max_changed = None
+    if wm is not None:
+        kept = wm[~bad] if bad.any() else wm
+        top = kept.max() if len(kept) else pd.NaT
+        max_changed = None if pd.isna(top) else pd.Timestamp(top).to_pydatetime().replace(microsecond=0)
     quarantine = []
     if bad.any():
         pk = [k for k in spec.target.primary_key if k in frame]
@@ -449,7 +459,7 @@ def conform_chunk(source: pd.DataFrame, spec: TableSpec, defaults: Defaults, *, 
                 "raw": json.dumps({str(k): _json_value(v) for k, v in raw.items()}, ensure_ascii=False),
             })
         frame = frame.loc[~bad]
-    return ConformedChunk(frame, quarantine, counts)
+    return ConformedChunk(frame, quarantine, counts, max_changed)
 
 
 def _json_value(v):

@@ -1,7 +1,7 @@
 """The zero-row probe: before a batch writes anything, ask the source which columns its query returns.
 
-A spec names source columns in three places — `columns[i].from`, `source.void.column` and
-`source.watermark.column`. A name the query does not return would otherwise surface as a KeyError
+A spec names source columns in `columns[i].from`, `source.void.column`, `source.watermark.column`
+and `source.watermark.fallback`. A name the query does not return would otherwise surface as a KeyError
 in the middle of a transfer (after the staging table was created), or not at all for a window
 with no rows. The probe runs the table's statement with an empty window inside
 `SELECT * FROM (…) WHERE 1 = 0`, reads the column names from the cursor, and reports every missing
@@ -38,6 +38,8 @@ def missing_columns(specs: SpecSet, spec: TableSpec, returned: list[str]) -> lis
         wanted.append((("source", "void", "column"), spec.source.void.column))
     if spec.source.watermark is not None:
         wanted.append((("source", "watermark", "column"), spec.source.watermark.column))
+        if spec.source.watermark.fallback:
+            wanted.append((("source", "watermark", "fallback"), spec.source.watermark.fallback))
     return [specs.error_at(spec.table, loc, f"the source query ({origin}) returns no column {name!r} "
                            f"(it returns: {shown})", name)
             for loc, name in wanted if name.lower() not in have]

@@ -9,6 +9,7 @@ retried with backoff; only publish moves the watermark. Design and figures: docs
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import uuid
@@ -24,7 +25,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.engine import Engine
 
 from hipbridge.io import engines, state
-from hipbridge.io.extract import read_chunks
+from hipbridge.io.extract import filters_own_window, read_chunks
 from hipbridge.io.frontend import create_frontend, ledger_table, staging_table
 from hipbridge.io.load import PublishCounts, publish_batch
 from hipbridge.io.ops import Ops, ensure_ops
@@ -61,13 +62,35 @@ class BatchResult:
     updated: int = 0
     voided: int = 0
     unchanged: int = 0
+    skipped: int = 0   # source rows not read: change time NULL (full runs read them)
+    older: int = 0     # older than the version already published: not written
+    unsent: int = 0    # first seen already voided: not sent
+    deleted: int = 0   # keys the source no longer returns (full run, reconcile_keys): sent as voided
     mapping_counts: dict = field(default_factory=dict)
     message: str | None = None
 
     def summary(self) -> str:
-        return (f"{self.table}: {self.status} extracted={self.extracted} published={self.published} "
-                f"(new={self.inserted} changed={self.updated} voided={self.voided} unchanged={self.unchanged}) "
-                f"quarantined={self.quarantined}")
+        return f"{self.table}: {self.status} " + counts_text(vars(self))
+
+
+def counts_text(c: dict) -> str:
+    """One line of a batch's counts, the same in `hipbridge run`, `status` and task logs.
+
+    published = rows written (new + changed + voided); skipped = not read (change time NULL) +
+    older than what is published + first seen already voided.
+    """
+    def n(k: str) -> int:
+        return int(c.get(k) or 0)
+
+    skipped = n("skipped") + n("older") + n("unsent")
+    deleted = f", deleted at the source {n('deleted')}" if n("deleted") else ""
+    line = (f"extracted {n('extracted')}, published {n('published')} (new {n('inserted')}, changed {n('updated')}, "
+            f"voided {n('voided')}{deleted}), unchanged {n('unchanged')}, quarantined {n('quarantined')}, "
+            f"skipped {skipped}")
+    if skipped:
+        line += (f" (change time NULL {n('skipped')}, older than published {n('older')}, "
+                 f"first seen voided {n('unsent')})")
+    return line
 
 
 @dataclass
@@ -92,7 +115,7 @@ class Context:
 
     @cached_property
     def ops_schema(self) -> str:
-        return ops_schema_name(self.defaults)
+        return ops_schema_name(self.defaults, self.frontend_url)
 
     @cached_property
     def engine(self) -> Engine:
@@ -135,7 +158,7 @@ class Context:
             staging = batch_staging_table(staging, batch.batch_id, list(spec.target.primary_key), dialect,
                                           mariadb=bool(getattr(self.engine.dialect, "is_mariadb", False)),
                                           constants=constants)
-        return staging, ledger_table(spec, self.defaults, self.ops_schema, md)
+        return staging, ledger_table(spec, self.defaults, self.ops_schema, md, dialect)
 
 
 # ---------------------------------------------------------------- plan
@@ -175,11 +198,14 @@ def plan(ctx: Context, table: str, mode: str = "incremental", window_start: date
         end = window_end if isinstance(window_end, datetime) else hospital_day_bounds(window_end)[1]
         if end <= start:
             raise PipelineError(f"empty window: {start} … {end}")
-        # A rerun never moves the watermark back, and only moves it on if it leaves no gap.
-        advance = current is None or start <= current
+        # A rerun never moves the watermark back, and only moves it on if it leaves no gap after
+        # the windows already published.
+        covered = state.get_covered(ctx.engine, ctx.ops, table)
+        advance = covered is None or start <= covered
     else:
         end = high_watermark or now
-        start = (current - wm.lookback) if current else EPOCH
+        lookback = wm.lookback if wm.lookback is not None else ctx.defaults.watermark_lookback
+        start = (current - lookback) if current else EPOCH
         end = max(start, end)  # nothing new yet: an empty, successful batch
     batch = state.Batch(
         batch_id=f"{table}-{now:%Y%m%d%H%M%S}-{uuid.uuid4().hex[:8]}", table_id=table, mode=mode,
@@ -377,7 +403,7 @@ def _transfer_once(ctx: Context, batch: state.Batch, spec: TableSpec, source: En
     with ctx.engine.begin() as conn:
         q = ctx.ops.table("quarantine")
         conn.execute(q.delete().where(q.c.batch_id == batch.batch_id))
-    wm_col = spec.source.watermark.column if spec.source.watermark else None
+    read = _read_plan(ctx, spec, batch, sql, source)
     catalog = ctx.catalog if any(c.codes for c in spec.columns) else None
 
     def write_quarantine(conn, rows):
@@ -386,11 +412,19 @@ def _transfer_once(ctx: Context, batch: state.Batch, spec: TableSpec, source: En
     writer = StagingWriter(ctx.engine, staging, write_quarantine)
     keys = KeyTracker(list(spec.target.primary_key))
     rownum = 0
-    chunks = read_chunks(source, sql, wm_col, batch.window_start, batch.window_end, spec.source.chunk_rows)
+    max_changed: datetime | None = None
+    chunks = read_chunks(source, read.sql, read.column, batch.window_start, batch.window_end, spec.source.chunk_rows)
+    if read.null_rows_sql:  # a full run also reads the rows whose change time is NULL
+        chunks = itertools.chain(chunks, read_chunks(source, read.null_rows_sql, None, batch.window_start,
+                                                     batch.window_end, spec.source.chunk_rows))
     try:
         for chunk in _source_chunks(chunks):
+            if rownum == 0 and read.column:
+                _check_watermark_type(ctx, spec, chunk, read.column, source)
             conformed = conform_chunk(chunk, spec, ctx.defaults, catalog=catalog, extracted_at=extracted_at,
-                                      org_code=code, org_name=name)
+                                      org_code=code, org_name=name, changed_column=read.column)
+            if conformed.max_changed_at is not None:
+                max_changed = max(max_changed or conformed.max_changed_at, conformed.max_changed_at)
             frame = conformed.frame
             frame.insert(0, "hb_batch", batch.batch_id)
             frame.insert(1, "hb_rownum", np.arange(rownum, rownum + len(frame), dtype=np.int64))
@@ -413,9 +447,86 @@ def _transfer_once(ctx: Context, batch: state.Batch, spec: TableSpec, source: En
     if totals["extracted"] != totals["staged"] + totals["quarantined"]:
         raise PipelineError(f"{batch.table_id}: rows lost in transfer: {totals}")
     totals["duplicates"] = keys.duplicates()
+    totals["skipped"] = _count_null_rows(source, read.null_count_sql) if read.null_count_sql else 0
+    if totals["skipped"]:
+        log.warning("%s: %d source row(s) have no change time (%s is NULL): not read by this %s run; a full "
+                    "run reads them, or name a fallback column (source.watermark.fallback)", batch.table_id,
+                    totals["skipped"], spec.source.watermark.column, batch.mode)
     state.update_batch(ctx.engine, ctx.ops, batch.batch_id, status="staged", extracted=totals["extracted"],
-                       quarantined=totals["quarantined"], duplicates=totals["duplicates"])
+                       quarantined=totals["quarantined"], duplicates=totals["duplicates"],
+                       skipped=totals["skipped"], max_changed_at=max_changed)
     return {**totals, "mapping": mapping_totals}
+
+
+CHANGED_AT_ALIAS = "hb_changed_at"
+
+
+@dataclass
+class _ReadPlan:
+    sql: str                          # the query to window
+    column: str | None                # the column windows and slices are cut on (None: no watermark)
+    null_rows_sql: str | None = None  # full runs: the rows whose change time is NULL
+    null_count_sql: str | None = None  # other runs: how many rows that skips
+
+
+def _read_plan(ctx: Context, spec: TableSpec, batch: state.Batch, sql: str, source: Engine) -> _ReadPlan:
+    """How to read the window, and what to do about rows whose change time is NULL.
+
+    A window `[start, end)` on the change time never holds a row whose change time is NULL, so such
+    rows would be invisible forever. With `watermark.fallback` the change time is
+    COALESCE(column, fallback) (an index on the column alone then no longer narrows the read);
+    rows still without one are read by full runs, and every other run counts them as skipped.
+    A query that places :window_start / :window_end itself decides this on its own.
+    """
+    wm = spec.source.watermark
+    if wm is None:
+        return _ReadPlan(sql, None)
+    if filters_own_window(sql):
+        return _ReadPlan(sql, wm.column)
+    q = source.dialect.identifier_preparer.quote
+    body = sql.strip().rstrip(";")
+    column = wm.column
+    if wm.fallback:
+        body = (f"SELECT src.*, COALESCE(src.{q(wm.column)}, src.{q(wm.fallback)}) AS {CHANGED_AT_ALIAS} "
+                f"FROM ({body}) src")
+        column = CHANGED_AT_ALIAS
+    nulls = f"SELECT * FROM ({body}) src WHERE src.{q(column)} IS NULL"
+    if batch.mode == "full":
+        return _ReadPlan(body, column, null_rows_sql=nulls)
+    return _ReadPlan(body, column, null_count_sql=f"SELECT COUNT(*) FROM ({nulls}) hb_nulls")
+
+
+def _count_null_rows(source: Engine, sql: str) -> int:
+    from sqlalchemy import text
+
+    try:
+        with source.connect() as conn:
+            return int(conn.execute(text(sql)).scalar() or 0)
+    except Exception as exc:
+        raise _SourceFailure(exc) from exc
+
+
+def _check_watermark_type(ctx: Context, spec: TableSpec, chunk, column: str, source: Engine) -> None:
+    """A text change-time column compares as text ('2026-9-1' > '2026-10-01'): refuse it, naming the spec key.
+
+    SQLite has no date type (its timestamps are text), so there the spec check is all there is.
+    """
+    from pandas.api.types import infer_dtype, is_datetime64_any_dtype
+
+    if source.dialect.name == "sqlite" or chunk.empty:
+        return
+    lookup = {str(c).lower(): c for c in chunk.columns}
+    values = chunk[lookup[column.lower()]] if column.lower() in lookup else None
+    if values is None or is_datetime64_any_dtype(values.dtype):
+        return
+    kind = infer_dtype(values, skipna=True)
+    if kind in ("string", "bytes", "mixed", "integer", "floating"):
+        path = ctx.specs.paths.get(spec.table, f"{spec.table}.yaml")
+        raise PipelineError(f"{path}: source.watermark.column: a watermark must be a date/time column; the "
+                            f"source returns {column} as {kind} (got {values.dropna().iloc[0]!r} …)"
+                            if values.notna().any() else
+                            f"{path}: source.watermark.column: the source returns {column} as {kind}, "
+                            f"not a date/time column")
 
 
 # ---------------------------------------------------------------- gate and publish
@@ -439,6 +550,8 @@ def publish(ctx: Context, batch: state.Batch) -> PublishCounts:
     counts = with_retries(f"publish {batch.table_id}", _publish_once, ctx, batch)
     spec = ctx.specs.get(batch.table_id)
     staging, _ = ctx.tables_for(spec, batch)
+    row = state.batch_row(ctx.engine, ctx.ops, batch.batch_id) or {}
+    log.info("%s: published batch %s: %s", batch.table_id, batch.batch_id, counts_text(row))
     try:  # housekeeping after the commit; the next transfer of this table retries it
         _drop_table(ctx, staging.schema, staging.name)
     except Exception as exc:  # noqa: BLE001
@@ -460,20 +573,49 @@ def _publish_once(ctx: Context, batch: state.Batch) -> PublishCounts:
         staged = int(row["extracted"] or 0) - int(row["quarantined"] or 0)
         # transfer counted duplicate keys (NULL: it could not, e.g. too many keys to track)
         unique = None if row.get("duplicates") is None else int(row["duplicates"]) == 0
+        # a full read with nothing quarantined holds every key the source still has
+        reconcile = spec.source.reconcile_keys and batch.mode == "full" and not int(row["quarantined"] or 0)
+        if spec.source.reconcile_keys and batch.mode == "full" and not reconcile:
+            log.warning("%s: keys not reconciled: %s row(s) of this full run were quarantined, so their keys "
+                        "are missing from the batch without being deleted at the source", batch.table_id,
+                        row["quarantined"])
         counts = publish_batch(conn, spec, ctx.defaults, staging, ledger, batch.batch_id, clear=False,
-                               unique=unique)
+                               unique=unique, clock=ctx.now, reconcile=reconcile)
         if counts.staged != staged or counts.latest > staged:
             raise PipelineError(f"batch {batch.batch_id}: {staged} rows were staged but the staging table "
                                 f"holds {counts.staged} ({counts.latest} keys): not published")
+        new_mark = next_watermark(spec, batch, row.get("max_changed_at"))
         if batch.advance_watermark and batch.window_end is not None:
             current = state.get_watermark(conn, ctx.ops, batch.table_id)
-            if current is None or batch.window_end > current:
-                state.set_watermark(conn, ctx.ops, batch.table_id, batch.window_end, batch.batch_id, ctx.now())
+            covered = state.get_covered(conn, ctx.ops, batch.table_id)
+            mark = max(m for m in (current, new_mark) if m is not None) if (current or new_mark) else None
+            reach = max(batch.window_end, covered) if covered else batch.window_end
+            if mark is not None and (mark != current or reach != covered):
+                state.set_watermark(conn, ctx.ops, batch.table_id, mark, batch.batch_id, ctx.now(), reach)
         state.update_batch(conn, ctx.ops, batch.batch_id, status="published", finished_at=ctx.now(),
-                           published=counts.staged, inserted=counts.inserted, updated=counts.updated,
+                           published=counts.written, inserted=counts.inserted, updated=counts.updated,
                            voided=counts.voided, unchanged=counts.unchanged + counts.superseded,
-                           duplicates=counts.superseded)
+                           duplicates=counts.superseded, older=counts.older, unsent=counts.unsent,
+                           deleted=counts.deleted)
     return counts
+
+
+def next_watermark(spec: TableSpec, batch: state.Batch, max_changed_at: datetime | None) -> datetime | None:
+    """Where the watermark moves after this batch: the highest change time it staged, by the source's clock.
+
+    Not the window's end (our clock): a HIS clock a few minutes behind the front-end, or a row that
+    commits after we read past its change time, would otherwise fall before the next window and be
+    lost. The next window starts at this value minus the lookback. A table without a watermark
+    column keeps the window end (it is read whole every time); a batch that staged nothing leaves
+    the watermark where it is.
+    """
+    if batch.window_end is None:
+        return None
+    if spec.source.watermark is None:
+        return batch.window_end
+    if max_changed_at is None:
+        return None
+    return min(max_changed_at, batch.window_end) if batch.mode != "full" else max_changed_at
 
 
 def fail(ctx: Context, batch: state.Batch, exc: BaseException) -> None:
@@ -497,12 +639,15 @@ def sync_table(table: str, mode: str = "incremental", window_start=None, window_
         if outcome["blocked"]:
             return BatchResult(table, batch.batch_id, mode, batch.window_start, batch.window_end, "blocked",
                                extracted=moved["extracted"], quarantined=moved["quarantined"],
+                               skipped=moved.get("skipped", 0),
                                mapping_counts=moved["mapping"], message=outcome["message"])
         counts = publish(ctx, batch)
     except Exception as exc:
         fail(ctx, batch, exc)
         raise
     return BatchResult(table, batch.batch_id, mode, batch.window_start, batch.window_end, "published",
-                       extracted=moved["extracted"], published=counts.staged, quarantined=moved["quarantined"],
+                       extracted=moved["extracted"], published=counts.written, quarantined=moved["quarantined"],
                        inserted=counts.inserted, updated=counts.updated, voided=counts.voided,
-                       unchanged=counts.unchanged + counts.superseded, mapping_counts=moved["mapping"])
+                       unchanged=counts.unchanged + counts.superseded, skipped=moved.get("skipped", 0),
+                       older=counts.older, unsent=counts.unsent, deleted=counts.deleted,
+                       mapping_counts=moved["mapping"])

@@ -14,6 +14,7 @@ import csv
 import json
 import logging
 import random
+import re
 import socket
 import threading
 import time
@@ -80,6 +81,8 @@ class SimState:
     auths: dict[tuple[str, str], SimAuth] = field(default_factory=dict)
     requests: list[dict[str, Any]] = field(default_factory=list)   # (service, code) log for tests
     pushed_batches: list[str] = field(default_factory=list)
+    reviews: dict[str, dict[str, Any]] = field(default_factory=dict)   # 调阅记录 by reviewId (idempotent)
+    review_posts: int = 0                                                 # every accepted post, retries included
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -144,6 +147,8 @@ def create_app(keys: KeyStore, store=None, cfg: PlatformConfig | None = None, sh
         now = clock()
         if v.get("org_code") not in sim.org_codes:
             return biz["org_unknown"], None
+        if role == "review":
+            return review(v)
         key = (v["org_code"], v.get("appointment_id") or "")
         if role == "grant":
             return grant(key, v, opened, now)
@@ -191,6 +196,28 @@ def create_app(keys: KeyStore, store=None, cfg: PlatformConfig | None = None, sh
         if store is not None:
             push(a, v, now)
         return cfg.codes.success, _auth_data(a)
+
+    def review(v: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+        """调阅记录上传: required fields present, codes and times well-formed; idempotent on reviewId."""
+        from hipbridge.display.config import display_config
+
+        rc = display_config().review
+        bad = [r for r in rc.required if v.get(r) in (None, "")]
+        if v.get("item_type") not in rc.item_types.values():
+            bad.append("item_type")
+        if not re.fullmatch(r"[0-9a-f]{32}", str(v.get("review_id") or "")):
+            bad.append("review_id")
+        for r in ("report_time", "view_time", "operate_time"):
+            try:
+                datetime.strptime(str(v.get(r)), cfg.time_format)
+            except ValueError:
+                bad.append(r)
+        if bad:
+            state.requests.append({"service": "review", "code": biz["review_invalid"], "bad": sorted(set(bad))})
+            return biz["review_invalid"], None
+        state.review_posts += 1
+        state.reviews.setdefault(v["review_id"], dict(v))
+        return cfg.codes.success, {}
 
     # ------------------------------------------------------------ push (数据回推)
 
@@ -242,6 +269,9 @@ def push_patient(store, batch_id: str, auth_id: str, v: dict[str, Any], now: dat
     from hipbridge.io.frontend import target_columns
     from hipbridge.sharing.store import batch_digest, row_digest
 
+    from .sim_clinical import ClinicalFill
+
+    fill = ClinicalFill(rng, now.replace(microsecond=0))   # coherent clinical content in the columns the external data page reads
     cols, mcols = store.cols, store.mcols
     counts: dict[str, int] = {}
     parents: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (table, org) → rows written
@@ -276,6 +306,7 @@ def push_patient(store, batch_id: str, auth_id: str, v: dict[str, Any], now: dat
                             nc = spec.column(b.name_column)
                             if name and nc is not None:
                                 row[b.name_column] = name[: nc.ctype.length or 100]
+                    fill.fill(table_id, h.code, row, i)
                     d = row_digest(row, data_cols)
                     row.update({cols["batch_id"]: batch_id, cols["auth_id"]: auth_id,
                                 cols["instock_time"]: now.replace(microsecond=0), cols["data_num"]: 1,

@@ -7,7 +7,6 @@ must carry name and ID to the platform, is stored SM4-encrypted (`crypto.fields`
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
@@ -22,12 +21,11 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    select,
 )
 from sqlalchemy.engine import Connection, Engine
 
+from hipbridge.audit import chain
 from hipbridge.crypto.keys import KeyStore
-from hipbridge.crypto.sm import hmac_sm3
 from hipbridge.io.ops import Ops, ensure_ops, register_ops_tables
 
 # Outbox and authorization state machines: a row only ever moves to a higher rank.
@@ -100,30 +98,6 @@ def _platform_tables(md: MetaData) -> None:
         comment="预约授权记录 (FHIR Consent): 授权状态、就诊、同意证据",
     )
     Table(
-        "audit_event", md,
-        Column("id", Integer, primary_key=True, autoincrement=True),
-        Column("ts", DateTime, nullable=False),
-        Column("actor_type", String(16), nullable=False),
-        Column("actor_id", String(64)),
-        Column("patient_key", String(64)),
-        Column("action", String(32), nullable=False),
-        Column("object_type", String(32)),
-        Column("object_id", String(64)),
-        Column("request_id", String(64)),
-        Column("result_code", String(16)),
-        Column("detail_json", Text),
-        Column("prev_mac", String(64), nullable=False),
-        Column("mac", String(64), nullable=False),
-        Index("ix_audit_patient", "patient_key"),
-        comment="审计日志 (HMAC-SM3 哈希链, 无明文个人信息)",
-    )
-    Table(
-        "audit_chain", md,
-        Column("chain", String(16), primary_key=True),
-        Column("last_mac", String(64), nullable=False),
-        comment="审计哈希链的链尾 (行锁串行化写入)",
-    )
-    Table(
         "platform_message", md,
         Column("request_id", String(64), primary_key=True),
         Column("outbox_id", Integer),
@@ -141,14 +115,14 @@ def ops_for_engine(engine: Engine, schema: str) -> Ops:
     return ensure_ops(engine, schema)
 
 
-# ---------------------------------------------------------------- audit (hash chain)
+# ---------------------------------------------------------------- audit (hash chain, owned by hipbridge.audit)
 
 
 def audit(conn: Connection, ops: Ops, keys: KeyStore, *, ts: datetime, actor_type: str, action: str,
           actor_id: str | None = None, patient_key: str | None = None, object_type: str | None = None,
           object_id: str | None = None, request_id: str | None = None, result_code: str | None = None,
           detail: dict[str, Any] | None = None) -> None:
-    """Append one audit event; mac = HMAC-SM3(K_log, prev_mac ‖ row). Callers never pass personal data."""
+    """Append one audit event (hipbridge.audit.chain). Callers never pass personal data."""
     audit_many(conn, ops, keys, [{
         "ts": ts, "actor_type": actor_type, "actor_id": actor_id, "patient_key": patient_key, "action": action,
         "object_type": object_type, "object_id": object_id, "request_id": request_id, "result_code": result_code,
@@ -157,49 +131,10 @@ def audit(conn: Connection, ops: Ops, keys: KeyStore, *, ts: datetime, actor_typ
 
 def audit_many(conn: Connection, ops: Ops, keys: KeyStore, events: list[dict[str, Any]]) -> None:
     """Append events in order under one lock of the chain tail (one round trip for many events)."""
-    if not events:
-        return
-    chain = ops.table("audit_chain")
-    ev = ops.table("audit_event")
-    row = conn.execute(select(chain.c.last_mac).where(chain.c.chain == "audit").with_for_update()).first()
-    if row is None:
-        conn.execute(chain.insert().values(chain="audit", last_mac="0" * 64))
-        row = conn.execute(select(chain.c.last_mac).where(chain.c.chain == "audit").with_for_update()).first()
-    prev = row[0]
-    k = keys.secret("log")
-    rows = []
-    for e in events:
-        detail = e.get("detail")
-        values = {
-            "ts": e["ts"].replace(microsecond=0), "actor_type": e["actor_type"], "actor_id": e.get("actor_id"),
-            "patient_key": e.get("patient_key"), "action": e["action"], "object_type": e.get("object_type"),
-            "object_id": e.get("object_id"), "request_id": e.get("request_id"), "result_code": e.get("result_code"),
-            "detail_json": json.dumps(detail, ensure_ascii=False, sort_keys=True) if detail else None,
-        }
-        mac = hmac_sm3(k, (prev + canonical_row(values)).encode("utf-8")).hex()
-        rows.append(values | {"prev_mac": prev, "mac": mac})
-        prev = mac
-    conn.execute(ev.insert(), rows)
-    conn.execute(chain.update().where(chain.c.chain == "audit").values(last_mac=prev))
-
-
-def canonical_row(values: dict[str, Any]) -> str:
-    return json.dumps({k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in values.items()},
-                      ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    chain.append(conn, ops, keys, events)
 
 
 def verify_audit_chain(engine: Engine, ops: Ops, keys: KeyStore) -> int | None:
-    """Recompute the chain; return the id of the first broken event, or None when intact."""
-    ev = ops.table("audit_event")
-    prev = "0" * 64
-    k = keys.secret("log")
-    cols = ["ts", "actor_type", "actor_id", "patient_key", "action", "object_type", "object_id",
-            "request_id", "result_code", "detail_json"]
-    with engine.connect() as conn:
-        for r in conn.execute(select(ev).order_by(ev.c.id)).mappings():
-            values = {c: r[c] for c in cols}
-            mac = hmac_sm3(k, (prev + canonical_row(values)).encode("utf-8")).hex()
-            if r["prev_mac"] != prev or r["mac"] != mac:
-                return r["id"]
-            prev = mac
-    return None
+    """The id of the first broken event, or None when intact (see `hipbridge audit verify`)."""
+    report = chain.verify(engine, ops, keys)
+    return None if report.intact else (report.first_bad_id or -1)

@@ -39,6 +39,7 @@ class RunOutcome:
     started: datetime
     finished: datetime
     extra: dict[str, Any] = field(default_factory=dict)
+    as_of: datetime | None = None    # the rules' "now" (hospital time): the report's period ends on its day
 
     def as_json(self) -> dict[str, Any]:
         """The CLI contract: run_id, tables, results (rule_id, table, target, columns, …), scores."""
@@ -55,6 +56,12 @@ def local_now(specs: SpecSet) -> datetime:
     return datetime.now(ZoneInfo(specs.defaults.timezone)).replace(tzinfo=None, microsecond=0)
 
 
+def clock(specs: SpecSet) -> datetime:
+    """Run start / finish stamps: the hospital's local time (naive, like every time hipbridge records),
+    never the machine's zone, so a run recorded at 02:40 Shanghai is not shown as 18:40 of the day before."""
+    return datetime.now(ZoneInfo(specs.defaults.timezone)).replace(tzinfo=None)
+
+
 def base_params(specs: SpecSet, cfg: QualityConfig, now: datetime) -> dict[str, Any]:
     limit = now + cfg.future_tolerance
     return {"org_code": org_code(specs.defaults), "org_name": org_name(specs.defaults),
@@ -62,8 +69,9 @@ def base_params(specs: SpecSet, cfg: QualityConfig, now: datetime) -> dict[str, 
             "hb_today": now.date()}
 
 
-def new_run_id(prefix: str = "q") -> str:
-    return f"{prefix}-{datetime.now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+def new_run_id(prefix: str = "q", at: datetime | None = None) -> str:
+    """`q-20261205T024000-1a2b3c`; `at` is the run's local start (the hospital's clock)."""
+    return f"{prefix}-{at or datetime.now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
 
 
 def safe_url(engine: Engine) -> str:
@@ -104,7 +112,7 @@ def check_database(engine: Engine, specs: SpecSet, tables: list[str] | None = No
     from .store import save_run
 
     cfg = cfg or cached_config()
-    started = datetime.now()
+    started = clock(specs)
     now = now or local_now(specs)
     sql = SqlDialect(engine.dialect)
     chosen = tables or sorted(specs.specs)
@@ -147,12 +155,13 @@ def check_database(engine: Engine, specs: SpecSet, tables: list[str] | None = No
                 timeliness[tid] = tl
     scores = score(results, cfg.scoring)
     scores["timeliness"] = timeliness
-    finished = datetime.now()
-    outcome = RunOutcome(run_id or new_run_id(), kind, chosen, results, scores, started, finished)
+    finished = clock(specs)
+    outcome = RunOutcome(run_id or new_run_id(at=started), kind, chosen, results, scores, started, finished)
     outcome.extra["database"] = safe_url(engine)
+    outcome.as_of = now
     if store:
         try:
-            save_run(engine, ops_schema_name(specs.defaults), outcome.run_id, kind, started, finished, results,
+            save_run(engine, ops_schema_name(specs.defaults, engine), outcome.run_id, kind, started, finished, results,
                      scores, chosen, database=safe_url(engine))
             outcome.extra["stored"] = True
         except Exception as exc:  # noqa: BLE001 - a read-only database still gets its results (JSON, report)

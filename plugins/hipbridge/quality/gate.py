@@ -13,7 +13,6 @@ periodic report. Results are stored in the ops schema under run id = batch id.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from sqlalchemy import Table
 from sqlalchemy.engine import Engine
@@ -21,7 +20,7 @@ from sqlalchemy.engine import Engine
 from hipbridge.settings import ops_schema_name
 from hipbridge.spec import SpecSet, TableSpec
 
-from .check import base_params, local_now, safe_url
+from .check import base_params, clock, local_now, safe_url
 from .config import QualityConfig, cached_config
 from .dialect import SqlDialect
 from .engine import ERROR, FAILED, Evaluator, RuleResult, Scope, physical_names
@@ -84,7 +83,7 @@ def run_gate(engine: Engine, spec: TableSpec, specs: SpecSet, batch_id: str, sta
     database is checked in two halves by row number, in parallel.
     """
     cfg = cfg or cached_config()
-    started = datetime.now()
+    started = clock(specs)
     sql = SqlDialect(engine.dialect)
     rules = gate_rules(spec, specs, cfg, sql, domains)
     scope = Scope(from_sql=sql.table(staging_table.name, staging_table.schema), pk=list(spec.target.primary_key),
@@ -104,12 +103,12 @@ def run_gate(engine: Engine, spec: TableSpec, specs: SpecSet, batch_id: str, sta
         outcome.message = "；".join(
             f"{r.rule_id} {r.message}（{r.violated}/{r.denominator}）" if r.status == FAILED
             else f"{r.rule_id} 无法执行: {r.error}" for r in blocking)
-    finished = datetime.now()
+    finished = clock(specs)
     outcome.seconds = (finished - started).total_seconds()
     if store:
         from .store import save_run
 
-        save_run(engine, ops_schema_name(specs.defaults), batch_id, "gate", started, finished, results,
+        save_run(engine, ops_schema_name(specs.defaults, engine), batch_id, "gate", started, finished, results,
                  score(results, cfg.scoring), [spec.table], database=safe_url(engine), blocked=outcome.blocked,
                  message=outcome.message)
     return outcome

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 from hipbridge.settings import ops_schema_name
 from hipbridge.spec import SpecSet
 
-from .check import RunOutcome, base_params, local_now, new_run_id, safe_url
+from .check import RunOutcome, base_params, clock, local_now, new_run_id, safe_url
 from .config import QualityConfig, cached_config
 from .dialect import SqlDialect
 from .engine import (
@@ -76,7 +76,7 @@ def check_database_gx(engine: Engine, specs: SpecSet, tables: list[str] | None =
     from .store import save_run
 
     cfg = cfg or cached_config()
-    started = datetime.now()
+    started = clock(specs)
     now = now or local_now(specs)
     sql = SqlDialect(engine.dialect)
     domains = domains or catalog_domains()
@@ -111,11 +111,11 @@ def check_database_gx(engine: Engine, specs: SpecSet, tables: list[str] | None =
                 got.update(_run_gx(gx, ctx, ds, engine, spec.target.name, via_gx, scope, params))
             results.extend(got[r.rule_id] for r in rules)
     scores = score(results, cfg.scoring)
-    finished = datetime.now()
-    outcome = RunOutcome(run_id or new_run_id("gx"), kind, chosen, results, scores, started, finished,
-                         extra={"engine": "gx", "database": safe_url(engine)})
+    finished = clock(specs)
+    outcome = RunOutcome(run_id or new_run_id("gx", at=started), kind, chosen, results, scores, started, finished,
+                         extra={"engine": "gx", "database": safe_url(engine)}, as_of=now)
     if store:
-        save_run(engine, ops_schema_name(specs.defaults), outcome.run_id, kind, started, finished, results, scores,
+        save_run(engine, ops_schema_name(specs.defaults, engine), outcome.run_id, kind, started, finished, results, scores,
                  chosen, database=safe_url(engine))
     return outcome
 

@@ -52,7 +52,7 @@ class Lifecycle:
              keys: KeyStore | None = None) -> Lifecycle:
         url = frontend_url or default_frontend_url()
         specs = specs or load_specs().require_valid()
-        schema = ops_schema_name(specs.defaults)
+        schema = ops_schema_name(specs.defaults, url)
         frontend = engine_for(url, schema)
         ops = ensure_ops(frontend, schema)
         return cls(url, frontend, ops, specs, keys or KeyStore(), open_store(url, specs),

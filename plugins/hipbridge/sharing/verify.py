@@ -167,7 +167,7 @@ def _quality(frontend: Engine, store: SharedStore, specs: SpecSet, report: Verif
     except Exception as exc:  # noqa: BLE001 - verification must still record its own rules
         log.error("质控引擎运行失败: %s", exc)
         return None
-    save_run(frontend, ops_schema_name(specs.defaults), outcome.run_id, "push", outcome.started, outcome.finished,
+    save_run(frontend, ops_schema_name(specs.defaults, frontend), outcome.run_id, "push", outcome.started, outcome.finished,
              outcome.results + _push_rule_results(report), outcome.scores, tables, database=safe_url(store.engine),
              message="数据回推核验 (共享库): 质控规则 + 回推核验规则 Q01/Q02/Q04/Q08")
     failed = {}

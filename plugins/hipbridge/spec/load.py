@@ -417,6 +417,14 @@ def _cross_errors(spec: TableSpec, path: Path, defaults: Defaults | None,
                 if other.column(c) is None and c not in audit:
                     out.append(err(("columns", i, "references"),
                                    f"table {t} has no column {c}", col.references))
+    wm = spec.source.watermark
+    for key in ("column", "fallback") if wm else ():
+        name = getattr(wm, key)
+        fed = [c for c in spec.columns if name and c.source and c.source.lower() == name.lower()]
+        for col in fed:
+            if col.ctype.kind in ("varchar", "text"):
+                out.append(err(("source", "watermark", key), f"a watermark must be a date/time column; column "
+                               f"{col.name} reads it as {col.type} (text compares as text, not as time)", name))
     q = spec.quality
     if q.timeliness and q.timeliness.event not in known:
         out.append(err(("quality", "timeliness", "event"), "not a column of this table", q.timeliness.event))

@@ -147,8 +147,14 @@ class Column(Strict):
 
 
 class Watermark(Strict):
-    column: str = Field(description="source column holding the row's last-change time (数据更新时间)")
-    lookback: Duration = Field(timedelta(0), description="re-read this much before the watermark (late commits)")
+    column: str = Field(description="source column holding the row's last-change time (数据更新时间); "
+                                    "a date/time column, never text")
+    lookback: Duration | None = Field(None, description="re-read this much before the watermark (late commits, "
+                                                        "a source clock behind ours); default: "
+                                                        "watermark_lookback in _defaults.yaml")
+    fallback: str | None = Field(None, description="source column taken where `column` is NULL (e.g. the "
+                                                   "creation time); rows where both are NULL are read by full "
+                                                   "runs only, and counted as skipped by the others")
 
 
 class VoidRule(Strict):
@@ -165,6 +171,9 @@ class Source(Strict):
     query: str = Field(description="SQL, or a path to a .sql file relative to table_specs/")
     watermark: Watermark | None = Field(None, description="incremental column; omit for a full read each run")
     void: VoidRule | None = None
+    reconcile_keys: bool = Field(False, description="full runs: a key sent before that the source no longer "
+                                                    "returns (deleted at the source) is sent again with "
+                                                    "修改标志 = voided")
     chunk_rows: int = Field(50_000, ge=100, le=1_000_000)
 
     @property
@@ -275,6 +284,10 @@ class Defaults(Strict):
     ops_schema: str = Field("hipbridge_ops", pattern=_IDENT)
     confidentiality: str = Field("0", description="default 密级 value")
     change_flags: ChangeFlags = Field(default_factory=ChangeFlags)
+    watermark_lookback: Duration = Field(timedelta(minutes=10), description="default source.watermark.lookback")
+    first_seen_voided: Literal["skip", "send"] = Field(
+        "skip", description="a key seen for the first time already voided: skip (never sent, counted) or send "
+                            "it with 修改标志 = voided")
     audit_columns: list[AuditColumn]
 
     @model_validator(mode="after")

@@ -1,0 +1,267 @@
+"""The external data page and its JSON API (FastAPI), interfaces.md §A9.
+
+    POST /shared/launch               HIS, server to server (caller role `workstation`) → one-time token
+    GET  /shared/ui?t=<token>         redeem → session cookie → 303 to /shared/ui (the token leaves the URL)
+    GET  /shared/ui                   the page (Chinese; its assets under /shared/static, served here)
+    POST /shared/session              API clients: {launchToken} → {session} (then header X-HB-Session)
+    GET  /shared/timeline             newest first, grouped by institution
+    GET  /shared/report/{kind}/{id}   one visit / lab / exam / prescription; lab and exam queue a 调阅记录
+    GET  /shared/status               the open page's poll: 200, or 401 / 403 and the page clears
+
+Every list and detail view and every refusal goes to the hash-chained audit log before the answer
+leaves (a failed audit write shows nothing). The shared store down → 503 "外院数据暂不可用"; launch
+and the rest of HIS never touch the store, so they are unaffected.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import BackgroundTasks, Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.engine import Engine
+
+from hipbridge.audit import AuditUnavailable, AuditWriter
+from hipbridge.crypto.keys import KeyStore
+from hipbridge.io.ops import Ops
+from hipbridge.platform.config import PlatformConfig, platform_config
+
+from .config import Catalogs, DisplayConfig
+from .launch import LaunchContext, Launcher, LaunchRequest, Refused
+from .records import KIND_LABELS, Shaper, StoreReader, StoreUnavailable, parse_item_id, qc_notes
+from .review import queue_review
+
+log = logging.getLogger("hipbridge.display")
+_HERE = Path(__file__).resolve().parent
+SESSION_HEADER = "x-hb-session"
+_SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+                               "connect-src 'self'; frame-ancestors 'self'; base-uri 'none'; form-action 'none'",
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+class LaunchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    org_code: str = Field(alias="orgCode", min_length=1, max_length=22)
+    visit_id: str = Field(alias="visitId", min_length=1, max_length=64)
+    patient_id: str = Field(alias="patientId", min_length=1, max_length=64)
+    doctor_id: str = Field(alias="doctorId", min_length=1, max_length=64)
+    dept_id: str | None = Field(None, alias="deptId", max_length=64)
+    purpose: Literal["VIEW", "RECOGNIZE"] = "VIEW"
+    orders: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class SessionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    launch_token: str = Field(alias="launchToken", min_length=1, max_length=128)
+
+
+def create_display_app(*, frontend: Engine, ops: Ops, keys: KeyStore, reader: StoreReader, launcher: Launcher,
+                       catalogs: Catalogs, org_code: str, cfg: DisplayConfig,
+                       workstation: Callable[..., Any], clock: Callable[[], datetime],
+                       pcfg: PlatformConfig | None = None, writer: AuditWriter | None = None,
+                       on_review_queued: Callable[[], object] | None = None, timezone: str = "Asia/Shanghai") -> FastAPI:
+    """`workstation` is the FastAPI dependency that authenticates HIS (caller role workstation, e.g.
+    `sharing.callers.require_role("workstation")`); `on_review_queued` runs after the answer when a
+    调阅记录 was queued (e.g. drain the outbox)."""
+    pcfg = pcfg or platform_config()
+    writer = writer or AuditWriter(frontend, ops, keys)
+    app = FastAPI(title="hipbridge 外院数据展示", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.writer = writer
+    app.mount("/shared/static", StaticFiles(directory=_HERE / "static"), name="static")
+    templates = Environment(loader=FileSystemLoader(_HERE / "templates"), autoescape=select_autoescape(["html"]))
+    page = templates.get_template("page.html")
+    cookie = cfg.launch.cookie
+
+    # ------------------------------------------------------------ audit
+
+    def event(ctx: LaunchContext | None, action: str, *, result: str = "ok", object_type: str | None = None,
+              object_id: str | None = None, detail: dict[str, Any] | None = None) -> dict[str, Any]:
+        d = {"visitId": ctx.visit_id, "deptId": ctx.dept_id, "purpose": ctx.purpose} if ctx else {}
+        d.update(detail or {})
+        return {"ts": clock(), "actor_type": "doctor" if ctx else "workstation",
+                "actor_id": ctx.doctor_id if ctx else None, "patient_key": ctx.patient_key if ctx else None,
+                "action": action, "object_type": object_type, "object_id": object_id, "result_code": result,
+                "detail": d}
+
+    def denied(ref: Refused, where: str) -> None:
+        try:
+            writer.record([event(ref.launch, "ACCESS_DENIED", result=ref.reason, object_type="page", object_id=where,
+                                 detail={"reason": cfg.message(ref.reason)})])
+        except AuditUnavailable:
+            log.error("拒绝访问未能写入审计日志: %s", ref.reason)
+
+    def refusal_json(ref: Refused) -> JSONResponse:
+        return JSONResponse({"code": ref.reason, "message": cfg.message(ref.reason), "relaunch": ref.relaunch},
+                            status_code=ref.status, headers=_SECURITY_HEADERS)
+
+    def html(status: int, **ctx: Any) -> HTMLResponse:
+        body = page.render(title=cfg.page.title, static="/shared/static", print_allowed=cfg.page.print,
+                           print_msg=cfg.message("print_disabled"), poll_s=cfg.launch.status_poll_s,
+                           timezone=timezone, timezone_label=cfg.page.timezone_label, **ctx)
+        return HTMLResponse(body, status_code=status, headers=_SECURITY_HEADERS)
+
+    def watermark(ctx: LaunchContext) -> str:
+        name = ctx.facts.get("doctorName") or ""
+        return f"{name} {ctx.doctor_id} · {clock():%Y-%m-%d %H:%M} {cfg.page.timezone_label} ({timezone})".strip()
+
+    def session_of(request: Request) -> LaunchContext:
+        return launcher.session(request.headers.get(SESSION_HEADER) or request.cookies.get(cookie))
+
+    def data_of(ctx: LaunchContext) -> dict[str, list[dict[str, Any]]]:
+        return reader.patient([ctx.auth_id] if ctx.auth_id else [])
+
+    def shaper(data: dict[str, list[dict[str, Any]]]) -> Shaper:
+        batches = {r["_batch"] for rows in data.values() for r in rows}
+        return Shaper(cfg, catalogs, reader, qc_notes(frontend, ops, batches))
+
+    # ------------------------------------------------------------ routes
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.post("/shared/launch", status_code=201)
+    def launch(body: LaunchIn, who: object = Depends(workstation)) -> JSONResponse:
+        caller = str(getattr(who, "name", who))
+        if body.org_code != org_code:
+            return JSONResponse({"code": "org_mismatch", "message": f"orgCode 不是本院 ({org_code})"}, status_code=422)
+        req = LaunchRequest(body.org_code, body.visit_id, body.patient_id, body.doctor_id, body.dept_id, body.purpose,
+                            body.orders)
+        token, _expires, ctx = launcher.launch(req, caller)
+        try:
+            writer.record([event(ctx, "LAUNCH", result=ctx.decision, object_type="visit", object_id=ctx.visit_id,
+                                 detail={"caller": caller, "orders": len(body.orders)})])
+        except AuditUnavailable:
+            return JSONResponse({"code": "audit_unavailable", "message": cfg.message("audit_unavailable")},
+                                status_code=503)
+        return JSONResponse({"launchToken": token, "expiresIn": cfg.launch.token_ttl_s,
+                             "url": f"/shared/ui?t={token}", "access": ctx.decision,
+                             "message": None if ctx.ok else cfg.message(ctx.decision)},
+                            status_code=201, headers={"Cache-Control": "no-store"})
+
+    @app.get("/shared/ui", response_class=HTMLResponse)
+    def ui(request: Request, t: str | None = None) -> Response:
+        if t is not None:
+            try:
+                ctx, session = launcher.redeem(t)
+            except Refused as ref:
+                denied(ref, "ui")
+                return html(ref.status, ok=False, message=cfg.message(ref.reason))
+            resp = RedirectResponse("/shared/ui", status_code=303, headers=_SECURITY_HEADERS)
+            resp.set_cookie(cookie, session, max_age=int(cfg.launch.session_ttl.total_seconds()), httponly=True,
+                            samesite="strict", path="/shared", secure=request.url.scheme == "https")
+            return resp
+        try:
+            ctx = session_of(request)
+        except Refused as ref:
+            denied(ref, "ui")
+            return html(ref.status, ok=False, message=cfg.message(ref.reason))
+        f = ctx.facts
+        kinds = {"outpatient": "门诊", "inpatient": "住院"}
+        return html(200, ok=True, message=None, watermark=watermark(ctx),
+                    patient={"name": f.get("patientName"), "id_no": f.get("idNoMasked"), "phone": f.get("phoneMasked"),
+                             "visit_kind": kinds.get(f.get("visitKind"), f.get("visitKind") or ""),
+                             "dept": f.get("deptName")})
+
+    @app.post("/shared/session")
+    def session(body: SessionIn) -> JSONResponse:
+        try:
+            _ctx, token = launcher.redeem(body.launch_token)
+        except Refused as ref:
+            denied(ref, "session")
+            return refusal_json(ref)
+        return JSONResponse({"session": token, "header": "X-HB-Session",
+                             "expiresIn": int(cfg.launch.session_ttl.total_seconds())}, headers=_SECURITY_HEADERS)
+
+    @app.get("/shared/status")
+    def status(request: Request) -> JSONResponse:
+        try:
+            session_of(request)
+        except Refused as ref:
+            denied(ref, "status")
+            return refusal_json(ref)
+        return JSONResponse({"ok": True}, headers=_SECURITY_HEADERS)
+
+    def guarded(request: Request, where: str, build: Callable[[LaunchContext], tuple[dict, list[dict]]]) -> JSONResponse:
+        try:
+            ctx = session_of(request)
+        except Refused as ref:
+            denied(ref, where)
+            return refusal_json(ref)
+        try:
+            body, events = build(ctx)
+        except StoreUnavailable:
+            denied(Refused("store_down", 503, ctx), where)
+            return JSONResponse({"code": "store_down", "message": cfg.message("store_down"),
+                                 "relaunch": False}, status_code=503, headers=_SECURITY_HEADERS)
+        if body is None:
+            return JSONResponse({"code": "not_found", "message": "没有这份报告"}, status_code=404,
+                                headers=_SECURITY_HEADERS)
+        try:
+            writer.record(events)
+        except AuditUnavailable:
+            return JSONResponse({"code": "audit_unavailable", "message": cfg.message("audit_unavailable"),
+                                 "relaunch": False}, status_code=503, headers=_SECURITY_HEADERS)
+        return JSONResponse(body, headers=_SECURITY_HEADERS)
+
+    @app.get("/shared/timeline")
+    def timeline(request: Request) -> JSONResponse:
+        def build(ctx: LaunchContext):
+            data = data_of(ctx)
+            sh = shaper(data)
+            items = sh.items(data)
+            groups = sh.groups(items)
+            body = {"generatedAt": f"{clock():%Y-%m-%d %H:%M:%S}", "timezone": timezone, "watermark": watermark(ctx),
+                    "purpose": ctx.purpose, "printAllowed": cfg.page.print,
+                    "patient": {"name": ctx.facts.get("patientName"), "idNo": ctx.facts.get("idNoMasked"),
+                                "phone": ctx.facts.get("phoneMasked")},
+                    "groups": groups, "items": [i for g in groups for i in g["items"]],
+                    "messages": {"noData": cfg.message("no_data")}}
+            body["items"].sort(key=lambda i: i["time"] or "", reverse=True)
+            return body, [event(ctx, "VIEW_TIMELINE", object_type="visit", object_id=ctx.visit_id,
+                                detail={"items": len(items)})]
+        return guarded(request, "timeline", build)
+
+    @app.get("/shared/report/{kind}/{rid}")
+    def report(kind: str, rid: str, request: Request, tasks: BackgroundTasks) -> JSONResponse:
+        ids = parse_item_id(rid)
+        queued: list[bool] = []
+
+        def build(ctx: LaunchContext):
+            if kind not in KIND_LABELS or ids is None:
+                return None, []
+            data = data_of(ctx)
+            d = shaper(data).detail(data, kind, ids[0], ids[1])
+            if d is None:
+                return None, []
+            review_id = None
+            if kind in cfg.review.item_types:
+                raw = next(r for r in data[kind] if r["org_code"] == ids[0] and str(r["id"]) == ids[1])
+                rv = queue_review(frontend, ops, keys, cfg, pcfg, ctx, {
+                    "kind": kind, "orgCode": d["orgCode"], "orgName": d["orgName"], "reportNo": ids[1],
+                    "title": d["title"], "itemCode": raw.get("item_code"), "_time": raw.get("time"),
+                    "businessNo": raw.get("visit") if raw.get("visit") not in (None, "-") else raw.get("inpatient_visit"),
+                }, clock())
+                review_id = rv.review_id
+                queued.append(rv.created)
+                d["reviewId"] = review_id
+            return d, [event(ctx, "VIEW_REPORT", object_type=kind, object_id=f"{ids[0]}:{ids[1]}"[:64],
+                             detail={"reportOrg": ids[0], "reviewId": review_id})]
+        resp = guarded(request, "report", build)
+        if queued and on_review_queued is not None:
+            tasks.add_task(on_review_queued)
+            resp.background = tasks
+        return resp
+
+    return app

@@ -1,0 +1,326 @@
+"""Reading one patient's shared data and shaping it for the page and the JSON API.
+
+`StoreReader` is the only code that reads the shared store (one indexed query per table, by the
+authorization the launch is bound to): when the store changes shape (encrypted columns, a blind
+index, a MAC-checked read API) this class is what adapts. Everything else works on role-named
+rows (`config/display.yaml` tables: which column holds the report time, the conclusion, …).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from hipbridge.io.ops import Ops
+from hipbridge.sharing.store import SharedStore
+
+from .config import Catalogs, DisplayConfig
+
+KIND_LABELS = {"visit": "就诊", "lab": "检验", "exam": "检查", "rx": "处方"}
+# the tables whose push-back checks speak for an item of each kind
+_QC_TABLES = {"visit": ("visit", "diagnosis"), "lab": ("lab", "lab_result"), "exam": ("exam",),
+              "rx": ("rx", "rx_item")}
+
+
+class StoreUnavailable(Exception):
+    """The shared store cannot be read (down, unreachable, or its tables missing)."""
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, Decimal):
+        return format(v.normalize(), "f")
+    return v
+
+
+class StoreReader:
+    def __init__(self, store: SharedStore, cfg: DisplayConfig):
+        self.store, self.cfg = store, cfg
+        self.org_code_col = store.defaults.audit("org_code").name
+        self.org_name_col = store.defaults.audit("org_name").name
+        self._queries = {}
+        auth, batch = store.cols["auth_id"], store.cols["batch_id"]
+        for kind, roles in cfg.tables.items():
+            table = store.tables.get(roles.table)
+            if table is None:
+                continue
+            cols = [table.c[self.org_code_col].label("org_code"), table.c[batch].label("_batch")]
+            if self.org_name_col in table.c:
+                cols.append(table.c[self.org_name_col].label("org_name"))
+            cols += [table.c[c].label(role) for role, c in roles.columns.items() if c in table.c]
+            self._queries[kind] = (table, select(*cols), table.c[auth])
+
+    @property
+    def engine(self) -> Engine:
+        return self.store.engine
+
+    def table_name(self, kind: str) -> str | None:
+        q = self._queries.get(kind)
+        return q[0].name if q else None
+
+    def patient(self, auth_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """kind → rows (role names, plus org_code, org_name, _batch) of the given authorizations."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        try:
+            with self.engine.connect() as conn:
+                for kind, (_table, q, auth_col) in self._queries.items():
+                    out[kind] = [{k: _plain(v) for k, v in r.items()}
+                                 for r in conn.execute(q.where(auth_col.in_(auth_ids))).mappings()]
+        except (DBAPIError, SQLAlchemyError) as exc:
+            raise StoreUnavailable(type(exc).__name__) from None
+        return out
+
+
+# ---------------------------------------------------------------- push-back checks (QC warnings)
+
+
+def qc_notes(engine: Engine, ops: Ops, batches: set[str]) -> dict[tuple[str, str], list[str]]:
+    """(batch, table name) → the warnings push-back verification recorded (none: "尚未核验")."""
+    if not batches:
+        return {}
+    pc, pp = ops.table("push_check"), ops.table("push_problem")
+    notes: dict[tuple[str, str], list[str]] = {}
+    ids = sorted(batches)
+    with engine.connect() as conn:
+        for r in conn.execute(select(pc.c.batch_id, pc.c.table_name, pc.c.status).where(pc.c.batch_id.in_(ids))):
+            notes[(r[0], r[1])] = ["回推核验未通过"] if r[2] == "REJECTED" else []
+        for r in conn.execute(select(pp.c.batch_id, pp.c.table_name, pp.c.rule_id, pp.c.severity, pp.c.message)
+                              .where(pp.c.batch_id.in_(ids)).order_by(pp.c.id)):
+            notes.setdefault((r[0], r[1]), []).append(r[4] if r[2] in r[4] else f"{r[2]} {r[4]}")
+    return notes
+
+
+# ---------------------------------------------------------------- items
+
+
+def item_id(org_code: str, key: str) -> str:
+    """An opaque, URL-safe id of a report (source institution + its report number)."""
+    raw = json.dumps([org_code, key], ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def parse_item_id(value: str) -> tuple[str, str] | None:
+    try:
+        org, key = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+        return str(org), str(key)
+    except (ValueError, TypeError):
+        return None
+
+
+def _fmt(v: Any) -> str | None:
+    if isinstance(v, datetime):
+        return v.strftime("%Y-%m-%d %H:%M")
+    if isinstance(v, date):
+        return v.isoformat()
+    return None if v is None else str(v)
+
+
+def _sort_time(v: Any) -> datetime:
+    if isinstance(v, datetime):
+        return v
+    if isinstance(v, date):
+        return datetime.combine(v, datetime.min.time())
+    return datetime.min
+
+
+_NUM = re.compile(r"^\s*[<>≤≥]?\s*(-?\d+(?:\.\d+)?)\s*$")
+
+
+def numeric(v: Any) -> float | None:
+    if v is None:
+        return None
+    m = _NUM.match(str(v))
+    return float(m.group(1)) if m else None
+
+
+@dataclass
+class Shaper:
+    """Role-named rows → timeline items, details and trends (Chinese labels, local times)."""
+
+    cfg: DisplayConfig
+    catalogs: Catalogs
+    reader: StoreReader
+    qc: dict[tuple[str, str], list[str]]
+
+    def org(self, code: str, name: str | None) -> dict[str, str]:
+        inst = self.catalogs.institutions.get(code)
+        return {"orgCode": code, "orgName": name or (inst.name if inst else code),
+                "orgLevel": inst.level if inst else self.cfg.page.level_unknown}
+
+    def _yes(self, v: Any) -> bool:
+        return v is not None and str(v) == self.cfg.yes_code
+
+    def _qc(self, kind: str, rows: list[dict[str, Any]]) -> list[str]:
+        out: list[str] = []
+        for r in rows:
+            for k in _QC_TABLES[kind]:
+                name = self.reader.table_name(k)
+                if name is None:
+                    continue
+                notes = self.qc.get((r["_batch"], name))
+                if notes is None:
+                    notes = ["尚未核验"] if k == _QC_TABLES[kind][0] else []
+                out.extend(n for n in notes if n not in out)
+        return out
+
+    def _validity(self, kind: str, when: Any, codes: list[str | None]) -> str | None:
+        days = [self.catalogs.validity_days[(kind, c)] for c in codes if c and (kind, c) in self.catalogs.validity_days]
+        if not days or not isinstance(when, datetime | date):
+            return None
+        return (_sort_time(when) + timedelta(days=min(days))).strftime("%Y-%m-%d")
+
+    def _hr(self, kind: str, row: dict[str, Any], codes: list[str | None]) -> dict[str, Any]:
+        if not self._yes(row.get("hr")):
+            return {"hr": False, "hrMark": None, "validUntil": None, "validity": self.cfg.page.not_hr}
+        until = self._validity(kind, row.get("time"), codes)
+        return {"hr": True, "hrMark": self.cfg.page.hr_mark, "validUntil": until,
+                "validity": f"有效期至 {until}" if until else f"有效期至 {self.cfg.page.validity_unknown}"}
+
+    def flag(self, code: Any) -> dict[str, bool]:
+        c = None if code is None else str(code)
+        a = self.cfg.abnormal
+        return {"abnormal": c in a.abnormal, "critical": c in a.critical, "high": c in a.high, "low": c in a.low}
+
+    # ---------------------------------------------------------- per kind
+
+    def items(self, data: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        diags = _by(data.get("diagnosis", []), "visit")
+        results = _by(data.get("lab_result", []), "report")
+        rx_items = _by(data.get("rx_item", []), "prescription")
+        for v in data.get("visit", []):
+            names = [d["name"] for d in diags.get((v["org_code"], v["id"]), []) if d.get("name")]
+            names = names or ([v["diagnosis"]] if v.get("diagnosis") else [])
+            out.append(self._item("visit", v, v.get("start"), f"{v.get('dept') or ''} 就诊".strip(),
+                                  "诊断: " + "、".join(names) if names else "无诊断记录", [v],
+                                  {"dept": v.get("dept"), "diagnoses": names}))
+        for r in data.get("lab", []):
+            rs = results.get((r["org_code"], r["id"]), [])
+            flags = [self.flag(x.get("abnormal")) for x in rs]
+            abnormal = [x for x, f in zip(rs, flags, strict=True) if f["abnormal"]]
+            critical = self._yes(r.get("critical")) or any(f["critical"] for f in flags)
+            summary = f"{len(rs)} 项" + (f", 异常 {len(abnormal)} 项: " + "、".join(
+                f"{x.get('name')}{'↑' if self.flag(x.get('abnormal'))['high'] else '↓' if self.flag(x.get('abnormal'))['low'] else ''}"
+                for x in abnormal[:6]) if abnormal else ", 均在参考范围内")
+            out.append(self._item("lab", r, r.get("time"), r.get("title") or "检验报告", summary, [r],
+                                  {"abnormal": bool(abnormal), "critical": critical, "specimen": r.get("specimen")},
+                                  hr_codes=[r.get("item_code")] + [x.get("code") for x in rs]))
+        for e in data.get("exam", []):
+            concl = e.get("conclusion") or ""
+            out.append(self._item("exam", e, e.get("time"),
+                                  " ".join(x for x in (e.get("title"), e.get("part")) if x) or "检查报告",
+                                  ("结论: " + concl)[:140], [e], {"critical": self._yes(e.get("critical")),
+                                                                  "image": bool(e.get("image"))},
+                                  hr_codes=[e.get("item_code")]))
+        for p in data.get("rx", []):
+            drugs = [i.get("drug") for i in rx_items.get((p["org_code"], p["id"]), []) if i.get("drug")]
+            title = "处方" + (" (已作废)" if self._yes(p.get("cancelled")) else "")
+            out.append(self._item("rx", p, p.get("time"), title,
+                                  ("、".join(drugs) or "无明细") + (f" · 诊断: {p['diagnosis']}" if p.get("diagnosis") else ""),
+                                  [p], {}))
+        out.sort(key=lambda i: (i["_t"], i["kind"]), reverse=True)
+        return out
+
+    def _item(self, kind: str, row: dict[str, Any], when: Any, title: str, summary: str,
+              rows: list[dict[str, Any]], extra: dict[str, Any], hr_codes: list | None = None) -> dict[str, Any]:
+        it = {"kind": kind, "kindLabel": KIND_LABELS[kind], "id": item_id(row["org_code"], str(row["id"])),
+              **self.org(row["org_code"], row.get("org_name")), "time": _fmt(when), "title": title,
+              "summary": summary, "abnormal": False, "critical": False, "qc": self._qc(kind, rows), "_t": _sort_time(when)}
+        if kind in ("lab", "exam"):
+            it.update(self._hr(kind, row, hr_codes or []))
+        else:
+            it.update({"hr": False, "hrMark": None, "validUntil": None, "validity": None})
+        it.update(extra)
+        return it
+
+    def groups(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """By institution, the institution with the newest item first; items newest first."""
+        groups: dict[str, dict[str, Any]] = {}
+        for it in items:
+            g = groups.setdefault(it["orgCode"], {"orgCode": it["orgCode"], "orgName": it["orgName"],
+                                                  "orgLevel": it["orgLevel"], "items": []})
+            g["items"].append(public(it))
+        return list(groups.values())
+
+    # ---------------------------------------------------------- details
+
+    def detail(self, data: dict[str, list[dict[str, Any]]], kind: str, org: str, key: str) -> dict[str, Any] | None:
+        rows = [r for r in data.get(kind, []) if r["org_code"] == org and str(r["id"]) == key]
+        if not rows:
+            return None
+        row = rows[0]
+        sub = {k: v for k, v in data.items() if k not in KIND_LABELS}
+        sub[kind] = rows
+        item = self.items(sub)[0]
+        out = public(item) | {"reportNo": key}
+        if kind == "visit":
+            out.update({"doctor": row.get("doctor"), "start": _fmt(row.get("start")), "end": _fmt(row.get("end")),
+                        "complaint": row.get("complaint"), "treatment": row.get("treatment")})
+        elif kind == "lab":
+            rs = sorted(_by(data.get("lab_result", []), "report").get((org, key), []),
+                        key=lambda x: (numeric(x.get("seq")) or 0, str(x.get("name"))))
+            out["results"] = [{"code": x.get("code"), "name": x.get("name"),
+                               "value": x.get("value") if x.get("value") is not None else x.get("text"),
+                               "unit": x.get("unit"), "range": x.get("range") or _range(x), "flag": x.get("abnormal"),
+                               **self.flag(x.get("abnormal"))} for x in rs]
+            out["trends"] = self.trends(data, [x.get("code") or x.get("name") for x in rs])
+        elif kind == "exam":
+            out.update({"part": row.get("part"), "modality": row.get("modality"), "findings": row.get("findings"),
+                        "conclusion": row.get("conclusion"),
+                        "imageUrl": self.cfg.image_link.format(org_code=org, uid=row["image"]) if row.get("image") else None})
+        elif kind == "rx":
+            out["items"] = [{k: i.get(k) for k in ("drug", "spec", "dose", "dose_unit", "frequency", "route", "days",
+                                                   "quantity", "quantity_unit")}
+                            for i in _by(data.get("rx_item", []), "prescription").get((org, key), [])]
+            out["diagnosis"] = row.get("diagnosis")
+        return out
+
+    def trends(self, data: dict[str, list[dict[str, Any]]], analytes: list[str | None]) -> list[dict[str, Any]]:
+        """Every analyte of `analytes` with a numeric result in more than one report, oldest point first."""
+        reports = {(r["org_code"], str(r["id"])): r for r in data.get("lab", [])}
+        series: dict[str, dict[str, Any]] = {}
+        for x in data.get("lab_result", []):
+            code = x.get("code") or x.get("name")
+            val = numeric(x.get("value"))
+            if code not in analytes or val is None:
+                continue
+            rep = reports.get((x["org_code"], str(x.get("report"))))
+            when = x.get("time") or (rep or {}).get("time")
+            s = series.setdefault(code, {"code": code, "name": x.get("name"), "unit": x.get("unit"),
+                                         "low": numeric(x.get("low")), "high": numeric(x.get("high")), "points": []})
+            s["points"].append({"time": _fmt(when), "value": val, "orgName": self.org(x["org_code"], x.get("org_name"))["orgName"],
+                                "_t": _sort_time(when), **self.flag(x.get("abnormal"))})
+        out = []
+        for code in dict.fromkeys(a for a in analytes if a in series):
+            s = series[code]
+            if len(s["points"]) < 2:
+                continue
+            s["points"].sort(key=lambda p: p["_t"])
+            s["points"] = [{k: v for k, v in p.items() if k != "_t"} for p in s["points"]]
+            out.append(s)
+        return out
+
+
+def public(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in item.items() if not k.startswith("_")}
+
+
+def _range(x: dict[str, Any]) -> str | None:
+    lo, hi = x.get("low"), x.get("high")
+    return f"{lo}–{hi}" if lo is not None and hi is not None else None
+
+
+def _by(rows: list[dict[str, Any]], role: str) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    out: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        if r.get(role) is not None:
+            out.setdefault((r["org_code"], str(r[role])), []).append(r)
+    return out

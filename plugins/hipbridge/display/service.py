@@ -1,0 +1,90 @@
+"""Wiring of the external data page: engines, keys, shared store, visit lookup, outbox → one FastAPI app.
+
+    svc = DisplayService.open(frontend_url)        # or DisplayService.from_lifecycle(life)
+    uvicorn.run(svc.app, host=…, port=…)            # `hipbridge display serve`
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from fastapi import Request
+
+import hipbridge.display.state  # noqa: F401 - registers the display ops tables
+from hipbridge.audit import AuditWriter
+from hipbridge.io.ops import ensure_ops
+from hipbridge.sharing.callers import require_role
+from hipbridge.sharing.door import caller_store
+from hipbridge.sharing.service import Lifecycle
+
+from .app import create_display_app
+from .config import DisplayConfig, display_config, load_catalogs
+from .launch import Launcher
+from .records import StoreReader
+from .visits import VisitLookup
+
+log = logging.getLogger("hipbridge.display.service")
+_workstation_role = require_role("workstation")
+
+
+def workstation(request: Request):
+    """FastAPI dependency: HIS's caller (role workstation) from its bearer token (sharing.callers)."""
+    return _workstation_role(request)
+
+
+@dataclass
+class DisplayService:
+    life: Lifecycle
+    cfg: DisplayConfig
+    app: object
+    writer: AuditWriter
+    _drain_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def open(cls, frontend_url: str | None = None, **kw) -> DisplayService:
+        return cls.from_lifecycle(Lifecycle.open(frontend_url), **kw)
+
+    @classmethod
+    def from_lifecycle(cls, life: Lifecycle, *, clock: Callable[[], datetime] | None = None,
+                       platform_url: str | None = None, upload_now: bool = True, store=None,
+                       cfg: DisplayConfig | None = None, writer: AuditWriter | None = None) -> DisplayService:
+        """`store` replaces the lifecycle's shared store (tests point it at an unreachable server);
+        `upload_now` drains the outbox after a 调阅记录 was queued (else the outbox worker sends it)."""
+        cfg = cfg or display_config()
+        ensure_ops(life.frontend, life.ops.schema)
+        clock = clock or life.now
+        writer = writer or AuditWriter(life.frontend, life.ops, life.keys)
+        launcher = Launcher(life.frontend, life.ops, life.keys, VisitLookup(life.frontend, cfg), cfg, clock)
+        reader = StoreReader(store or life.store, cfg)
+        svc = cls(life, cfg, None, writer)
+        client = life.client(clock=clock, base_url=platform_url) if upload_now else None
+
+        def upload() -> None:
+            if not svc._drain_lock.acquire(blocking=False):
+                return   # a drain is running; the outbox row stays due for the next one
+            try:
+                life.drain_outbox(client)
+            except Exception as exc:  # noqa: BLE001 - the outbox retries; the page never waits for it
+                log.warning("调阅记录上传失败, 发件箱稍后重试: %s", type(exc).__name__)
+            finally:
+                svc._drain_lock.release()
+
+        svc.app = create_display_app(
+            frontend=life.frontend, ops=life.ops, keys=life.keys, reader=reader, launcher=launcher,
+            catalogs=load_catalogs(cfg), org_code=life.org_code, cfg=cfg, workstation=workstation,
+            clock=clock, writer=writer, on_review_queued=upload if upload_now else None,
+            timezone=life.specs.defaults.timezone)
+        svc.app.state.callers = caller_store(life.keys)   # HIS's tokens: `hipbridge door-token create … --role workstation`
+        return svc
+
+
+def app_from_env():
+    """uvicorn factory for `hipbridge display serve --workers N` (each worker process builds its own app)."""
+    import os
+
+    return DisplayService.open(os.environ.get("HIPBRIDGE_FRONTEND_URL"),
+                               platform_url=os.environ.get("HIPBRIDGE_PLATFORM_URL")).app

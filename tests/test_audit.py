@@ -1,0 +1,79 @@
+"""The hash-chained audit log: concurrent appends stay one chain; `hipbridge audit verify` (a subprocess)
+finds a changed event, a deleted event in the middle, deleted events at the tail, a forged anchor."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from datetime import datetime
+
+from sqlalchemy import select
+
+
+def _verify(url: str, home) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HIPBRIDGE_HOME": str(home)}
+    return subprocess.run([sys.executable, "-m", "hipbridge.cli", "audit", "verify", "--db", url],
+                          capture_output=True, text=True, env=env, check=False)
+
+
+def test_chain_detects_tampering_and_deletion(hb_home, mariadb_url):
+    import hipbridge.platform.state  # noqa: F401
+    from hipbridge.audit import AuditWriter, verify
+    from hipbridge.crypto.keys import KeyStore
+    from hipbridge.io.engines import engine_for
+    from hipbridge.io.ops import ensure_ops
+
+    schema = os.environ["HIPBRIDGE_OPS_SCHEMA"]
+    engine = engine_for(mariadb_url, schema)
+    ops = ensure_ops(engine, schema)
+    keys = KeyStore(hb_home / "keys")
+    writer = AuditWriter(engine, ops, keys)
+
+    def doctor(n: int) -> None:
+        for i in range(5):
+            writer.record([{"ts": datetime(2026, 3, 2, 9, 0, i), "actor_type": "doctor", "actor_id": f"D{n}",
+                            "patient_key": "k" * 64, "action": "VIEW_REPORT", "object_type": "lab",
+                            "object_id": f"R{n}-{i}", "detail": {"visitId": "ZY1"}}])
+
+    threads = [threading.Thread(target=doctor, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    writer.close()
+    rep = verify(engine, ops, keys)
+    assert rep.intact and rep.events == 30
+    ok = _verify(mariadb_url, hb_home)
+    assert ok.returncode == 0 and "30 条事件" in ok.stdout
+
+    ev, anchor = ops.table("audit_event"), ops.table("audit_anchor")
+    with engine.connect() as c:
+        rows = [dict(r) for r in c.execute(select(ev).order_by(ev.c.id)).mappings()]
+        sealed = dict(c.execute(select(anchor)).mappings().one())
+    victim = rows[10]
+    with engine.begin() as c:    # someone hides that a doctor opened a report
+        c.execute(ev.update().where(ev.c.id == victim["id"]).values(actor_id="D9"))
+    bad = _verify(mariadb_url, hb_home)
+    assert bad.returncode == 1 and f"审计事件 {victim['id']} 的内容被改动" in bad.stderr
+    with engine.begin() as c:
+        c.execute(ev.update().where(ev.c.id == victim["id"]).values(actor_id=victim["actor_id"]))
+        c.execute(ev.delete().where(ev.c.id == victim["id"]))
+    bad = _verify(mariadb_url, hb_home)
+    assert bad.returncode == 1 and f"审计事件 {rows[11]['id']} 之前的事件被删除" in bad.stderr
+    with engine.begin() as c:
+        c.execute(ev.insert().values(victim))
+    assert _verify(mariadb_url, hb_home).returncode == 0
+    with engine.begin() as c:    # the last two events removed: the chain left behind is consistent …
+        c.execute(ev.delete().where(ev.c.id.in_([rows[-1]["id"], rows[-2]["id"]])))
+    bad = _verify(mariadb_url, hb_home)
+    assert bad.returncode == 1 and "末尾事件被删除" in bad.stderr          # … but the anchor counts 30
+    with engine.begin() as c:    # and the anchor cannot be rewritten to match without K_log
+        c.execute(anchor.update().values(events=28, last_mac=rows[-3]["mac"]))
+    bad = _verify(mariadb_url, hb_home)
+    assert bad.returncode == 1 and "锚点被改动" in bad.stderr
+    with engine.begin() as c:
+        c.execute(ev.insert(), [rows[-2], rows[-1]])
+        c.execute(anchor.update().values(events=sealed["events"], last_mac=sealed["last_mac"]))
+    assert _verify(mariadb_url, hb_home).returncode == 0
