@@ -233,3 +233,17 @@ def test_run_param_is_validated_as_the_api_server_does(tmp_path):
                                                                "days": 1, "last_day": "2026-11-19"}):
         with pytest.raises(ParamValidationError, match="Invalid input for param run"):
             served.params.deep_merge({"run": bad}).validate()
+
+
+def test_backfill_dates_are_required_at_trigger(tmp_path):
+    from airflow.exceptions import ParamValidationError
+    from airflow.serialization.serialized_objects import DagSerialization
+    from hipbridge.airflow.factory import build_backfill_dag
+    from hipbridge.spec import load_specs
+
+    dag = build_backfill_dag(load_specs(MiniHospital(tmp_path / "m").specs))
+    served = DagSerialization.from_dict(DagSerialization.to_dict(dag))
+    with pytest.raises(ParamValidationError, match="window_start"):
+        served.params.deep_merge({"table": "visit", "window_end": "2026-11-21"}).validate()
+    ok = served.params.deep_merge({"table": "visit", "window_start": "2026-11-20", "window_end": "2026-11-21"})
+    assert ok.validate()["days"] == 1

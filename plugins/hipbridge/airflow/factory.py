@@ -316,8 +316,10 @@ def build_backfill_dag(specs: SpecSet | None = None, max_parallel: int | None = 
                 "命令行等价：`hipbridge backfill TABLE --from DATE --to DATE --days N`。"),
         params={
             "table": Param(tables[0], enum=tables, description="表标识（table id）"),
-            "window_start": Param(None, type=["null", "string"], format="date", description="开始日期（含）"),
-            "window_end": Param(None, type=["null", "string"], format="date", description="结束日期（含）"),
+            # no default: a trigger without both dates is refused by the api-server (a reversed range fails
+            # the first task at once, without retries)
+            "window_start": Param(type="string", format="date", description="开始日期（含），必填"),
+            "window_end": Param(type="string", format="date", description="结束日期（含），必填"),
             "days": Param(1, type="integer", minimum=1, description="每个窗口的天数"),
         },
         render_template_as_native_obj=True,
