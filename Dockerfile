@@ -17,5 +17,7 @@ COPY table_specs ./table_specs
 COPY mappings ./mappings
 COPY expectations ./expectations
 COPY config ./config
-RUN useradd --create-home --uid 50000 airflow && mkdir -p $AIRFLOW_HOME && chown airflow $AIRFLOW_HOME
+# The named volumes of docker-compose.yml (logs, hipbridge home) take this ownership when first created.
+RUN useradd --create-home --uid 50000 airflow \
+    && mkdir -p $AIRFLOW_HOME/logs $AIRFLOW_HOME/hipbridge && chown -R airflow $AIRFLOW_HOME
 USER airflow

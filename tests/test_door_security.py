@@ -151,6 +151,10 @@ def test_roles_and_revocation_through_the_cli(world, hb_home):
     assert ws_token not in json.dumps(listed) and ws_token not in (hb_home / "keys" / "door_callers.json").read_text()
     assert oct((hb_home / "keys" / "door_callers.json").stat().st_mode & 0o777) == "0o600"
 
+    shown = _cli("door-token", "list", home=hb_home).stdout
+    assert "emr-ws" in shown and "workstation" in shown and "(Asia/Shanghai)" in shown
+    assert w.http.get("/no/such/path").status_code == 403          # paths no rule names need role admin
+
     assert w.book("R2", ID_A, datetime(2026, 3, 5, 9))["accepted"] is True
     out = _cli("door-token", "revoke", "his-booking", home=hb_home)
     assert out.returncode == 0, out.stderr

@@ -148,7 +148,9 @@ def run_demo(days: int, scale: float, seed: int = 7, env: dict | None = None, ta
     if reset is None:  # a configured front-end is never deleted: read the new source in full instead
         print("HIPBRIDGE_FRONTEND_URL is set: that front-end is not reset; every table runs in full mode", flush=True)
         conf = {"run": {"mode": "full"}}
-    print(f"front-end: {ctx.engine.url.render_as_string(hide_password=True)}; running the table DAGs through "
+    from hipbridge.redact import mask_url
+
+    print(f"front-end: {mask_url(ctx.engine.url)}; running the table DAGs through "
           f"Airflow (AIRFLOW_HOME={airflow_env(env)['AIRFLOW_HOME']}) …", flush=True)
     rc = run_dags(tables, env=env, conf=conf, reconcile=(summary["window"]["start"], summary["window"]["end"]))
     print()

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 from datetime import datetime, timedelta
+from functools import lru_cache
+from itertools import pairwise
 from pathlib import Path
 
 from airflow.sdk import DAG, Asset, Param, get_current_context, task
@@ -19,8 +21,9 @@ from airflow.timetables.trigger import CronTriggerTimetable
 from hipbridge.spec import SpecSet, TableSpec, default_spec_dir, load_specs
 
 _PRESETS = {"@daily": "0 0 * * *", "@hourly": "0 * * * *", "@weekly": "0 0 * * 1", "@monthly": "0 0 1 * *"}
-DEFAULT_ARGS = {"owner": "hipbridge", "retries": 2, "retry_delay": timedelta(minutes=2),
-                "retry_exponential_backoff": True}
+# The first retry's delay is Airflow's [core] default_task_retry_delay (docker-compose.yml: 120 s),
+# doubling with each try: a deployment tunes it without touching the DAGs.
+DEFAULT_ARGS = {"owner": "hipbridge", "retries": 2, "retry_exponential_backoff": True}
 
 
 class SpecErrors(Exception):
@@ -117,30 +120,85 @@ def _doc_md(spec: TableSpec, specs: SpecSet) -> str:
     if spec.retention:
         r = spec.retention
         lines += ["", f"**保留**：{r.anchor} 后 {r.days} 天删除" + (f"（随主表 {r.header}）" if r.header else "")]
-    lines += ["", f"手动运行参数 `run`：{RUN_PARAM_HELP}。"]
+    lines += ["", f"手动运行参数 `run`：{RUN_PARAM_HELP}。",
+              "", ("新部署时本 DAG 处于**暂停**状态：检查连接并用 hipbridge_backfill 补传历史后，在 DAG 列表打开开关，"
+                   f"或执行 `airflow dags unpause hipbridge_{spec.table}`；打开后调度器立即补跑最近一个医院日零点的增量运行。"),
+              "", ("Airflow 回填（Backfill）：每个回填运行按其数据区间（医院日）以 window 模式重跑，"
+                   "不移动水位；`run` 不是默认的 incremental（mode=full 或指定 first_day/days）的回填会被拒绝并说明原因。")]
     return "\n".join(lines)
+
+
+@lru_cache(maxsize=64)
+def _run_interval(cron: str, timezone: str) -> timedelta:
+    """How far back a run's data interval reaches: the longest gap between two fires of the cron.
+
+    A daily schedule gives one hospital day, so an Airflow backfill "from 12-01 to 12-03" makes
+    three runs whose data intervals are the days 12-01, 12-02 and 12-03. For an irregular cron
+    (weekdays only) the longest gap makes neighbouring intervals overlap rather than leave days out;
+    an overlap costs a reread, since a rerun rewrites nothing unchanged.
+    """
+    from zoneinfo import ZoneInfo
+
+    from croniter import croniter
+
+    it = croniter(cron, datetime(2024, 1, 1, tzinfo=ZoneInfo(timezone)))
+    fires = [it.get_next(datetime) for _ in range(60)]
+    return max(b - a for a, b in pairwise(fires))
 
 
 def _timetable(spec: TableSpec, timezone: str):
     if not spec.schedule:
         return None
     cron = _PRESETS.get(spec.schedule, spec.schedule)
-    return CronTriggerTimetable(cron, timezone=timezone)
+    return CronTriggerTimetable(cron, timezone=timezone, interval=_run_interval(cron, timezone))
 
 
-def scheduled_high_watermark(run_type, logical_date: datetime | None, tz: str) -> datetime | None:
+def scheduled_high_watermark(run_type, fired_at: datetime | None, tz: str) -> datetime | None:
     """A scheduled run covers the hospital's calendar days before the local day it fires on.
 
-    Airflow schedules in UTC; 00:00 in Asia/Shanghai is 16:00 UTC the day before, so the local
-    date is taken after converting. Manual runs (possibly without a logical date) return None:
-    they read up to "now", fixed when the batch is planned.
+    `fired_at` is the run's data interval end (when the cron fired). Airflow schedules in UTC;
+    00:00 in Asia/Shanghai is 16:00 UTC the day before, so the local date is taken after
+    converting. Manual runs (possibly without a logical date) return None: they read up to
+    "now", fixed when the batch is planned.
     """
-    if logical_date is None or not str(run_type or "").lower().endswith("scheduled"):
+    if fired_at is None or not str(run_type or "").lower().endswith("scheduled"):
         return None
     from zoneinfo import ZoneInfo
 
-    local_day = logical_date.astimezone(ZoneInfo(tz)).date()
+    local_day = fired_at.astimezone(ZoneInfo(tz)).date()
     return datetime.combine(local_day, datetime.min.time())
+
+
+class BackfillRefused(ValueError):
+    """An Airflow backfill run that cannot be a window run; the message says why and what to do."""
+
+
+def is_backfill(run_type) -> bool:
+    return str(run_type or "").lower().endswith("backfill")
+
+
+def backfill_window(params: dict, start: datetime | None, end: datetime | None, tz: str) -> tuple[datetime, datetime]:
+    """The window of an Airflow backfill run (UI Backfill, REST POST /api/v2/backfills): its data interval.
+
+    Returned as the hospital's local time (Asia/Shanghai wall clock, like the source rows); a
+    daily DAG's interval is one whole hospital day. The run never moves the watermark (the
+    caller plans it with advance_watermark off). Refused, with the reason, when the run has no
+    data interval or its conf asks for something else (full reload, other dates).
+    """
+    from zoneinfo import ZoneInfo
+
+    run = params.get("run") or {}
+    if (run.get("mode") or "incremental") == "full" or run.get("first_day") or run.get("days"):
+        raise BackfillRefused(
+            "Airflow 回填（Backfill）按每个运行的数据区间以 window 模式重跑，不接受 mode=full 或 first_day/days："
+            "请保留默认参数；全量重载或任意日期区间请手动触发本 DAG（run 的 mode=full / mode=window）或使用 hipbridge_backfill。"
+            f" (an Airflow backfill run reruns its data interval; got run={run!r}, i.e. mode={run.get('mode')!r})")
+    if start is None or end is None or end <= start:
+        raise BackfillRefused(
+            f"Airflow 回填运行没有数据区间（{start} … {end}），无法确定重跑的医院日；请使用 hipbridge_backfill。"
+            " (the backfill run has an empty data interval)")
+    zone = ZoneInfo(tz)
+    return start.astimezone(zone).replace(tzinfo=None), end.astimezone(zone).replace(tzinfo=None)
 
 
 def _context():
@@ -160,6 +218,7 @@ def build_dag(spec: TableSpec, specs: SpecSet) -> DAG:
         start_date=datetime(2024, 1, 1),
         catchup=False,
         max_active_runs=1,
+        is_paused_upon_creation=True,  # a new site checks connections first; the docs say how to unpause
         default_args=DEFAULT_ARGS,
         tags=sorted({"hipbridge", f"phase{spec.phase}", spec.source.system, *spec.tags}),
         doc_md=_doc_md(spec, specs),
@@ -169,18 +228,33 @@ def build_dag(spec: TableSpec, specs: SpecSet) -> DAG:
 
         @task(task_id="plan")
         def plan_batch() -> dict:
+            from dataclasses import replace
+
             from airflow.sdk.exceptions import AirflowFailException
 
             from hipbridge.pipeline.run import plan
 
             context = get_current_context()
+            params = context["params"]
             run = context.get("dag_run")
+            run_type = getattr(run, "run_type", None)
             unknown = sorted(set(getattr(run, "conf", None) or {}) - {"run"})
             if unknown:  # Airflow passes keys it has no param for unchecked: never ignore them silently
                 raise AirflowFailException(f"unknown DAG param(s) {', '.join(unknown)}: this DAG takes only "
                                            f"'run', e.g. {RUN_PARAM_HELP}")
-            mode, first, last = run_window(context["params"]["run"] or {})
-            high = scheduled_high_watermark(getattr(run, "run_type", None), context.get("logical_date"), tz)
+            if is_backfill(run_type):  # Airflow's Backfill: a window over the run's data interval
+                try:
+                    start, end = backfill_window(params, context.get("data_interval_start"),
+                                                 context.get("data_interval_end"), tz)
+                except BackfillRefused as exc:
+                    raise AirflowFailException(str(exc)) from None
+                try:
+                    batch = plan(_context(), table, "window", start, end, run_id=getattr(run, "run_id", None))
+                except Exception as exc:  # noqa: BLE001 - re-raised, classified
+                    fail_fast(exc)
+                return replace(batch, advance_watermark=False).to_dict()
+            mode, first, last = run_window(params["run"] or {})
+            high = scheduled_high_watermark(run_type, context.get("data_interval_end"), tz)
             try:
                 batch = plan(_context(), table, mode, first, last, high, run_id=getattr(run, "run_id", None))
             except Exception as exc:  # noqa: BLE001 - re-raised, classified

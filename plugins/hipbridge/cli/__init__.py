@@ -28,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from hipbridge.redact import install_log_filter, redact
+
+    install_log_filter()   # connection passwords never reach the terminal, also through log records
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -37,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if getattr(args, "debug", False) or __import__("os").environ.get("HIPBRIDGE_DEBUG"):
             raise
-        print(f"hipbridge {args.command}: error: {exc}", file=sys.stderr)
+        print(redact(f"hipbridge {args.command}: error: {exc}"), file=sys.stderr)
         return 2
 
 

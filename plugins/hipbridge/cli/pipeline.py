@@ -78,7 +78,9 @@ def _frontend_init(args) -> int:
         raise SystemExit("hipbridge frontend init: --adopt-ops and --fresh-ops exclude each other")
     legacy = args.adopt_ops or ("fresh" if args.fresh_ops else "auto")
     report = create_frontend(engine, specs, ops_legacy=legacy)
-    print(f"front-end {engine.url.render_as_string(hide_password=True)} (operations schema "
+    from hipbridge.redact import mask_url
+
+    print(f"front-end {mask_url(engine.url)} (operations schema "
           f"{ops_schema_name(specs.defaults, url)}): created {len(report.created)}, upgraded {len(report.upgraded)}, "
           f"unchanged {len(report.unchanged)} table(s)")
     for name, cols in report.upgraded.items():

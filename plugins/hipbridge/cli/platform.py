@@ -111,7 +111,8 @@ def _simulate(args) -> int:
     import uvicorn
 
     from hipbridge.platform.config import sharing_config
-    from hipbridge.platform.simulator import create_app
+    from hipbridge.platform.simulator import MISBEHAVIOURS, create_app
+    from hipbridge.redact import mask_url
 
     life = _life(args)
     keys = _sim_keys()
@@ -122,8 +123,11 @@ def _simulate(args) -> int:
         return 2
     sim = sharing_config().simulator
     port = args.port or sim.port
-    print(f"模拟省平台: http://127.0.0.1:{port}  (回推写入 {life.store.url.split('@')[-1]})")
-    uvicorn.run(create_app(keys, life.store), host="127.0.0.1", port=port, log_level="info")
+    print(f"模拟省平台: http://127.0.0.1:{port}  (回推写入 {mask_url(life.store.url)})")
+    if args.misbehave:
+        print(f"注意: 模拟平台故意作恶 ({args.misbehave}): {MISBEHAVIOURS[args.misbehave]}")
+    uvicorn.run(create_app(keys, life.store, misbehave=args.misbehave), host="127.0.0.1", port=port,
+                log_level="info")
     return 0
 
 
@@ -163,4 +167,7 @@ def register(sub) -> None:
     sim = s.add_parser("simulate", help="run the simulated provincial platform on 127.0.0.1 (demo)")
     sim.add_argument("--db", default=None, help="front-end database whose shared store receives pushes")
     sim.add_argument("--port", type=int, default=None)
+    sim.add_argument("--misbehave", default=None,
+                     choices=["replay", "unsigned_error", "unbound", "impostor"],
+                     help="answer wrongly on purpose, to see the hospital refuse it")
     sim.set_defaults(func=_simulate)

@@ -76,7 +76,9 @@ def _purge(args) -> int:
 
 def _store_init(args) -> int:
     life = _life(args)
-    print(f"共享库 {life.store.url.split('@')[-1]}: {', '.join(t.name for t in life.store.tables.values())}"
+    from hipbridge.redact import mask_url
+
+    print(f"共享库 {mask_url(life.store.url)}: {', '.join(t.name for t in life.store.tables.values())}"
           + (f"; 缺少表规格: {', '.join(life.store.missing)}" if life.store.missing else ""))
     return 0
 

@@ -10,7 +10,12 @@ from hipbridge.spec import TableSpec, load_specs
 
 
 def _check(args) -> int:
+    from hipbridge.spec.sql_guard import spec_query_errors
+
     result = load_specs(args.specs)
+    for table, err in spec_query_errors(result).items():   # one read-only SELECT per source dialect (sqlglot)
+        result.errors.append(err)
+        result.specs.pop(table, None)
     for err in result.errors + result.warnings:
         print(err, file=sys.stderr)
     total = len(result.specs) + len({e.file for e in result.errors})

@@ -165,14 +165,18 @@ _ENGINES: dict[tuple[str, str | None], Engine] = {}
 
 
 def _build_engine(url: str, ops_schema: str | None) -> Engine:
+    from hipbridge.redact import register_url
+
+    register_url(url)   # its password is masked in our output and in Airflow's task logs
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
-        eng = create_engine(url, connect_args={"timeout": 30})
+        # hide_parameters: a database error never carries a row's values (personal data) into a message
+        eng = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         event.listen(eng, "connect", _sqlite_pragmas)
         if ops_schema:
             event.listen(eng, "connect", _attach_ops(url, ops_schema))
         return eng
-    kwargs: dict = {"pool_pre_ping": True}
+    kwargs: dict = {"pool_pre_ping": True, "hide_parameters": True}
     if u.get_backend_name() in ("mysql", "mariadb"):
         query = dict(u.query)
         query.setdefault("charset", "utf8mb4")

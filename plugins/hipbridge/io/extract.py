@@ -287,6 +287,9 @@ def _fast(engine: Engine, cx_url: str, sql: str, watermark_column: str, start: d
 def read_chunks(engine: Engine, sql: str, watermark_column: str | None, start: datetime, end: datetime,
                 chunk_rows: int) -> Iterator[pd.DataFrame]:
     """Yield DataFrames of about chunk_rows source rows (columns as the query names them)."""
+    from hipbridge.spec.sql_guard import require_read_only
+
+    require_read_only(sql, engine.dialect.name)   # one read-only SELECT, or nothing reaches the source
     cx_url = connectorx_url(engine) if watermark_column else None
     if cx_url is not None and start < end:
         yield from _fast(engine, cx_url, sql, watermark_column, start, end, chunk_rows)

@@ -273,7 +273,9 @@ def with_retries(what: str, fn, *args, **kwargs):
 
 
 def _safe_url(engine: Engine) -> str:
-    return engine.url.render_as_string(hide_password=True)
+    from hipbridge.redact import mask_url
+
+    return mask_url(engine.url)   # no password, no password-like query parameters
 
 
 class _SourceFailure(Exception):

@@ -1,8 +1,11 @@
 """Platform client: grant, revoke and query an appointment authorization through the signed envelope.
 
-One call = one fresh SM4 key, one requestId, one nonce. The platform's response is itself an
-envelope; its signature is verified with the platform's signing key before `code` is trusted.
-Transport failures raise `PlatformUnavailable` (the outbox retries them).
+One call = one fresh SM4 key, one requestId, one nonce. The platform's answer is itself an
+envelope and is trusted only when it is signed with the platform's signing key — error answers
+too — fresh, and echoes this request's requestId and nonce (`envelope.open_answer`). An answer that
+is not (unsigned, replayed from another request, from an impostor on the platform's address)
+raises `AnswerRefused`; it never grants nor fails anything. Transport failures raise
+`PlatformUnavailable` (the outbox retries both).
 """
 
 from __future__ import annotations
@@ -16,11 +19,15 @@ import httpx
 from hipbridge.crypto.keys import KeyStore
 
 from .config import PlatformConfig, platform_config
-from .envelope import Clock, EnvelopeError, Sealed, extract, open_envelope, render, seal
+from .envelope import Clock, EnvelopeError, NonceStore, Sealed, extract, open_answer, render, seal
 
 
 class PlatformUnavailable(Exception):
     """Network error, timeout, HTTP 5xx or an unverifiable response: retry later."""
+
+
+class AnswerRefused(PlatformUnavailable):
+    """An answer that is not the platform's signed answer to this request: refused, retried, alerted."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,7 @@ class PlatformClient:
         self.clock = clock or self.cfg.local_now
         self.base_url = (base_url or self.cfg.url).rstrip("/")
         self._http = httpx.Client(timeout=self.cfg.timeout_s, transport=transport, trust_env=False)
+        self._answer_nonces = NonceStore(self.cfg.envelope.nonce_ttl_s)
 
     def close(self) -> None:
         self._http.close()
@@ -65,21 +73,15 @@ class PlatformClient:
             env = resp.json()
         except ValueError:
             raise PlatformUnavailable(f"平台应答不是 JSON (HTTP {resp.status_code})") from None
-        f = self.cfg.envelope.fields
-        code, msg = str(env.get(f["code"], "")), str(env.get(f["msg"], ""))
-        data: dict[str, Any] = {}
-        if env.get(f["biz_content"]):
-            try:
-                opened = open_envelope(self.cfg, env, peer_sign_public=self.keys.peer("platform_sign"),
-                                       own_enc_private=self.keys.sm2("enc").private_key, clock=self.clock)
-            except EnvelopeError as exc:
-                raise PlatformUnavailable(f"平台应答验签/解密失败: {exc}") from None
-            inner = opened.body.get("data") if isinstance(opened.body, dict) else None
-            data = extract(self.cfg.messages["response"], inner or {})
-        elif code == self.cfg.codes.success:
-            raise PlatformUnavailable("平台成功应答缺少签名业务内容")
-        # An unsigned error answer (e.g. E1003 before the platform trusts us) is accepted as
-        # information only: it never moves an authorization to ACTIVE.
+        try:
+            answer = open_answer(self.cfg, env, sealed, peer_sign_public=self.keys.peer("platform_sign"),
+                                 own_enc_private=self.keys.sm2("enc").private_key, clock=self.clock,
+                                 nonces=self._answer_nonces)
+        except EnvelopeError as exc:
+            raise AnswerRefused(f"平台应答验签/绑定失败, 已拒收: {exc}") from None
+        code, msg = answer.code, answer.msg
+        inner = answer.body.get("data") if isinstance(answer.body, dict) else None
+        data: dict[str, Any] = extract(self.cfg.messages["response"], inner) if isinstance(inner, dict) else {}
         return PlatformResult(code, msg, data, sealed.request_id, sealed, env)
 
     def grant(self, values: dict[str, Any]) -> PlatformResult:

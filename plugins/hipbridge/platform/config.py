@@ -45,7 +45,8 @@ class Envelope(_Strict):
     @classmethod
     def _all_roles(cls, v: dict[str, str]) -> dict[str, str]:
         need = {"app_id", "org_code", "service_code", "version", "request_id", "timestamp", "nonce",
-                "enc_type", "sign_type", "enc_key", "iv", "biz_content", "digest", "sign", "code", "msg"}
+                "enc_type", "sign_type", "enc_key", "iv", "biz_content", "digest", "sign", "code", "msg",
+                "request_nonce"}
         missing = need - set(v)
         if missing:
             raise ValueError(f"envelope.fields lacks {sorted(missing)}")

@@ -5,6 +5,8 @@ encryption key (C1C3C2) → digest = SM3(nonce ‖ plaintext) → signing string
 but `sign`, ASCII-sorted, empty skipped, k=v joined by &) → SM3withSM2 (DER, base64).
 Receiver: required fields → timestamp window (E1002) → signature (E1003) → nonce replay (E1004)
 → decrypt with C3 and padding checks (E1005) → digest (E1006). Field names come from config.
+An answer (`open_answer`) must in addition be signed even when it reports an error, and echo the
+request's requestId and nonce, so a replayed or forged answer can neither grant nor fail a call.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ class Sealed:
     request_id: str
     digest: str          # SM3(nonce ‖ plaintext): audit fingerprint of the body, not the body
     plaintext_sm3: str   # SM3 of the canonical body
+    nonce: str = ""      # the request's nonce, which the answer must echo
 
 
 @dataclass(frozen=True)
@@ -135,17 +138,19 @@ def seal(cfg: PlatformConfig, service_code: str, body: dict[str, Any], *, app_id
     user_id = cfg.envelope.sm2_user_id.encode()
     sig = sm2_sign(sign_private, signing_string(env, f["sign"]), user_id, sign_public)
     env[f["sign"]] = base64.b64encode(sig).decode()
-    return Sealed(env, rid, env[f["digest"]], sm3_hex(plaintext))
+    return Sealed(env, rid, env[f["digest"]], sm3_hex(plaintext), nonce)
 
 
-def open_envelope(cfg: PlatformConfig, env: dict[str, Any], *, peer_sign_public: str, own_enc_private: str,
-                  clock: Clock, nonces: NonceStore | None = None,
-                  expected_service: str | None = None) -> Opened:
+_REQUIRED = ["app_id", "org_code", "service_code", "version", "request_id", "timestamp", "nonce",
+             "enc_type", "sign_type", "enc_key", "iv", "biz_content", "digest", "sign"]
+
+
+def _check_signed(cfg: PlatformConfig, env: Any, required: list[str], peer_sign_public: str, clock: Clock,
+                  expected_service: str | None = None) -> None:
+    """Required fields → version / types → service → timestamp window (E1002) → signature (E1003)."""
     f = cfg.envelope.fields
     if not isinstance(env, dict):
         raise EnvelopeError("missing_field", "报文不是 JSON 对象")
-    required = ["app_id", "org_code", "service_code", "version", "request_id", "timestamp", "nonce",
-                "enc_type", "sign_type", "enc_key", "iv", "biz_content", "digest", "sign"]
     missing = [f[r] for r in required if not isinstance(env.get(f[r]), str) or not env.get(f[r])]
     if missing:
         raise EnvelopeError("missing_field", f"缺少字段 {missing}")
@@ -169,8 +174,11 @@ def open_envelope(cfg: PlatformConfig, env: dict[str, Any], *, peer_sign_public:
         raise EnvelopeError("signature", "sign 不是 base64") from None
     if not sm2_verify(peer_sign_public, signing_string(env, f["sign"]), sig, cfg.envelope.sm2_user_id.encode()):
         raise EnvelopeError("signature", "签名验证失败")
-    if nonces is not None and not nonces.add_if_new(env[f["nonce"]]):
-        raise EnvelopeError("replay", "nonce 已使用 (重放)")
+
+
+def _decrypt(cfg: PlatformConfig, env: dict[str, Any], own_enc_private: str) -> Any:
+    """SM2-open the SM4 key (C3 checked), SM4-CBC decrypt (padding checked) → digest (E1006) → JSON."""
+    f = cfg.envelope.fields
     try:
         key = sm2_decrypt(own_enc_private, base64.b64decode(env[f["enc_key"]], validate=True))
         iv = base64.b64decode(env[f["iv"]], validate=True)
@@ -182,10 +190,55 @@ def open_envelope(cfg: PlatformConfig, env: dict[str, Any], *, peer_sign_public:
     if sm3_hex(env[f["nonce"]].encode() + plaintext) != env[f["digest"]].lower():
         raise EnvelopeError("digest", "摘要不一致")
     try:
-        body = json.loads(plaintext.decode("utf-8"))
+        return json.loads(plaintext.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise EnvelopeError("decrypt", "业务报文不是 UTF-8 JSON") from None
+
+
+def open_envelope(cfg: PlatformConfig, env: dict[str, Any], *, peer_sign_public: str, own_enc_private: str,
+                  clock: Clock, nonces: NonceStore | None = None,
+                  expected_service: str | None = None) -> Opened:
+    f = cfg.envelope.fields
+    _check_signed(cfg, env, _REQUIRED, peer_sign_public, clock, expected_service)
+    if nonces is not None and not nonces.add_if_new(env[f["nonce"]]):
+        raise EnvelopeError("replay", "nonce 已使用 (重放)")
+    body = _decrypt(cfg, env, own_enc_private)
     return Opened(body, env, env[f["request_id"]], env[f["digest"]])
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A platform answer that passed `open_answer`: signed by the platform and bound to our request."""
+
+    code: str
+    msg: str
+    body: Any            # the decrypted business content; None for an error answer we cannot open
+    envelope: dict[str, Any]
+
+
+def open_answer(cfg: PlatformConfig, env: Any, request: Sealed, *, peer_sign_public: str, own_enc_private: str,
+                clock: Clock, nonces: NonceStore | None = None) -> Answer:
+    """Accept the platform's answer to `request` only when it is signed (error answers too), fresh,
+    not seen before, and echoes our requestId and nonce; anything else raises EnvelopeError.
+
+    A success must also decrypt; an error answer's `code` is trusted from the signature alone (the
+    platform may not be able to encrypt to a caller it does not know)."""
+    f = cfg.envelope.fields
+    if not isinstance(env, dict) or not env.get(f["sign"]):
+        raise EnvelopeError("signature", "应答未签名")
+    _check_signed(cfg, env, [*_REQUIRED, "code", "request_nonce"], peer_sign_public, clock)
+    if env[f["request_id"]] != request.request_id or env[f["request_nonce"]] != request.nonce:
+        raise EnvelopeError("unbound", "应答不属于本次请求 (requestId / nonce 不符: 重放或串号)")
+    if nonces is not None and not nonces.add_if_new(env[f["nonce"]]):
+        raise EnvelopeError("replay", "应答 nonce 已使用 (重放)")
+    code, msg = env[f["code"]], str(env.get(f["msg"], ""))
+    if code == cfg.codes.success:
+        return Answer(code, msg, _decrypt(cfg, env, own_enc_private), env)
+    try:
+        body = _decrypt(cfg, env, own_enc_private)
+    except EnvelopeError:
+        body = None
+    return Answer(code, msg, body, env)
 
 
 # ---------------------------------------------------------------- body field mapping

@@ -25,12 +25,13 @@ from hipbridge.crypto.keys import KeyStore
 from hipbridge.crypto.sm import sm3_hex
 from hipbridge.io.ops import Ops
 
-from .client import PlatformClient, PlatformResult, PlatformUnavailable
+from .client import AnswerRefused, PlatformClient, PlatformResult, PlatformUnavailable
 from .config import PlatformConfig, SharingConfig, platform_config, sharing_config
 from .envelope import Clock
 from .state import AUTH_NEXT, OUTBOX_RANK, audit
 
 log = logging.getLogger("hipbridge.platform.outbox")
+REFUSED = "REFUSED"   # last_code of an attempt whose answer was refused (unsigned, unbound, impostor)
 LEASE = timedelta(minutes=2)
 
 
@@ -310,22 +311,29 @@ def process_outbox(engine: Engine, ops: Ops, client: PlatformClient, keys: KeySt
                 roles["auth_id"] = conn.execute(select(ar.c.auth_id).where(and_(
                     ar.c.org_code == row["org_code"], ar.c.appointment_id == row["appointment_id"]))).scalar()
         report.sent += 1
+        refused = False
         try:
             result: PlatformResult | None = client.call(row["kind"], roles)
             error = None
+        except AnswerRefused as exc:
+            result, error, refused = None, str(exc), True
+            log.warning("平台应答被拒收 (未签名 / 非本次请求 / 冒充), 将重试: outbox=%s kind=%s %s",
+                        row["id"], row["kind"], exc)
         except PlatformUnavailable as exc:
             result, error = None, str(exc)
         now = clock()
-        _settle(engine, ops, keys, cfg, row, result, error, now, report)
+        _settle(engine, ops, keys, cfg, row, result, error, now, report, refused=refused)
     return report
 
 
 def _settle(engine: Engine, ops: Ops, keys: KeyStore, cfg: PlatformConfig, row: Any, result: PlatformResult | None,
-            error: str | None, now: datetime, report: OutboxReport) -> None:
+            error: str | None, now: datetime, report: OutboxReport, refused: bool = False) -> None:
+    """Record one attempt's outcome. A refused answer (`refused`) is retried like an outage and, when
+    the retries are used up, leaves the authorization PENDING for staff: it never fails it."""
     ob, ar, pm = ops.table("outbox"), ops.table("auth_record"), ops.table("platform_message")
     appointment = (row["org_code"], row["appointment_id"])
     attempts = row["attempts"] + 1
-    code = result.code if result else "TRANSPORT"
+    code = result.code if result else (REFUSED if refused else "TRANSPORT")
     report.codes[code] = report.codes.get(code, 0) + 1
     with engine.begin() as conn:
         if result is not None:
@@ -334,6 +342,10 @@ def _settle(engine: Engine, ops: Ops, keys: KeyStore, cfg: PlatformConfig, row: 
                 request_sm3=result.request.plaintext_sm3, request_envelope=json.dumps(result.request.envelope),
                 response_envelope=json.dumps(result.response_envelope, ensure_ascii=False), code=result.code,
                 sent_at=now))
+        if refused:
+            audit(conn, ops, keys, ts=now, actor_type="system", actor_id="outbox", patient_key=row["patient_key"],
+                  action="PLATFORM_ANSWER_REFUSED", object_type="outbox", object_id=str(row["id"]),
+                  result_code=REFUSED, detail={"attempt": attempts, "error": error})
         audit(conn, ops, keys, ts=now, actor_type="system", actor_id="outbox", patient_key=row["patient_key"],
               action=f"PLATFORM_{row['kind'].upper()}", object_type="outbox", object_id=str(row["id"]),
               request_id=result.request_id if result else None, result_code=code,
@@ -375,7 +387,7 @@ def _settle(engine: Engine, ops: Ops, keys: KeyStore, cfg: PlatformConfig, row: 
         _move_outbox(conn, ops, row["id"], "FAILED", now, attempts=attempts, last_code=code, last_error=msg,
                      locked_until=None)
         report.failed += 1
-        if row["kind"] == "grant":
+        if row["kind"] == "grant" and not refused:
             _move_auth(conn, ops, appointment, "FAILED", now, last_code=code)
         log.warning("平台调用失败, 转人工处理: outbox=%s kind=%s code=%s %s", row["id"], row["kind"], code, msg)
 

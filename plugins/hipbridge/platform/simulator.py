@@ -76,6 +76,15 @@ class SimAuth:
     revoke_time: datetime | None = None
 
 
+MISBEHAVIOURS = {
+    "replay": "answer with the previous signed answer (to another request), verbatim",
+    "unsigned_error": "answer business errors (A2002) without a signature, as an unverified proxy could",
+    "unbound": "sign a correct answer but echo another requestId / no request nonce",
+    "impostor": "someone else on the platform's address, without the platform's keys: answers by turns an "
+                "unsigned A2002 and a success signed with its own key, echoing the requestId / nonce it can read",
+}
+
+
 @dataclass
 class SimState:
     auths: dict[tuple[str, str], SimAuth] = field(default_factory=dict)
@@ -84,11 +93,20 @@ class SimState:
     reviews: dict[str, dict[str, Any]] = field(default_factory=dict)   # 调阅记录 by reviewId (idempotent)
     review_posts: int = 0                                                 # every accepted post, retries included
     lock: threading.Lock = field(default_factory=threading.Lock)
+    misbehave: str | None = None           # a key of MISBEHAVIOURS: tests of the hospital's refusals
+    last_answer: dict[str, Any] | None = None
 
 
 def create_app(keys: KeyStore, store=None, cfg: PlatformConfig | None = None, share: SharingConfig | None = None,
-               clock: Callable[[], datetime] | None = None, seed: int | None = None) -> FastAPI:
-    """`keys` is the platform's key folder (its SM2 pairs and the hospital's public keys)."""
+               clock: Callable[[], datetime] | None = None, seed: int | None = None,
+               misbehave: str | None = None) -> FastAPI:
+    """`keys` is the platform's key folder (its SM2 pairs and the hospital's public keys).
+
+    Every answer is signed (error answers too) and echoes the request's requestId and nonce.
+    `misbehave` (or `app.state.sim.misbehave` at run time) makes it answer wrongly on purpose, see
+    MISBEHAVIOURS; the hospital must refuse each of those answers."""
+    if misbehave is not None and misbehave not in MISBEHAVIOURS:
+        raise ValueError(f"misbehave {misbehave!r}: one of {', '.join(MISBEHAVIOURS)}")
     cfg = cfg or platform_config()
     share = share or sharing_config()
     clock = clock or cfg.local_now
@@ -96,25 +114,30 @@ def create_app(keys: KeyStore, store=None, cfg: PlatformConfig | None = None, sh
     f = cfg.envelope.fields
     env_codes, biz = cfg.codes.envelope, cfg.codes.business
     nonces = NonceStore(cfg.envelope.nonce_ttl_s)
-    state = SimState()
+    state = SimState(misbehave=misbehave)
     rng = random.Random(seed)
     domain_codes = _domain_codes()
     app = FastAPI(title="模拟省全民健康信息平台", docs_url=None, redoc_url=None)
     app.state.sim = state
     by_path = {s.path: (role, s) for role, s in cfg.services.items()}
 
-    def answer(code: str, request_id: str | None, data: dict[str, Any] | None = None) -> JSONResponse:
+    def answer(code: str, request_id: str | None, data: dict[str, Any] | None = None,
+               request_nonce: str | None = None, signer: KeyStore | None = None) -> JSONResponse:
         body = {"data": render(cfg.messages["response"], data or {})} if data is not None else {"data": {}}
-        sign = keys.sm2("sign")
+        sign = (signer or keys).sm2("sign")
         sealed = seal(cfg, "RESPONSE", body, app_id=cfg.app_id, org_code="PLATFORM",
                       sign_private=sign.private_key, sign_public=sign.public_key,
                       peer_enc_public=keys.peer("hospital_enc"), clock=clock,
-                      extra={"code": code, "msg": cfg.codes.message(code)}, request_id=request_id)
+                      extra={"code": code, "msg": cfg.codes.message(code), "request_nonce": request_nonce or ""},
+                      request_id=request_id or "")
         return JSONResponse(sealed.envelope)
 
     def unsigned(code: str) -> JSONResponse:
-        # Envelope errors are answered without business content (the caller is not trusted yet).
         return JSONResponse({f["code"]: code, f["msg"]: cfg.codes.message(code)})
+
+    def echo(env: Any, role: str) -> str | None:
+        v = env.get(f[role]) if isinstance(env, dict) else None
+        return v if isinstance(v, str) else None
 
     @app.post("/{path:path}")
     async def gateway(path: str, request: Request) -> JSONResponse:
@@ -125,7 +148,19 @@ def create_app(keys: KeyStore, store=None, cfg: PlatformConfig | None = None, sh
         try:
             env = json.loads(await request.body())
         except ValueError:
-            return unsigned(env_codes["missing_field"])
+            return answer(env_codes["missing_field"], None)
+        rid, rnonce = echo(env, "request_id"), echo(env, "nonce")
+        if state.misbehave == "impostor":
+            # cannot open the request (no platform key) nor sign as the platform; echoes what it can see
+            with state.lock:
+                state.requests.append({"service": svc.code, "code": "IMPOSTOR"})
+                turn = len(state.requests)
+            if turn % 2:
+                return unsigned(biz["identity_mismatch"])
+            impostor = KeyStore(keys.directory.parent / (keys.directory.name + "_impostor"))
+            return answer(cfg.codes.success, rid, {"auth_id": "IMPOSTOR" + uuid.uuid4().hex[:8],
+                                                   "auth_status": cfg.auth_status["active"]},
+                          request_nonce=rnonce, signer=impostor)
         try:
             opened = open_envelope(cfg, env, peer_sign_public=keys.peer("hospital_sign"),
                                    own_enc_private=keys.sm2("enc").private_key, clock=clock, nonces=nonces,
@@ -134,14 +169,24 @@ def create_app(keys: KeyStore, store=None, cfg: PlatformConfig | None = None, sh
             code = env_codes[exc.role]
             with state.lock:
                 state.requests.append({"service": svc.code, "code": code})
-            return unsigned(code)
+            return answer(code, rid, request_nonce=rnonce)   # signed, without business content
         if env[f["org_code"]] not in sim.org_codes:
-            return unsigned(env_codes["org_not_bound"])
+            return answer(env_codes["org_not_bound"], rid, request_nonce=rnonce)
         values = extract(cfg.messages[role], opened.body)
         with state.lock:
             code, data = handle(role, values, opened)
             state.requests.append({"service": svc.code, "code": code})
-        return answer(code, opened.request_id, data)
+            previous, mode = state.last_answer, state.misbehave
+        if mode == "unsigned_error":
+            return unsigned(code if code != cfg.codes.success else biz["identity_mismatch"])
+        if mode == "unbound":
+            return answer(code, uuid.uuid4().hex, data)
+        if mode == "replay" and previous is not None:
+            return JSONResponse(previous)
+        resp = answer(code, opened.request_id, data, request_nonce=env[f["nonce"]])
+        with state.lock:
+            state.last_answer = json.loads(resp.body)
+        return resp
 
     def handle(role: str, v: dict[str, Any], opened) -> tuple[str, dict[str, Any] | None]:
         now = clock()

@@ -75,7 +75,9 @@ def new_run_id(prefix: str = "q", at: datetime | None = None) -> str:
 
 
 def safe_url(engine: Engine) -> str:
-    return engine.url.render_as_string(hide_password=True)
+    from hipbridge.redact import mask_url
+
+    return mask_url(engine.url)   # no password, no password-like query parameters
 
 
 def _timeliness(ev: Evaluator, rules: list[Rule], scope: Scope, cfg: QualityConfig) -> dict[str, Any] | None:

@@ -96,8 +96,12 @@ def save_run(engine: Engine, schema: str, run_id: str, kind: str, started: datet
         "sql_text": r.sql,
     } for r in results]
     with engine.begin() as conn:   # a rerun of the same batch replaces its results
-        conn.execute(res.delete().where(res.c.run_id == run_id))
-        conn.execute(run.delete().where(run.c.run_id == run_id))
+        # Only DELETE what exists: on InnoDB a DELETE that matches nothing takes a gap lock, and two
+        # gates saving at once (two Celery workers) then deadlock on each other's INSERT into that gap
+        # (MariaDB error 1213, seen in tests/test_distributed.py). A plain SELECT takes no lock.
+        if conn.execute(select(run.c.run_id).where(run.c.run_id == run_id)).first() is not None:
+            conn.execute(res.delete().where(res.c.run_id == run_id))
+            conn.execute(run.delete().where(run.c.run_id == run_id))
         conn.execute(run.insert().values(
             run_id=run_id, kind=kind, started_at=started, finished_at=finished, database=database,
             tables=_json(tables), overall=(scores or {}).get("overall"), grade=(scores or {}).get("grade"),

@@ -13,9 +13,10 @@ the file is re-read whenever it changes.
    request body is read** (an unauthenticated request with a 1 GB body gets 401 at once), then
    enforces the body size limit (413, from Content-Length or while streaming);
 2. validation errors (422) that name the field and the problem but never echo the input, and a
-   500 answer that names no exception text (patient data must not travel back or into logs);
-3. the OpenAPI description at `/openapi.json` for role `admin` only, and not at all with
-   `HIPBRIDGE_PROFILE=production`; no Swagger / ReDoc pages.
+   500 answer that names no exception text; the log gets the exception's type and line only
+   (patient data must not travel back or into logs);
+3. the OpenAPI description at `/openapi.json` for role `admin` only, and not at all when the active
+   deployment profile says `web.openapi_docs: false` (production); no Swagger / ReDoc pages.
 
 Endpoints then take the caller with `Depends(require_role("workstation"))` (see docs/sharing.md).
 """
@@ -27,6 +28,7 @@ import logging
 import os
 import secrets
 import threading
+import traceback
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -49,9 +51,11 @@ DEFAULT_MAX_BODY = 64 * 1024
 PUBLIC_PATHS = frozenset({"/healthz"})
 
 
-def production() -> bool:
-    """`HIPBRIDGE_PROFILE=production`: no API description is served at all."""
-    return os.environ.get("HIPBRIDGE_PROFILE", "").strip().lower() == "production"
+def docs_allowed() -> bool:
+    """The active deployment profile's `web.openapi_docs` (false in `config/profiles/production.yaml`)."""
+    from hipbridge.profiles import active
+
+    return active().web.openapi_docs
 
 
 class CallerError(ValueError):
@@ -279,10 +283,17 @@ class CallerGuard:
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except Exception as exc:
-            if getattr(exc, "status_code", None) != 413 or started:
-                raise
-            await _send_json(send, 413, self._too_large(), close=True)
+        except Exception as exc:  # noqa: BLE001 - the last line before the server: answer 500, log no text
+            if getattr(exc, "status_code", None) == 413 and not started:
+                return await _send_json(send, 413, self._too_large(), close=True)
+            # the type and where only: an exception's text can carry the request's values (names, IDs),
+            # so it is neither answered nor logged, and not re-raised into the server's own log
+            tb = traceback.extract_tb(exc.__traceback__)
+            where = f"{Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else "?"
+            log.error("内部错误 %s %s (caller %s): %s at %s", scope.get("method"), path, caller.name,
+                      type(exc).__name__, where)
+            if not started:
+                await _send_json(send, 500, {"code": "INTERNAL", "detail": "内部错误, 已记录"}, close=True)
 
     def _too_large(self) -> dict[str, Any]:
         return {"code": "PAYLOAD_TOO_LARGE", "detail": f"请求体超过 {self.max_body} 字节"}
@@ -329,7 +340,7 @@ def secure_app(app, store: CallerStore, rules: Mapping[str, Iterable[str]], *,
     """Put the guard, the non-echoing error answers and the admin-only API description on `app`.
 
     Create the app with `docs_url=None, redoc_url=None, openapi_url=None`; this adds
-    `/openapi.json` (role admin) unless the profile is production."""
+    `/openapi.json` (role admin) unless the active profile turns the API description off."""
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
 
@@ -348,13 +359,7 @@ def secure_app(app, store: CallerStore, rules: Mapping[str, Iterable[str]], *,
     async def _validation(request, exc: RequestValidationError):
         return JSONResponse({"code": "INVALID", "detail": _safe_errors(exc.errors())}, status_code=422)
 
-    @app.exception_handler(Exception)
-    async def _internal(request, exc: Exception):
-        # the type only: exception texts can carry values of the request (names, ID numbers)
-        log.error("内部错误 %s %s: %s", request.method, request.url.path, type(exc).__name__)
-        return JSONResponse({"code": "INTERNAL", "detail": "内部错误, 已记录"}, status_code=500)
-
-    if not production():
+    if docs_allowed():
         @app.get("/openapi.json", include_in_schema=False)
         def _openapi(caller: Annotated[Caller, Depends(require_role("admin"))]):
             return JSONResponse(app.openapi())
