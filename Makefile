@@ -43,6 +43,9 @@ bench-quality: venv
 bench-deletion: venv
 	$(PY) bench/deletion.py
 
+bench-crypto: venv
+	$(PY) bench/crypto.py
+
 bench-display: venv
 	$(PY) bench/display.py
 

@@ -1,6 +1,7 @@
 """Airflow DAGs of the sharing lifecycle (共享数据生命周期):
 
-- `hipbridge_push_verify`  every 5 min: verify new batches the platform pushed into the shared store
+- `hipbridge_push_verify`  every 5 min: verify new batches the platform pushed into the shared store,
+  then move them into the encrypted tables and delete the landing copy
   (manifest, digests, authorization, required fields, references, then the quality engine).
 - `hipbridge_share_purge`  daily 02:00 (hospital time): delete shared data 15 days after the visit,
   at once after a revocation, at expiry for a no-show; dry-run param; fails (alerts) when the
@@ -47,7 +48,14 @@ with DAG(
         return {"batches": len(rep.batches), "rejected": sum(b.status == "REJECTED" for b in rep.batches),
                 "quality_run_id": rep.quality_run_id, "orphans_deleted": rep.orphans_deleted}
 
-    verify_new_batches()
+    @task(task_id="ingest_encrypted")
+    def ingest_encrypted() -> dict:
+        """Move the verified rows from the landing tables into the encrypted tables (secure.py)."""
+        from hipbridge.sharing.service import Lifecycle
+
+        return Lifecycle.open().ingest().as_dict()
+
+    verify_new_batches() >> ingest_encrypted()
 
 
 with DAG(

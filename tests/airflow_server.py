@@ -139,6 +139,7 @@ class AirflowServer:
         return r.json()["import_errors"]
 
     def trigger(self, dag_id: str, conf: dict | None = None) -> httpx.Response:
+        self.api("PATCH", f"/dags/{dag_id}", json={"is_paused": False}).raise_for_status()  # table DAGs start paused
         return self.api("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf or {}})
 
     def run_state(self, dag_id: str, run_id: str) -> str:

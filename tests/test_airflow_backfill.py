@@ -9,10 +9,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from hipbridge.airflow.factory import BackfillRefused, _run_interval, backfill_window, build_all, is_backfill, \
-    scheduled_high_watermark
+from hipbridge.airflow.factory import (
+    BackfillRefused,
+    backfill_window,
+    build_all,
+    is_backfill,
+    scheduled_high_watermark,
+)
 from hipbridge.spec import load_specs
+
 from tests.minihospital import MiniHospital
 
 TZ = "Asia/Shanghai"
@@ -53,21 +58,31 @@ def test_run_types():
 
 
 def test_a_daily_dag_runs_data_interval_is_one_hospital_day(tmp_path):
+    from airflow.timetables.base import TimeRestriction
+
     mini = MiniHospital(tmp_path / "mini")
     dag = build_all(load_specs(mini.specs))["hipbridge_visit"]
-    tt = dag.timetable
-    fired = datetime(2026, 12, 1, 16, tzinfo=UTC)  # 2026-12-02 00:00 in Shanghai
-    interval = tt.infer_manual_data_interval(run_after=fired)
-    assert (interval.start, interval.end) == (fired - timedelta(days=1), fired)
-    assert backfill_window({}, interval.start, interval.end, TZ) == (datetime(2026, 12, 1), datetime(2026, 12, 2))
-    # a scheduled run still reads up to the local midnight it fired at (its data interval end)
-    assert scheduled_high_watermark("scheduled", interval.end, TZ) == datetime(2026, 12, 2)
+    # what Airflow's Backfill from 2026-12-01 to 2026-12-02 (Shanghai) makes: the runs of those two days
+    first = datetime(2026, 11, 30, 16, tzinfo=UTC)
+    restriction = TimeRestriction(first, first + timedelta(days=1), catchup=True)
+    runs, last = [], None
+    while (info := dag.timetable.next_dagrun_info(last_automated_data_interval=last, restriction=restriction)):
+        runs.append(info)
+        last = info.data_interval
+    assert [backfill_window({}, r.data_interval.start, r.data_interval.end, TZ) for r in runs] == [
+        (datetime(2026, 12, 1), datetime(2026, 12, 2)), (datetime(2026, 12, 2), datetime(2026, 12, 3))]
+    # a scheduled run fires at the end of its day and reads up to that local midnight
+    assert runs[0].run_after == runs[0].data_interval.end
+    assert scheduled_high_watermark("scheduled", runs[0].data_interval.end, TZ) == datetime(2026, 12, 2)
 
 
-def test_irregular_crons_get_the_longest_gap_so_no_day_is_left_out():
-    assert _run_interval("0 0 * * *", TZ) == timedelta(days=1)
-    assert _run_interval("0 * * * *", TZ) == timedelta(hours=1)
-    assert _run_interval("0 2 * * 1-5", TZ) == timedelta(days=3)  # Friday → Monday
+def test_irregular_crons_cover_the_gap_since_their_previous_fire():
+    from airflow.timetables.interval import CronDataIntervalTimetable
+
+    weekdays = CronDataIntervalTimetable("0 2 * * 1-5", timezone=TZ)
+    monday = datetime(2026, 12, 6, 18, tzinfo=UTC)  # Monday 2026-12-07 02:00 in Shanghai
+    friday = weekdays.infer_manual_data_interval(run_after=monday)  # the run that fires then: Friday's
+    assert (friday.start, friday.end) == (monday - timedelta(days=3), monday)  # the weekend included
 
 
 def test_table_dags_start_paused_and_their_docs_say_how_to_unpause_and_backfill(tmp_path):

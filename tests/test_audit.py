@@ -48,7 +48,7 @@ def test_chain_detects_tampering_and_deletion(hb_home, mariadb_url):
     ok = _verify(mariadb_url, hb_home)
     assert ok.returncode == 0 and "30 条事件" in ok.stdout
 
-    ev, anchor = ops.table("audit_event"), ops.table("audit_anchor")
+    ev, anchor = ops.table("audit_event"), ops.table("audit_chain")
     with engine.connect() as c:
         rows = [dict(r) for r in c.execute(select(ev).order_by(ev.c.id)).mappings()]
         sealed = dict(c.execute(select(anchor)).mappings().one())
@@ -77,3 +77,29 @@ def test_chain_detects_tampering_and_deletion(hb_home, mariadb_url):
         c.execute(ev.insert(), [rows[-2], rows[-1]])
         c.execute(anchor.update().values(events=sealed["events"], last_mac=sealed["last_mac"]))
     assert _verify(mariadb_url, hb_home).returncode == 0
+
+
+def test_writers_of_several_processes_keep_one_chain(hb_home, mariadb_url):
+    """Two writers (as the display service and the booking door would be) and plain appends interleave:
+    a writer whose remembered tail is stale falls back to reading it under lock; the chain stays whole."""
+    import hipbridge.platform.state  # noqa: F401
+    from hipbridge.audit import AuditWriter, verify
+    from hipbridge.crypto.keys import KeyStore
+    from hipbridge.io.engines import engine_for
+    from hipbridge.io.ops import ensure_ops
+    from hipbridge.platform.state import audit
+
+    schema = os.environ["HIPBRIDGE_OPS_SCHEMA"]
+    engine = engine_for(mariadb_url, schema)
+    ops = ensure_ops(engine, schema)
+    keys = KeyStore(hb_home / "keys")
+    w1, w2 = AuditWriter(engine, ops, keys), AuditWriter(engine, ops, keys)
+    ev = {"ts": datetime(2026, 3, 2, 9, 0), "actor_type": "doctor", "action": "VIEW_TIMELINE"}
+    for i in range(4):
+        w1.record([ev | {"actor_id": f"A{i}"}])
+        w1.record([ev | {"actor_id": f"B{i}"}])     # the fast path: its own tail
+        w2.record([ev | {"actor_id": f"C{i}"}])     # stale tail after w1's appends: the locked path
+        with engine.begin() as c:
+            audit(c, ops, keys, ts=ev["ts"], actor_type="system", action="OUTBOX_GRANT", actor_id=f"D{i}")
+    rep = verify(engine, ops, keys)
+    assert rep.intact and rep.events == 16

@@ -20,11 +20,18 @@ END = date(2026, 11, 24)
 # Where each local code set is stored in the vendor schemas: (database, SQL returning the codes).
 CODE_LOCATIONS: dict[str, list[tuple[str, str]]] = {
     "his_sex": [("his", "SELECT SEX FROM PAT_MASTER_INDEX")],
+    "his_education": [("his", "SELECT EDU_CODE FROM PAT_MASTER_INDEX")],
+    "his_insur_type": [("his", "SELECT INSUR_TYPE FROM PAT_VISIT"), ("his", "SELECT INSUR_TYPE FROM FEE_SETTLE")],
+    "his_tcm_disease": [("his", "SELECT TCM_DISEASE FROM OUTP_DIAGNOSIS")],
+    "his_tcm_syndrome": [("his", "SELECT TCM_SYNDROME FROM OUTP_DIAGNOSIS")],
+    "his_diag_system": [("his", "SELECT DIAG_SYSTEM FROM PAT_VISIT"), ("his", "SELECT DIAG_SYSTEM FROM OUTP_DIAGNOSIS"),
+                        ("his", "SELECT DIAG_SYSTEM FROM INP_DIAGNOSIS"), ("his", "SELECT DIAG_SYSTEM FROM OUTP_MR")],
     "his_id_type": [("his", "SELECT ID_TYPE FROM PAT_MASTER_INDEX")],
     "his_nation": [("his", "SELECT NATION FROM PAT_MASTER_INDEX")],
     "his_marital": [("his", "SELECT MARRY FROM PAT_MASTER_INDEX")],
     "his_country": [("his", "SELECT COUNTRY FROM PAT_MASTER_INDEX")],
     "his_occupation": [("his", "SELECT OCCUPATION FROM PAT_MASTER_INDEX")],
+    "his_occupation_homepage": [("his", "SELECT OCCUPATION FROM PAT_MASTER_INDEX")],
     "his_relation": [("his", "SELECT CONTACT_RELATION FROM PAT_MASTER_INDEX")],
     "his_division": [("his", "SELECT AREA_CODE FROM PAT_MASTER_INDEX")],
     "his_card_type": [("his", "SELECT CARD_TYPE FROM PAT_MASTER_INDEX")],

@@ -96,6 +96,16 @@ def test_launch_token_is_one_time_256_bit_and_stored_hashed(world):
     assert world.http.post("/shared/session", json={"launchToken": tok}).status_code == 401
 
 
+def test_recognize_purpose_is_carried_for_the_reminder_client(world):
+    orders = [{"orderId": "O9", "hisItemId": "LIS-CBC"}]
+    r = world.launch("ZY001", "P-A", "D01", purpose="RECOGNIZE", orders=orders)
+    api = world.session(_token(r))
+    assert api.get("/shared/timeline").json()["purpose"] == "RECOGNIZE"
+    launch = world.audit_events("LAUNCH")[-1]
+    assert '"purpose": "RECOGNIZE"' in launch["detail_json"] and '"orders": 1' in launch["detail_json"]
+    assert world.launch("ZY001", "P-A", "D01", purpose="PRINT").status_code == 422
+
+
 def test_expired_launch_token_is_refused(world, clock_restored):
     tok = _token(world.launch("ZY001", "P-A", "D01"))
     world.clock.advance(seconds=121)
@@ -237,6 +247,20 @@ def test_review_retry_reuses_the_review_id(world, clock_restored):
     assert d["reviewId"] in world.sim_app.state.sim.reviews
     assert world.sim_app.state.sim.reviews[d["reviewId"]]["item_type"] == "PACS"
     assert row()["status"] == "ACKED" and row()["attempts"] == 2
+
+
+def test_simulated_platform_validates_the_review_fields(world):
+    """A 调阅记录 without its report number, with an unknown item type and a malformed reviewId → A1001."""
+    roles = {"org_code": world.org, "patient_id": "P-A", "gh_id": "ZY001", "item_type": "XRAY", "item_code": "BLD-CBC",
+             "report_org_code": "450100000011", "report_org_name": "广西医科大学第一附属医院", "report_name": "血常规",
+             "report_time": "2026-01-29 06:00:00", "view_time": "2026-03-02 09:00:00",
+             "operate_time": "2026-03-02 09:00:00", "review_id": "not-a-guid", "cross_flag": "0", "doctor_id": "D01"}
+    res = world.client.call("review", roles)
+    assert res.code == "A1001"
+    bad = next(r for r in reversed(world.sim_app.state.sim.requests) if r.get("bad"))
+    assert bad["bad"] == ["item_type", "report_no", "review_id"]
+    ok = world.client.call("review", roles | {"item_type": "LIS", "report_no": "L1", "review_id": "a" * 32})
+    assert ok.code == "00000" and "a" * 32 in world.sim_app.state.sim.reviews
 
 
 def test_revoked_authorization_while_open_gives_403(world):

@@ -10,7 +10,7 @@ killed worker's task is failed after 30 s without a heartbeat instead of 300 s a
 api-server's /auth/token) and checked in MariaDB against a reference load of the same demo
 hospital made by `hipbridge run all` in another database.
 
-Run on its own: `pytest -m distributed tests`.
+Run on its own: `pytest -m distributed tests` (not yet a step of `make test`).
 """
 
 from __future__ import annotations

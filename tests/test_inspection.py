@@ -29,7 +29,7 @@ def _batch(i: int, table: str, start: datetime, status: str = "published", extra
     return {"batch_id": f"b{i:04d}", "table_id": table, "mode": "incremental", "status": status,
             "started_at": start, "finished_at": start + timedelta(seconds=seconds), "extracted": extracted,
             "published": extracted - quarantined if published is None else published, "inserted": 0, "updated": 0,
-            "voided": 0, "unchanged": 0, "quarantined": quarantined, "message": message}
+            "voided": 0, "unchanged": 0, "quarantined": quarantined, "skipped": 0, "deleted": 0, "message": message}
 
 
 def _record_a_week(engine, schema: str) -> None:
@@ -43,6 +43,7 @@ def _record_a_week(engine, schema: str) -> None:
     batches += [_batch(30 + i, "fee", d, extracted=1000, quarantined=100 if i == 0 else 0, seconds=3600 if i == 1 else 60)
                 for i, d in enumerate(day)]
     batches.append(_batch(99, "patient", MON - timedelta(hours=5)))      # the week before: not counted
+    batches[0]["skipped"] = 5                                            # rows without a change time: shown
     quarantine = [{"batch_id": "b0030", "table_id": "fee", "row_key": f"F{i}", "reason": reason, "raw": "{}",
                    "created_at": day[0]} for i, reason in enumerate(["未对码: XMLBDM=99"] * 70 + ["日期无效: FYRQ"] * 30)]
     reports = [("q-w08", MON - timedelta(days=13), 95.0), ("q-w09", MON - timedelta(days=6), 94.0),
@@ -71,8 +72,14 @@ def _record_a_week(engine, schema: str) -> None:
     deletion_log.append({"run_id": "d2", "scope": "shared", "patient_key": "p9", "reason": "revoked",
                          "table_counts": "{}", "rows_deleted": 0, "dry_run": False, "result": "PURGE_FAILED",
                          "executed_at": day[4]})
+    alerts = [{"alert_key": k, "rule": rule, "severity": "error", "title": title, "first_seen": first,
+               "last_seen": first + timedelta(hours=1), "resolved_at": resolved, "sent_count": 1}
+              for k, rule, title, first, resolved in [
+                  ("a1", "watermark_lag", "门诊就诊记录 水位落后 50 小时", day[5], None),
+                  ("a2", "platform", "平台不可达", day[1], day[1] + timedelta(hours=2)),
+                  ("a3", "outbox", "上周的积压", MON - timedelta(days=3), MON - timedelta(days=2))]]
     with engine.begin() as c:
-        for name, rows in (("batch_log", batches), ("quarantine", quarantine), ("quality_run", runs), ("outbox", out),
+        for name, rows in (("alert_state", alerts), ("batch_log", batches), ("quarantine", quarantine), ("quality_run", runs), ("outbox", out),
                            ("auth_record", auth), ("deletion_run", deletion_runs), ("deletion_log", deletion_log)):
             keys = {k for r in rows for k in r}      # one statement, so every row names every column
             c.execute(ops.table(name).insert(), [{k: r.get(k) for k in keys} for r in rows])
@@ -111,6 +118,7 @@ def test_weekly_report_from_what_was_recorded(tmp_path, hb_home, mariadb_url):
     assert ("注意", "质控", "质控") in found and ("严重", "数据删除", "数据删除") in found
     assert ("注意", "平台交互", "平台交互") in found and ("严重", "磁盘", "磁盘") in found
     assert ("提示", "运行", label["fee"]) in found                         # one batch took an hour
+    assert ("注意", "告警", "告警") in found                                 # one alert still open at the week's end
     assert not any(a["area"].endswith(label["patient"]) for a in out["advice"])   # a healthy table says nothing
     assert [a["level"] for a in out["advice"]] == sorted((a["level"] for a in out["advice"]),
                                                          key=["严重", "注意", "提示"].index)
@@ -120,13 +128,14 @@ def test_weekly_report_from_what_was_recorded(tmp_path, hb_home, mariadb_url):
                     "六、平台交互与授权", "七、数据删除证明", "八、配置漂移", "九、数据库与磁盘"):
         assert heading in page, heading
     assert "source database unreachable" in page and "未对码: XMLBDM=99" in page and "平台应答 500" in page
+    assert "水位落后 50 小时" in page and "平台不可达" in page and "上周的积压" not in page
     assert page.count("<svg") >= 4 and "Asia/Shanghai (UTC+08:00)" in page
     assert "http://" not in page.replace("http://www.w3.org/2000/svg", "") and "https://" not in page
     wb = load_workbook(out["xlsx"])
     assert wb.sheetnames[:3] == ["概述", "整改建议", "运行情况"]
     assert all(ws.auto_filter.ref for ws in wb.worksheets)
     runs = {r[0].value: [c.value for c in r] for r in wb["运行情况"].iter_rows(min_row=2)}
-    assert runs["visit"][2:4] == [6, 1] and runs["fee"][12] == 3600
+    assert runs["visit"][2:4] == [6, 1] and runs["fee"][12] == 3600 and runs["patient"][13] == 5   # 跳过
     certs = [[c.value for c in r] for r in wb["删除证明"].iter_rows(min_row=2)]
     assert [r[3] for r in certs] == ["OK", "FAILED"] and certs[0][7] == 12
 

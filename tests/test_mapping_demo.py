@@ -100,3 +100,29 @@ def test_every_demo_dictionary_code_has_a_mapping_row():
     missing = {set_id: sorted(set(meta["codes"]) - {r.local_code for r in catalog.sets[set_id].rows})
                for set_id, meta in LOCAL_CODE_SETS.items() if set_id in catalog.sets}
     assert {k: v for k, v in missing.items() if v} == {}, "add these rows to mappings/local/demo/<set>.csv"
+
+
+def test_an_unmapped_recognised_panel_or_exam_is_a_gap_like_any_other(demo, tmp_path):
+    """省互认项目代码 (lab_report, lab_result, exam_report) goes through the 互认 catalog (GX.HRXM): a recognised
+    local panel or exam without a reviewed row is listed by the gap report, per column, with candidates."""
+    mdir = tmp_path / "mappings"
+    shutil.copytree(demo["mappings"], mdir)
+    for name, code in (("lis_panel", "XCG"), ("pacs_item", "DR01")):   # a row still waiting for review
+        path = mdir / "local" / "demo" / f"{name}.csv"
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        fixed = []
+        for line in lines:
+            if line.startswith(f"{code},"):
+                cells = line.rstrip("\n").split(",")
+                cells[2:7] = ["", "unchecked", "UNREVIEWED", "", ""]
+                line = ",".join(cells) + "\n"
+            fixed.append(line)
+        path.write_text("".join(fixed), encoding="utf-8")
+    report = compute_gaps(load_catalog(mdir, "demo"), demo["specs"])
+    new = {(e.table, e.column, e.set_id, e.local_code, e.status) for e in report.entries
+           if e.set_id in ("lis_panel", "pacs_item")}
+    assert new == {("lab_report", "SHRXMDM", "lis_panel", "XCG", "unchecked"),
+                   ("lab_result", "SHRXMDM", "lis_panel", "XCG", "unchecked"),
+                   ("exam_report", "SHRXMDM", "pacs_item", "DR01", "unchecked")}
+    xcg = next(e for e in report.entries if e.local_code == "XCG" and e.table == "lab_report")
+    assert xcg.frequency > 0 and xcg.domain == "GX.HRXM" and xcg.local_name == "血常规"

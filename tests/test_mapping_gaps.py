@@ -131,6 +131,8 @@ def test_xlsx_round_trip_closes_the_gaps(env, tmp_path):
     assert wb.sheetnames == ["待对照", "覆盖率", "说明"]
     ws = wb["待对照"]
     assert [c.value for c in ws[1]][:6] == ["本地码表", "目标值域", "本地代码", "本地名称", "出现频次", "出现列"]
+    assert ws.auto_filter.ref.startswith("A1:") and ws.auto_filter.ref.endswith("4")   # header + 3 gaps, filterable
+    assert wb["说明"]["A1"].value.endswith("Asia/Shanghai")                              # the zone named
     # staff decide: X → 0 未知的性别 (approved); XS → 8 (approved). 婚姻 99 has no local set: left blank.
     fill(ws, {"X": ("0", "已批准"), "XS": ("8", "已批准")})
     rows = {ws.cell(row=r, column=3).value: ws.cell(row=r, column=1).value for r in range(2, ws.max_row + 1)

@@ -116,8 +116,12 @@ def test_bad_rows_are_quarantined_with_reasons_and_counts_reconcile(ctx, mini):
     assert r.extracted == 9 and r.quarantined == 5 and r.published == 3 and r.unsent == 1
     assert r.extracted == r.published + r.unchanged + r.unsent + r.older + r.quarantined
     q = ctx.ops.table("quarantine")
+    from hipbridge.crypto.atrest import reveal_quarantine
+
     with ctx.engine.connect() as c:
-        found = c.execute(q.select().where(q.c.batch_id == r.batch_id)).mappings().all()
+        stored = c.execute(q.select().where(q.c.batch_id == r.batch_id)).mappings().all()
+    assert all(f["raw"].startswith("v1:") for f in stored)   # SM4 at rest (issue 12)
+    found = [reveal_quarantine(ctx.engine, ctx.ops_schema, dict(f)) for f in stored]
     reasons = {json.loads(f["raw"])["id"]: f["reason"] for f in found}
     assert "日期时间无效" in reasons["V5"]
     assert "数值溢出decimal(6,2)" in reasons["V6"]

@@ -28,6 +28,7 @@ DOMAINS = {
     "GB/T 2261.1": {"0": "未知的性别", "1": "男性", "2": "女性", "9": "未说明的性别"},
     "CV02.01.101": {"01": "居民身份证", "02": "居民户口簿", "99": "其他法定有效证件"},
     "ICD-10": {"J18.900": "肺炎", "O80.000": "单胎顺产", "N40.x00": "前列腺增生", "O9A.100": "妊娠合并恶性肿瘤"},
+    "GB/T 2260": {"45": "广西壮族自治区", "4510": "百色市", "451002": "右江区"},
 }
 
 PATIENT = """
@@ -171,7 +172,7 @@ def audit(i: int, org: str = ORG, lag_hours: float = 1) -> dict:
 def patient_rows() -> list[dict]:
     """10 patients; every fault listed in EXPECTED below, each injected a known number of times."""
     base = {"XM": "张三", "XBDM": "1", "XBMC": "男性", "CSRQ": datetime(1980, 1, 1).date(), "ZJLXDM": "01", "ZJHM": ID_M,
-                "SJHM": "13800138000", "XZQH": "451002", "SG": Decimal("170.0"), "BM": "BA1",
+                "SJHM": "13800138000", "XZQH": "451002001001", "SG": Decimal("170.0"), "BM": "BA1",
                 "YWSJSCSJ": NOW - timedelta(days=1)}
     rows = []
     for i in range(10):
@@ -188,7 +189,9 @@ def patient_rows() -> list[dict]:
     rows[8]["ZJHM"] = "451002900202002"                   # 15-digit, upgrades to 19900202 birth, even: 女
     rows[8]["XBDM"], rows[8]["XBMC"], rows[8]["CSRQ"] = "2", "女性", datetime(1990, 2, 2).date()
     rows[1]["SJHM"] = "12345"                             # S07 ×1
-    rows[2]["XZQH"] = "45100"                             # S08 ×1
+    rows[2]["XZQH"] = "45100"                             # S08 ×3: malformed,
+    rows[4]["XZQH"] = "451002"                            # a county code in a 12-digit column,
+    rows[6]["XZQH"] = "459999001001"                      # a county not in GB/T 2260
     rows[3]["SG"] = Decimal("300.0")                      # P05 ×1
     rows[4]["BM"] = "XX9"                                 # S04 ×1
     rows[5]["CSRQ"] = datetime(1850, 1, 1).date()         # P04 ×1 (and K02: ID says 1980-01-01)
@@ -249,11 +252,12 @@ def lab_rows() -> list[dict]:
             ("718-7", "<5", "g/L"),                                   # not a plain number: not counted
             ("2345-7", "0.4", " MMOL/L "),                            # P07 ×1: below 0.5 (unit case/space ok)
             ("2345-7", "5.6", "mmol/L"), ("2345-7", None, "mmol/L"),  # no value: not counted
-            ("1234-5", "9999", None)]                                 # item without limits: not counted
+            ("1234-5", "9999", None),                                 # item without limits: not counted
+            ("2823-3", "12.5", "mmol/L"), ("2160-0", "85", "μmol/L")]    # P07 ×2: 钾 above 10; 肌酐 in another unit
     rows = [{**audit(i), "JYMXLSH": f"L{i}", "LOINCDM": c, "JYDLJG": v, "JYJLDW": u, "JYJGLXDM": "1", "JYDXJG": None}
             for i, (c, v, u) in enumerate(vals)]
     # C02 (required_when): type 1 without 定量结果 (L6) ×1; type 2/3 without 定性结果 (None, '-') ×2 of 3;
-    # a 定量结果 without its unit (L7) ×1 of the 7 rows with a value
+    # a 定量结果 without its unit (L7) ×1 of the 9 rows with a value
     rows += [{**audit(i), "JYMXLSH": f"L{i}", "LOINCDM": None, "JYDLJG": None, "JYJLDW": None, "JYJGLXDM": t, "JYDXJG": q}
              for i, (t, q) in enumerate([("2", None), ("3", " - "), ("3", "见报告")], start=len(rows))]
     return rows
@@ -271,7 +275,7 @@ EXPECTED = {
     "K02.patient.CSRQ": ("Failed", 2, 8),
     "S04.patient.BM": ("Failed", 1, 10),
     "S07.patient.SJHM": ("Failed", 1, 10),
-    "S08.patient.XZQH": ("Failed", 1, 10),
+    "S08.patient.XZQH": ("Failed", 3, 10),
     "P05.patient.SG": ("Failed", 1, 10),
     "P04.patient.CSRQ": ("Failed", 1, 10),
     "P03.patient.YWSJSCSJ.CSRQ": ("Failed", 1, 10),
@@ -288,10 +292,10 @@ EXPECTED = {
     "K03.visit.NLS": ("Failed", 2, 4),
     "S09.visit.ZDDM": ("Failed", 2, 6),
     "T02.visit.JZJSSJ": ("Failed", 1, 6),
-    "P07.lab.JYDLJG": ("Failed", 3, 5),
-    "C02.lab.JYDLJG": ("Failed", 1, 8),
+    "P07.lab.JYDLJG": ("Failed", 5, 7),
+    "C02.lab.JYDLJG": ("Failed", 1, 10),
     "C02.lab.JYDXJG": ("Failed", 2, 3),
-    "C02.lab.JYJLDW": ("Failed", 1, 7),
+    "C02.lab.JYJLDW": ("Failed", 1, 9),
     "X01.visit.long": ("Passed", 0, 6),
     "X02.visit.bad_label": ("Error", None, None),
     "R01.fee.JZLSH": ("Failed", 1, 12),

@@ -70,8 +70,8 @@ class World:
 
         store = self.life.store
         total = 0
-        with store.engine.connect() as c:
-            for t in store.tables.values():
+        for _tid, _label, t, engine in store.purge_targets():   # landing and encrypted tables
+            with engine.connect() as c:
                 q = select(func.count()).select_from(t)
                 if auth_ids is not None:
                     q = q.where(t.c[store.cols["auth_id"]].in_(list(auth_ids)))
@@ -118,6 +118,7 @@ def share_schema(monkeypatch):
     admin = create_engine(os.environ.get("HIPBRIDGE_TEST_MARIADB", "mysql+pymysql://root@127.0.0.1:3306/"))
     with admin.begin() as c:
         c.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+        c.execute(text(f"DROP DATABASE IF EXISTS `{name}_secure`"))   # the encrypted tables (secure.py)
     admin.dispose()
 
 
@@ -404,3 +405,34 @@ def test_quality_engine_results_reach_the_push_run(world):
         n = c.execute(text(f"SELECT COUNT(*) FROM `{w.life.ops.schema}`.quality_result WHERE run_id = :r"),
                       {"r": v.quality_run_id}).scalar()
     assert n > 0
+
+
+def test_a_pushed_row_of_another_patient_is_rejected_q11(world):
+    """Q11: a row whose 证件类型 + 证件号码 are not the authorized patient's (a mis-linked record) rejects its
+    batch, although its row and batch digests are consistent (the platform itself sent it so)."""
+    from hipbridge.sharing.store import batch_digest, row_digest
+
+    w = world
+    w.book("Q1101", ID_A, datetime(2026, 3, 3, 8, 30))
+    w.drain()
+    store = w.life.store
+    t, cols, mc = store.tables["op_visit"], store.cols, store.mcols
+    data_cols = store.data_columns("op_visit")
+    with store.engine.begin() as c:   # the platform sends one visit with another person's ID, digests recomputed
+        rows = c.execute(select(t)).mappings().all()
+        assert rows and all(r["ZJHM"] == ID_A for r in rows)
+        victim = dict(rows[0])
+        victim["ZJHM"] = valid_id("45100219900202002")
+        c.execute(t.update().where(t.c.MZJZLSH == victim["MZJZLSH"], t.c.YLJGDM == victim["YLJGDM"]).values(
+            ZJHM=victim["ZJHM"], **{cols["row_digest"]: row_digest(victim, data_cols)}))
+        batch = victim[cols["batch_id"]]
+        digests = list(c.execute(select(t.c[cols["row_digest"]]).where(t.c[cols["batch_id"]] == batch)).scalars())
+        m = store.manifest
+        c.execute(m.update().where(m.c[mc["batch_id"]] == batch, m.c[mc["table_name"]] == t.name).values(
+            {mc["digest"]: batch_digest(digests)}))
+    v = w.life.verify(w.clock(), run_quality=False)
+    visit = next(b for b in v.batches if b.table_name == t.name and b.batch_id == batch)
+    assert visit.digest_ok and visit.status == "REJECTED"
+    assert [(p.rule_id, p.severity, p.violated) for p in visit.problems] == [("Q11", "blocking", 1)]
+    others = [b for b in v.batches if b.table_name != t.name]
+    assert others and all(not any(p.rule_id == "Q11" for p in b.problems) for b in others)

@@ -80,7 +80,7 @@ def test_each_kind_of_difference_is_found(spec_copy):
         ("op_visit", "备注", "extra"),
         # 就诊事件类型名称 is the coded pair of 就诊事件类型代码 (tables.md §4): not a difference
     }
-    fixed, stale = unexplained(specs)
+    fixed, _ = unexplained(specs)
     assert {(d.table, d.label, d.kind) for d in fixed} == after
 
 
@@ -105,3 +105,17 @@ def test_a_deviation_without_reason_or_a_bad_row_is_an_error_naming_the_file(spe
     csv_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     with pytest.raises(StandardError, match=r"columns.csv:4: type:"):
         load_standard(spec_copy)
+
+
+def test_the_recognition_catalog_attributes_cover_exactly_the_domain():
+    import csv
+
+    with (ROOT / "mappings/standard/gx_recognition_items.csv").open(encoding="utf-8") as fh:
+        domain = [r["code"] for r in csv.DictReader(fh)]
+    with (ROOT / "mappings/recognition/items.csv").open(encoding="utf-8") as fh:
+        items = list(csv.DictReader(fh))
+    assert [r["code"] for r in items] == domain
+    assert {r["kind"] for r in items} == {"检验", "检查"}
+    for r in items:
+        assert r["validity_days"] == "" or (int(r["validity_days"]) > 0 and r["validity_basis"]), r
+        assert r["kind"] != "检查" or r["validity_days"] == ""    # imaging windows unknown: fail closed

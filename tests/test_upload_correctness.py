@@ -446,7 +446,8 @@ def test_two_publishes_at_once_keep_the_newer_row(mini, dialect, request, tmp_pa
     done: dict = {}
     worker = threading.Thread(target=lambda: done.update(counts=run.publish(ctx, backfill)))
     worker.start()
-    waiting = ("SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_state = 'LOCK WAIT'"
+    waiting = ("SELECT COUNT(*) FROM information_schema.INNODB_TRX t JOIN information_schema.PROCESSLIST p "
+               "ON p.ID = t.trx_mysql_thread_id WHERE t.trx_state = 'LOCK WAIT' AND p.DB = DATABASE()"
                if dialect == "mariadb" else
                "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")
     probe = create_engine(url)

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import os
 from datetime import datetime, timedelta
-from functools import lru_cache
-from itertools import pairwise
 from pathlib import Path
 
 from airflow.sdk import DAG, Asset, Param, get_current_context, task
+from airflow.timetables.interval import CronDataIntervalTimetable
 from airflow.timetables.trigger import CronTriggerTimetable
 
 from hipbridge.spec import SpecSet, TableSpec, default_spec_dir, load_specs
@@ -128,29 +127,17 @@ def _doc_md(spec: TableSpec, specs: SpecSet) -> str:
     return "\n".join(lines)
 
 
-@lru_cache(maxsize=64)
-def _run_interval(cron: str, timezone: str) -> timedelta:
-    """How far back a run's data interval reaches: the longest gap between two fires of the cron.
-
-    A daily schedule gives one hospital day, so an Airflow backfill "from 12-01 to 12-03" makes
-    three runs whose data intervals are the days 12-01, 12-02 and 12-03. For an irregular cron
-    (weekdays only) the longest gap makes neighbouring intervals overlap rather than leave days out;
-    an overlap costs a reread, since a rerun rewrites nothing unchanged.
-    """
-    from zoneinfo import ZoneInfo
-
-    from croniter import croniter
-
-    it = croniter(cron, datetime(2024, 1, 1, tzinfo=ZoneInfo(timezone)))
-    fires = [it.get_next(datetime) for _ in range(60)]
-    return max(b - a for a, b in pairwise(fires))
-
-
 def _timetable(spec: TableSpec, timezone: str):
+    """Data intervals from one fire of the cron to the next, in the hospital's time zone.
+
+    A daily DAG's run of logical date D covers hospital day D and is scheduled at the end of D;
+    Airflow's Backfill from D1 to D2 makes the runs of D1…D2, each a window over its own day
+    (see `backfill_window`). Irregular crons (weekdays only) get the gap to their previous fire.
+    """
     if not spec.schedule:
         return None
     cron = _PRESETS.get(spec.schedule, spec.schedule)
-    return CronTriggerTimetable(cron, timezone=timezone, interval=_run_interval(cron, timezone))
+    return CronDataIntervalTimetable(cron, timezone=timezone)
 
 
 def scheduled_high_watermark(run_type, fired_at: datetime | None, tz: str) -> datetime | None:

@@ -2,8 +2,8 @@
 
 Each event's `mac = HMAC-SM3(K_log, prev_mac ‖ canonical row)`, so changing any stored field breaks
 that event's MAC and deleting an event breaks its successor's `prev_mac`. Deleting the *last*
-events leaves a consistent chain behind, so every append also updates an anchor row: the number
-of events and the last MAC, sealed with `HMAC-SM3(K_log, "anchor" ‖ count ‖ last_mac)`. Without
+events leaves a consistent chain behind, so every append also updates the anchor on the chain's tail
+row: the number of events and the last MAC, sealed with `HMAC-SM3(K_log, "anchor" ‖ count ‖ last_mac)`. Without
 K_log (in the HSM in production) nobody can write a valid anchor for a shortened chain; what this
 cannot catch is an old anchor row restored together with the events it covered (a backup roll-back).
 
@@ -67,16 +67,9 @@ def _audit_tables(md: MetaData) -> None:
         "audit_chain", md,
         Column("chain", String(16), primary_key=True),
         Column("last_mac", String(64), nullable=False),
-        comment="审计哈希链的链尾 (行锁串行化写入)",
-    )
-    Table(
-        "audit_anchor", md,
-        Column("chain", String(16), primary_key=True),
-        Column("events", BigInteger, nullable=False, comment="events in the chain"),
-        Column("last_mac", String(64), nullable=False),
-        Column("anchor_mac", String(64), nullable=False, comment="HMAC-SM3(K_log, anchor|events|last_mac)"),
-        Column("updated_at", DateTime, nullable=False),
-        comment="审计链锚点: 事件数与链尾 MAC (检测删除末尾事件)",
+        Column("events", BigInteger, comment="events in the chain (the anchor)"),
+        Column("anchor_mac", String(64), comment="HMAC-SM3(K_log, anchor|events|last_mac)"),
+        comment="审计哈希链的链尾与锚点 (行锁串行化写入; 锚点检测删除末尾事件)",
     )
 
 
@@ -104,38 +97,50 @@ def event_values(e: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def append(conn: Connection, ops: Ops, keys: KeyStore, events: list[dict[str, Any]]) -> None:
-    """Append events in order under one lock of the chain tail, inside the caller's transaction."""
+def append(conn: Connection, ops: Ops, keys: KeyStore, events: list[dict[str, Any]],
+           tail: tuple[str, int] | None = None) -> tuple[str, int] | None:
+    """Append events in order inside the caller's transaction; returns the new tail (last MAC, count).
+
+    With `tail` (what this writer appended last) the tail row is moved by one conditional UPDATE and
+    the events inserted (no SELECT); if another writer appended since, the UPDATE matches nothing and
+    the tail is read under `FOR UPDATE` as usual."""
     if not events:
-        return
-    chain, ev, anchor = ops.table("audit_chain"), ops.table("audit_event"), ops.table("audit_anchor")
-    row = conn.execute(select(chain.c.last_mac).where(chain.c.chain == CHAIN).with_for_update()).first()
+        return tail
+    chain, ev = ops.table("audit_chain"), ops.table("audit_event")
+    k = keys.secret("log")
+    if tail is not None:
+        rows, last = _sealed(k, tail[0], events)
+        count = tail[1] + len(rows)
+        moved = conn.execute(chain.update().where(chain.c.chain == CHAIN, chain.c.last_mac == tail[0],
+                                                  chain.c.events == tail[1])
+                             .values(last_mac=last, events=count, anchor_mac=anchor_mac(k, count, last))).rowcount
+        if moved == 1:
+            conn.execute(ev.insert(), rows)
+            return last, count
+    q = select(chain.c.last_mac, chain.c.events).where(chain.c.chain == CHAIN).with_for_update()
+    row = conn.execute(q).first()
     if row is None:
-        conn.execute(chain.insert().values(chain=CHAIN, last_mac=GENESIS))
-        row = conn.execute(select(chain.c.last_mac).where(chain.c.chain == CHAIN).with_for_update()).first()
-    prev = row[0]
-    count = conn.execute(select(anchor.c.events).where(anchor.c.chain == CHAIN)).scalar()
+        conn.execute(chain.insert().values(chain=CHAIN, last_mac=GENESIS, events=0))
+        row = conn.execute(q).first()
+    prev, count = row[0], row[1]
     if count is None:   # a chain written before anchors existed: count it once
         count = conn.execute(select(func.count()).select_from(ev)).scalar_one()
-        new_anchor = True
-    else:
-        new_anchor = False
-    k = keys.secret("log")
+    rows, last = _sealed(k, prev, events)
+    conn.execute(ev.insert(), rows)
+    count += len(rows)
+    conn.execute(chain.update().where(chain.c.chain == CHAIN).values(
+        last_mac=last, events=count, anchor_mac=anchor_mac(k, count, last)))
+    return last, count
+
+
+def _sealed(key: bytes, prev: str, events: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
     rows = []
     for e in events:
         values = event_values(e)
-        mac = event_mac(k, prev, values)
+        mac = event_mac(key, prev, values)
         rows.append(values | {"prev_mac": prev, "mac": mac})
         prev = mac
-    conn.execute(ev.insert(), rows)
-    conn.execute(chain.update().where(chain.c.chain == CHAIN).values(last_mac=prev))
-    count += len(rows)
-    seal = {"events": count, "last_mac": prev, "anchor_mac": anchor_mac(k, count, prev),
-            "updated_at": rows[-1]["ts"]}
-    if new_anchor:
-        conn.execute(anchor.insert().values(chain=CHAIN, **seal))
-    else:
-        conn.execute(anchor.update().where(anchor.c.chain == CHAIN).values(**seal))
+    return rows, prev
 
 
 @dataclass
@@ -155,13 +160,13 @@ class ChainReport:
 
 def verify(engine: Engine, ops: Ops, keys: KeyStore) -> ChainReport:
     """Recompute every MAC in id order and compare the tail with the anchor."""
-    ev, anchor = ops.table("audit_event"), ops.table("audit_anchor")
+    ev, chain = ops.table("audit_event"), ops.table("audit_chain")
     prev = GENESIS
     k = keys.secret("log")
     n = 0
     last_id = None
     with engine.connect() as conn:
-        for r in conn.execute(select(ev).order_by(ev.c.id)).mappings():
+        for r in conn.execution_options(yield_per=5000).execute(select(ev).order_by(ev.c.id)).mappings():
             values = {c: r[c] for c in EVENT_COLUMNS}
             if r["prev_mac"] != prev:
                 return ChainReport(n, r["id"], f"审计事件 {r['id']} 之前的事件被删除或改动 (prev_mac 不连续)")
@@ -170,10 +175,10 @@ def verify(engine: Engine, ops: Ops, keys: KeyStore) -> ChainReport:
             prev = r["mac"]
             n += 1
             last_id = r["id"]
-        a = conn.execute(select(anchor).where(anchor.c.chain == CHAIN)).mappings().first()
-    if a is None:
+        a = conn.execute(select(chain).where(chain.c.chain == CHAIN)).mappings().first()
+    if a is None or a["anchor_mac"] is None:
         if n:
-            return ChainReport(n, None, "审计链缺少锚点 (audit_anchor), 无法确认末尾事件未被删除")
+            return ChainReport(n, None, "审计链缺少锚点 (audit_chain.anchor_mac), 无法确认末尾事件未被删除")
         return ChainReport(0)
     if a["anchor_mac"] != anchor_mac(k, a["events"], a["last_mac"]):
         return ChainReport(n, None, "审计链锚点被改动 (anchor MAC 不符)")

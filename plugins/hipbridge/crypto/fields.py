@@ -1,25 +1,200 @@
-"""Field encryption at rest (A14): SM4-CBC with a random IV, format `v1:<key_id>:<iv b64>:<ct b64>`."""
+"""Field encryption at rest, blind indexes and row MACs (interfaces.md §A14).
+
+- Ciphertext: SM4-CBC with a random IV per value, `v1:<key_id>:<iv b64>:<ct b64>`; the key id
+  names the DEK in the key registry (or, for tokens written before the registry, a key file of
+  the key folder, e.g. `data`, as the outbox uses).
+- Blind index: `HMAC-SM3(K_idx, kind | normalised value)`, hex. The patient's index is the same
+  value as the authorization's `patient_key` (id type | id number), so the 15-day purge, the
+  display and the reminder find a patient's shared rows without decrypting anything.
+- Row MAC: `<key_id>:HMAC-SM3(K_row, canonical row)`, canonical = the table name and every stored
+  column as `name=value` (ciphertext as stored), so a changed, swapped or moved value is detected.
+
+SM4 and HMAC-SM3 run in OpenSSL through `cryptography` (C speed; `bench/crypto.py` compares gmssl).
+"""
 
 from __future__ import annotations
 
 import base64
+import binascii
+import hmac as _hmac
+import os
 import secrets
+from collections.abc import Iterable
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes, padding
+from cryptography.hazmat.primitives import hmac as c_hmac
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from .keys import KeyStore
-from .sm import CryptoError, sm4_cbc_decrypt, sm4_cbc_encrypt
+from .sm import CryptoError, hmac_sm3, sm4_cbc_decrypt, sm4_cbc_encrypt
+
+PREFIX = "v1:"
 
 
 def encrypt_field(keys: KeyStore, plaintext: str, key_id: str = "data") -> str:
+    """Encrypt under a key file of the key folder (the outbox's payloads)."""
     iv = secrets.token_bytes(16)
     ct = sm4_cbc_encrypt(keys.secret(key_id, 16), iv, plaintext.encode("utf-8"))
     return f"v1:{key_id}:{base64.b64encode(iv).decode()}:{base64.b64encode(ct).decode()}"
 
 
-def decrypt_field(keys: KeyStore, token: str) -> str:
+def _split(token: str) -> tuple[str, bytes, bytes]:
     try:
         version, key_id, iv, ct = token.split(":")
-    except ValueError:
+        if version != "v1":
+            raise CryptoError(f"不支持的密文版本 {version}")
+        return key_id, base64.b64decode(iv, validate=True), base64.b64decode(ct, validate=True)
+    except (ValueError, binascii.Error) as exc:
+        if isinstance(exc, CryptoError):
+            raise
         raise CryptoError("密文格式错误: expected v1:<key_id>:<iv>:<ct>") from None
-    if version != "v1":
-        raise CryptoError(f"不支持的密文版本 {version}")
-    return sm4_cbc_decrypt(keys.secret(key_id, 16), base64.b64decode(iv), base64.b64decode(ct)).decode("utf-8")
+
+
+def decrypt_field(keys: KeyStore, token: str) -> str:
+    key_id, iv, ct = _split(token)
+    return sm4_cbc_decrypt(keys.secret(key_id, 16), iv, ct).decode("utf-8")
+
+
+def key_id_of(token: str) -> str | None:
+    """The key id a stored value is encrypted under; None for a value that is not a v1 token."""
+    if not isinstance(token, str) or not token.startswith(PREFIX):
+        return None
+    parts = token.split(":", 3)
+    return parts[1] if len(parts) == 4 else None
+
+
+class FieldCipher:
+    """SM4-CBC field encryption with the key ring's active `data` key; any registered key decrypts."""
+
+    def __init__(self, ring):
+        self.ring = ring
+
+    def encrypt(self, value: Any) -> str | None:
+        if value is None:
+            return None
+        key_id, key = self.ring.active("data")
+        return _encrypt(key_id, key, str(value))
+
+    def encrypt_many(self, values: Iterable[Any]) -> list[str | None]:
+        """The bulk path: CBC chaining over one SM4 block context (OpenSSL), the same ciphertext as
+        `encrypt` — a new context per value cost more than the cipher itself."""
+        key_id, key = self.ring.active("data")
+        ecb = Cipher(algorithms.SM4(key), modes.ECB()).encryptor()
+        update, urandom, b64 = ecb.update, os.urandom, base64.b64encode
+        prefix = f"v1:{key_id}:"
+        out: list[str | None] = []
+        for v in values:
+            if v is None:
+                out.append(None)
+                continue
+            data = str(v).encode("utf-8")
+            pad = 16 - len(data) % 16
+            data += bytes((pad,)) * pad
+            iv = urandom(16)
+            prev = int.from_bytes(iv, "big")
+            ct = bytearray()
+            for i in range(0, len(data), 16):
+                block = update((int.from_bytes(data[i:i + 16], "big") ^ prev).to_bytes(16, "big"))
+                ct += block
+                prev = int.from_bytes(block, "big")
+            out.append(f"{prefix}{b64(iv).decode()}:{b64(bytes(ct)).decode()}")
+        return out
+
+    def decrypt(self, token: str | None) -> str | None:
+        if token is None:
+            return None
+        key_id, iv, ct = _split(token)
+        return sm4_cbc_decrypt(self.ring.key(key_id), iv, ct).decode("utf-8")
+
+
+def _encrypt(key_id: str, key: bytes, text: str, algo=None) -> str:
+    iv = secrets.token_bytes(16)
+    padder = padding.PKCS7(128).padder()
+    data = padder.update(text.encode("utf-8")) + padder.finalize()
+    enc = Cipher(algo or algorithms.SM4(key), modes.CBC(iv)).encryptor()
+    ct = enc.update(data) + enc.finalize()
+    return f"v1:{key_id}:{base64.b64encode(iv).decode()}:{base64.b64encode(ct).decode()}"
+
+
+# ---------------------------------------------------------------- blind index
+
+
+def normalise(kind: str, value: Any) -> str | None:
+    """The form two spellings of one value share: trimmed, upper case; phones keep their digits only."""
+    if value is None:
+        return None
+    s = str(value).strip()
+    if not s:
+        return None
+    if kind == "phone":
+        s = "".join(ch for ch in s if ch.isdigit())
+        if len(s) == 13 and s.startswith("86"):
+            s = s[2:]
+    return s.upper()
+
+
+def blind_index(keys: KeyStore, kind: str, value: Any) -> str | None:
+    """HMAC-SM3(K_idx, kind | normalised value), hex; None for an empty value."""
+    norm = normalise(kind, value)
+    if norm is None:
+        return None
+    return hmac_sm3(_idx_key(keys), f"{kind}|{norm}".encode()).hex()
+
+
+_IDX: dict[str, bytes] = {}
+
+
+def _idx_key(keys: KeyStore) -> bytes:
+    """K_idx of a key folder, read once per process (it never rotates: the indexes would change)."""
+    where = str(keys.directory)
+    if where not in _IDX:
+        _IDX[where] = keys.secret("idx")
+    return _IDX[where]
+
+
+def patient_index(keys: KeyStore, id_type: Any, id_no: Any) -> str | None:
+    """The patient's blind index: equal to `KeyStore.patient_key` (the authorization's patient_key)."""
+    if id_no is None or not str(id_no).strip():
+        return None
+    return keys.patient_key(str(id_type or ""), str(id_no))
+
+
+# ---------------------------------------------------------------- row MAC
+
+
+def _canon(v: Any) -> str:
+    if v is None:
+        return "\x00"
+    if isinstance(v, datetime):
+        return v.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(v, date):
+        return v.isoformat()
+    if isinstance(v, (Decimal, float, int)) and not isinstance(v, bool):
+        return format(Decimal(str(v)).normalize(), "f")
+    return str(v)
+
+
+def canonical_row(table_name: str, row: dict[str, Any], columns: list[str]) -> bytes:
+    return (table_name + "\x1e" + "\x1f".join(f"{c}={_canon(row.get(c))}" for c in columns)).encode("utf-8")
+
+
+def row_mac(ring, table_name: str, row: dict[str, Any], columns: list[str]) -> str:
+    key_id, key = ring.active("row")
+    h = c_hmac.HMAC(key, hashes.SM3())
+    h.update(canonical_row(table_name, row, columns))
+    return f"{key_id}:{h.finalize().hex()}"
+
+
+def verify_row_mac(ring, table_name: str, row: dict[str, Any], columns: list[str], mac: str | None) -> bool:
+    if not mac or ":" not in mac:
+        return False
+    key_id, hexmac = mac.split(":", 1)
+    try:
+        key = ring.key(key_id)
+    except CryptoError:
+        return False
+    expected = hmac_sm3(key, canonical_row(table_name, row, columns)).hex()
+    return _hmac.compare_digest(expected, hexmac)

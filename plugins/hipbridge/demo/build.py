@@ -19,7 +19,7 @@ import pandas as pd
 
 from hipbridge.io.engines import register_connections
 
-from . import his_fees, his_inp, his_org, his_outp, lis, pacs
+from . import extra_columns, his_fees, his_inp, his_org, his_outp, lis, pacs
 from .codes import name_of
 from .context import CARRY_IN_DAYS, DAY, HOUR, MINUTE, Ctx, running_ids
 from .db import date_text, ts_text, write_table
@@ -148,6 +148,7 @@ def build(out_dir: Path, seed: int = 7, days: int = 3, scale: float = 0.02, end_
         "EXAM_REPORT": (_exam_report(exam_rep), ["REPORT_ID"], "MODIFY_TIME"),
         "EXAM_IMAGE": (_times(exam_img, ["REPORT_TIME", "MODIFY_TIME"]), ["IMAGE_ID"], "MODIFY_TIME"),
     }
+    extra_columns.extend(seed, his, lis_tables, pacs_tables)
     t_frames = time.perf_counter()
     summary: dict = {}
     for system, tables in (("his", his), ("lis", lis_tables), ("pacs", pacs_tables)):

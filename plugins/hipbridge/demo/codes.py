@@ -67,6 +67,13 @@ LOCAL_CODE_SETS: dict[str, dict] = {
         "codes": {"PO": "配偶", "ZN": "子女", "FM": "父母", "XD": "兄弟姐妹", "QT": "其他"},
         "standard": {"PO": "10", "ZN": "20", "FM": "50", "XD": "70", "QT": "99"},
     },
+    "his_occupation_homepage": {
+        # The same HIS occupations, reported on the 病案首页 as GB/T 2261.4 从业状况(个人身份) (codes.md §9 (c)).
+        "domain": "GB/T 2261.4", "label": "HIS职业(病案首页)",
+        "codes": {"NM": "农民", "GR": "工人", "ZY": "专业技术人员", "GB": "公务员", "XS": "学生",
+                  "LT": "离退休", "WY": "无业", "QT": "其他"},
+        "standard": {"NM": "27", "GR": "24", "ZY": "13", "GB": "11", "XS": "31", "LT": "80", "WY": "70", "QT": "90"},
+    },
     "his_division": {
         # Residence county: the HIS stores its own area ids; the standard is the GB/T 2260 code.
         "domain": "GB/T 2260", "label": "HIS地区",
@@ -182,6 +189,31 @@ LOCAL_CODE_SETS: dict[str, dict] = {
         "codes": {"MZ": "门诊诊断", "RY": "入院诊断", "CY": "出院诊断"},
     },
     # ------------------------------------------------------------------ inpatient
+    "his_education": {
+        "domain": "GB/T 4658", "label": "HIS文化程度",
+        "codes": {"XX": "小学", "CZ": "初中", "GZ": "高中", "DZ": "大专", "BK": "本科"},
+        "standard": {"XX": "81", "CZ": "71", "GZ": "61", "DZ": "31", "BK": "21"},
+    },
+    "his_insur_type": {
+        "domain": "CV02.01.204", "label": "HIS医保类别",
+        "codes": {"ZG": "职工医保", "JM": "城乡居民医保", "GF": "公费", "SY": "商业保险"},
+        "standard": {"ZG": "1", "JM": "2", "GF": "4", "SY": "7"},
+    },
+    "his_diag_system": {
+        "domain": "diagnosis_code_type", "label": "HIS诊断编码体系",
+        "codes": {"ICD10": "ICD-10国家临床版2.0", "GB95": "中医病证分类与代码(GB/T 15657-1995)"},
+        "standard": {"ICD10": "01", "GB95": "02"},
+    },
+    "his_tcm_disease": {
+        "domain": "GB/T 15657", "label": "HIS中医病名",
+        "codes": {"ZYB01": "腰痛病", "ZYB02": "不寐病"},
+        "standard": {"ZYB01": "BNS150", "ZYB02": "BNX030"},
+    },
+    "his_tcm_syndrome": {
+        "domain": "GB/T 15657", "label": "HIS中医证候",
+        "codes": {"ZYZ01": "气滞血瘀证", "ZYZ02": "心脾两虚证", "ZYZ03": "肝肾亏虚证"},
+        "standard": {"ZYZ01": "ZBQX60", "ZYZ02": "ZZXPX0", "ZYZ03": "ZZSGS0"},
+    },
     "his_admit_route": {
         "domain": "CV09.00.403", "label": "HIS入院途径",
         "codes": {"MZ": "门诊", "JZ": "急诊", "ZR": "外院转入", "QT": "其他"},
@@ -245,7 +277,7 @@ LOCAL_CODE_SETS: dict[str, dict] = {
     "his_incision": {
         "domain": "GX.QKLB", "label": "HIS切口类别",
         "codes": {"0": "0类切口", "1": "I类切口", "2": "II类切口", "3": "III类切口"},
-        "standard": {"0": "0", "1": "I", "2": "II", "3": "III"},
+        "standard": {"0": "0", "1": "1", "2": "2", "3": "3"},
     },
     "his_healing": {
         "domain": "GX.YHDJ", "label": "HIS愈合等级",
@@ -263,11 +295,15 @@ LOCAL_CODE_SETS: dict[str, dict] = {
     },
     # ------------------------------------------------------------------ laboratory (LIS)
     "lis_panel": {
-        # LIS 组合项目 → 广西检查检验结果互认 检验项目 (provincial list, not yet published).
-        "domain": "GX.HRJYXM", "label": "LIS组合项目",
+        # LIS 组合项目 → 广西检查检验结果互认项目 (mappings/standard/gx_recognition_items.csv, a reconstruction);
+        # blood / urine cultures are not 互认 items.
+        "domain": "GX.HRXM", "label": "LIS组合项目",
         "codes": {"XCG": "血常规", "GGN": "肝功能", "SGN": "肾功能", "XZ4": "血脂四项", "KFXT": "空腹血糖",
                   "DJZ": "电解质", "NCG": "尿常规", "CRP": "C反应蛋白", "NX4": "凝血四项", "YG5": "乙肝两对半",
                   "THXHDB": "糖化血红蛋白", "XPY": "血培养+药敏", "NPY": "尿培养+药敏"},
+        "standard": {"XCG": "HRJY0001", "GGN": "HRJY0002", "SGN": "HRJY0003", "XZ4": "HRJY0004", "KFXT": "HRJY0005",
+                     "DJZ": "HRJY0006", "NCG": "HRJY0007", "CRP": "HRJY0008", "NX4": "HRJY0009", "YG5": "HRJY0010",
+                     "THXHDB": "HRJY0011"},
     },
     "lis_item": {
         # LIS 检验指标; `standard` is the LOINC code the LIS vendor's dictionary notes.
@@ -346,11 +382,15 @@ LOCAL_CODE_SETS: dict[str, dict] = {
         "standard": {"CT": "CT", "MRI": "MR", "DR": "DX", "BC": "US", "NJ": "ES", "XD": "ECG"},
     },
     "pacs_item": {
-        "domain": "GX.HRJCXM", "label": "PACS检查项目",
+        # → 广西检查检验结果互认项目; 电子胃镜 and 心电图 are not 互认 items here.
+        "domain": "GX.HRXM", "label": "PACS检查项目",
         "codes": {"CT01": "头颅CT平扫", "CT02": "胸部CT平扫", "CT03": "上腹部CT增强", "MR01": "头颅MRI平扫",
                   "MR02": "腰椎MRI平扫", "DR01": "胸部正位片", "DR02": "膝关节正侧位片", "US01": "腹部彩超",
                   "US02": "甲状腺彩超", "US03": "产科彩超", "US04": "心脏彩超", "ES01": "电子胃镜",
                   "ECG01": "常规心电图"},
+        "standard": {"CT01": "HRJC0001", "CT02": "HRJC0002", "CT03": "HRJC0003", "MR01": "HRJC0004", "MR02": "HRJC0005",
+                     "DR01": "HRJC0006", "DR02": "HRJC0007", "US01": "HRJC0008", "US02": "HRJC0009", "US03": "HRJC0010",
+                     "US04": "HRJC0011"},
     },
 }
 

@@ -35,7 +35,7 @@ from hipbridge.platform.config import PlatformConfig, platform_config
 
 from .config import Catalogs, DisplayConfig
 from .launch import LaunchContext, Launcher, LaunchRequest, Refused
-from .records import KIND_LABELS, Shaper, StoreReader, StoreUnavailable, parse_item_id, qc_notes
+from .records import KIND_LABELS, QcNotes, Shaper, StoreReader, StoreUnavailable, parse_item_id
 from .review import queue_review
 
 log = logging.getLogger("hipbridge.display")
@@ -82,6 +82,7 @@ def create_display_app(*, frontend: Engine, ops: Ops, keys: KeyStore, reader: St
     templates = Environment(loader=FileSystemLoader(_HERE / "templates"), autoescape=select_autoescape(["html"]))
     page = templates.get_template("page.html")
     cookie = cfg.launch.cookie
+    qc = QcNotes(frontend, ops)
 
     # ------------------------------------------------------------ audit
 
@@ -123,7 +124,7 @@ def create_display_app(*, frontend: Engine, ops: Ops, keys: KeyStore, reader: St
 
     def shaper(data: dict[str, list[dict[str, Any]]]) -> Shaper:
         batches = {r["_batch"] for rows in data.values() for r in rows}
-        return Shaper(cfg, catalogs, reader, qc_notes(frontend, ops, batches))
+        return Shaper(cfg, catalogs, reader, qc(batches))
 
     # ------------------------------------------------------------ routes
 

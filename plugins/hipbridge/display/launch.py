@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 from hipbridge.crypto.fields import decrypt_field, encrypt_field
 from hipbridge.crypto.keys import KeyStore
@@ -87,8 +88,9 @@ def mask(value: str | None, keep: int) -> str | None:
 
 class Launcher:
     def __init__(self, frontend: Engine, ops: Ops, keys: KeyStore, visits: VisitLookup, cfg: DisplayConfig,
-                 clock: Callable[[], datetime]):
+                 clock: Callable[[], datetime], read_engine: Engine | None = None):
         self.frontend, self.ops, self.keys, self.visits, self.cfg, self.clock = frontend, ops, keys, visits, cfg, clock
+        self.read_engine = read_engine or frontend   # the per-call session check (autocommit on a server)
 
     # ------------------------------------------------------------ decision
 
@@ -220,10 +222,17 @@ class Launcher:
             raise Refused("session_expired", 401)
         now = self.clock()
         dl, ar = self.ops.table("display_launch"), self.ops.table("auth_record")
-        with self.frontend.connect() as conn:
-            r = conn.execute(select(dl, ar.c.status.label("auth_status"), ar.c.expire_time.label("auth_expire"))
-                             .select_from(dl.outerjoin(ar, ar.c.id == dl.c.auth_record_id))
-                             .where(dl.c.session_sm3 == sm3_hex(token.encode()))).mappings().first()
+        q = (select(dl, ar.c.status.label("auth_status"), ar.c.expire_time.label("auth_expire"))
+             .select_from(dl.outerjoin(ar, ar.c.id == dl.c.auth_record_id))
+             .where(dl.c.session_sm3 == sm3_hex(token.encode())))
+        for attempt in (1, 2):
+            try:
+                with self.read_engine.connect() as conn:
+                    r = conn.execute(q).mappings().first()
+                break
+            except DBAPIError as exc:   # a pooled connection the server dropped: once more on a fresh one
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise
         if r is None:
             raise Refused("session_expired", 401)
         r = dict(r)

@@ -11,12 +11,12 @@ from __future__ import annotations
 import base64
 import json
 import re
+import threading
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Date, DateTime, String, bindparam, cast, literal, null, select, union_all
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
@@ -35,51 +35,153 @@ class StoreUnavailable(Exception):
     """The shared store cannot be read (down, unreachable, or its tables missing)."""
 
 
-def _plain(v: Any) -> Any:
-    if isinstance(v, Decimal):
-        return format(v.normalize(), "f")
-    return v
-
-
 class StoreReader:
-    def __init__(self, store: SharedStore, cfg: DisplayConfig):
+    """One round trip per patient: a UNION ALL of the shared tables by auth_id, every role as text
+    (the tables differ in shape), times parsed back from their column types."""
+
+    def __init__(self, store: SharedStore, cfg: DisplayConfig, engine: Engine | None = None):
         self.store, self.cfg = store, cfg
+        self._engine = engine or store.engine
         self.org_code_col = store.defaults.audit("org_code").name
         self.org_name_col = store.defaults.audit("org_name").name
-        self._queries = {}
+        self._tables: dict[str, Any] = {}
+        self._times: dict[str, set[str]] = {}
+        self.tampered: list[dict[str, Any]] = []   # of the last patient() call, left out of the data
         auth, batch = store.cols["auth_id"], store.cols["batch_id"]
-        for kind, roles in cfg.tables.items():
-            table = store.tables.get(roles.table)
+        roles = sorted({r for t in cfg.tables.values() for r in t.columns})
+        self._roles = roles
+        self._auth = bindparam("auth_ids", expanding=True)
+        parts = []
+        for kind, spec in cfg.tables.items():
+            table = store.tables.get(spec.table)
             if table is None:
                 continue
-            cols = [table.c[self.org_code_col].label("org_code"), table.c[batch].label("_batch")]
-            if self.org_name_col in table.c:
-                cols.append(table.c[self.org_name_col].label("org_name"))
-            cols += [table.c[c].label(role) for role, c in roles.columns.items() if c in table.c]
-            self._queries[kind] = (table, select(*cols), table.c[auth])
+            self._tables[kind] = table
+            have = {role: table.c[c] for role, c in spec.columns.items() if c in table.c}
+            self._times[kind] = {r for r, c in have.items() if isinstance(c.type, DateTime | Date)}
+            name = table.c[self.org_name_col] if self.org_name_col in table.c else null()
+            cols = [literal(kind, String).label("_kind"), cast(table.c[self.org_code_col], String).label("org_code"),
+                    cast(name, String).label("org_name"), cast(table.c[batch], String).label("_batch")]
+            cols += [cast(have[r] if r in have else null(), String).label(r) for r in roles]
+            parts.append(select(*cols).where(table.c[auth].in_(self._auth)))
+        self._query = union_all(*parts) if parts else None
 
     @property
     def engine(self) -> Engine:
-        return self.store.engine
+        return self._engine
 
     def table_name(self, kind: str) -> str | None:
-        q = self._queries.get(kind)
-        return q[0].name if q else None
+        t = self._tables.get(kind)
+        return t.name if t is not None else None
 
     def patient(self, auth_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
         """kind → rows (role names, plus org_code, org_name, _batch) of the given authorizations."""
-        out: dict[str, list[dict[str, Any]]] = {}
-        try:
-            with self.engine.connect() as conn:
-                for kind, (_table, q, auth_col) in self._queries.items():
-                    out[kind] = [{k: _plain(v) for k, v in r.items()}
-                                 for r in conn.execute(q.where(auth_col.in_(auth_ids))).mappings()]
-        except (DBAPIError, SQLAlchemyError) as exc:
-            raise StoreUnavailable(type(exc).__name__) from None
+        out: dict[str, list[dict[str, Any]]] = {k: [] for k in self._tables}
+        if self._query is None or not auth_ids:
+            return out
+        for attempt in (1, 2):
+            try:
+                with self.engine.connect() as conn:
+                    rows = conn.execute(self._query, {"auth_ids": list(auth_ids)}).all()
+                break
+            except DBAPIError as exc:   # a pooled connection the server dropped: once more, else down
+                if attempt == 1 and exc.connection_invalidated:
+                    continue
+                raise StoreUnavailable(type(exc).__name__) from None
+            except SQLAlchemyError as exc:
+                raise StoreUnavailable(type(exc).__name__) from None
+        spec = self.cfg.tables
+        for r in rows:
+            kind = r[0]
+            times = self._times[kind]
+            have = spec[kind].columns
+            d: dict[str, Any] = {"org_code": r[1], "org_name": r[2], "_batch": r[3]}
+            for role, v in zip(self._roles, r[4:], strict=True):
+                if role in have:
+                    d[role] = _as_time(v) if role in times else v
+            out[kind].append(d)
+        self.tampered = self._secure_rows(out, auth_ids)
         return out
+
+    def _secure_rows(self, out: dict[str, list[dict[str, Any]]], auth_ids: list[str]) -> list[dict[str, Any]]:
+        """Add the rows already moved into the encrypted tables (sharing/secure.py), MAC-checked and
+        decrypted, in the same shape; a tampered row is never data: it is left out and returned."""
+        from hipbridge.sharing.secure import read_rows
+
+        secure = getattr(self.store, "secure", None)
+        cipher = getattr(secure, "cipher", None)
+        tampered: list[dict[str, Any]] = []
+        if secure is None or cipher is None:
+            return tampered
+        batch = self.store.cols["batch_id"]
+        try:
+            for kind, spec in self.cfg.tables.items():
+                if kind not in self._tables or spec.table not in secure.tables:
+                    continue
+                for r in read_rows(secure, cipher, spec.table, auth_ids=list(auth_ids)):
+                    if r.tampered:
+                        tampered.append({"kind": kind, "key": r.key, "reason": r.reason})
+                        continue
+                    data = r.data
+                    d: dict[str, Any] = {"org_code": _text(data.get(self.org_code_col)),
+                                         "org_name": _text(data.get(self.org_name_col)), "_batch": _text(data[batch])}
+                    for role in self._roles:   # every configured role, in the UNION's order
+                        if role in spec.columns:
+                            v = data.get(spec.columns[role])
+                            d[role] = _as_time(v) if role in self._times[kind] else _text(v)
+                    out[kind].append(d)
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(type(exc).__name__) from None
+        return tampered
+
+
+def _text(v: Any) -> str | None:
+    """A value as the UNION's CAST(… AS CHAR) gives it (dates ISO, decimals as written)."""
+    if v is None or isinstance(v, str):
+        return v
+    if isinstance(v, datetime):
+        return v.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(v, date):
+        return v.isoformat()
+    return str(v)
+
+
+def _as_time(v: Any) -> datetime | None:
+    if v is None or isinstance(v, datetime):
+        return v
+    s = str(v)
+    try:
+        return datetime.fromisoformat(s if len(s) > 10 else s + " 00:00:00")
+    except ValueError:
+        return None
 
 
 # ---------------------------------------------------------------- push-back checks (QC warnings)
+
+
+class QcNotes:
+    """(batch, table name) → the warnings push-back verification recorded; a batch is verified once,
+    so checked batches are remembered (unchecked ones are asked again: "尚未核验" until they are)."""
+
+    def __init__(self, engine: Engine, ops: Ops, max_batches: int = 20000):
+        self.engine, self.ops, self.max_batches = engine, ops, max_batches
+        self._known: dict[str, dict[str, list[str]]] = {}     # batch → table → notes
+        self._lock = threading.Lock()
+
+    def __call__(self, batches: set[str]) -> dict[tuple[str, str], list[str]]:
+        with self._lock:
+            missing = sorted(b for b in batches if b not in self._known)
+        if missing:
+            fresh = qc_notes(self.engine, self.ops, set(missing))
+            by_batch: dict[str, dict[str, list[str]]] = {}
+            for (b, t), notes in fresh.items():
+                by_batch.setdefault(b, {})[t] = notes
+            with self._lock:
+                if len(self._known) > self.max_batches:
+                    self._known.clear()
+                self._known.update(by_batch)       # batches without a check stay unknown
+        with self._lock:
+            return {(b, t): n for b in batches for t, n in self._known.get(b, {}).items()}
 
 
 def qc_notes(engine: Engine, ops: Ops, batches: set[str]) -> dict[tuple[str, str], list[str]]:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from fastapi import Request
+from sqlalchemy import create_engine
+from sqlalchemy.engine import Engine
 
 import hipbridge.display.state  # noqa: F401 - registers the display ops tables
 from hipbridge.audit import AuditWriter
@@ -36,6 +38,20 @@ def workstation(request: Request):
     return _workstation_role(request)
 
 
+def hot_engine(engine: Engine, *, read_only: bool) -> Engine:
+    """An engine for the per-request path on a server database: no pre-ping round trip on every
+    checkout; read-only ones autocommit (each read sees the latest commit — a revocation — with no
+    BEGIN / ROLLBACK round trips). A connection the server dropped fails once and is retried by the
+    caller. SQLite (the embedded default) keeps its engine."""
+    if engine.dialect.name not in ("mysql", "mariadb"):
+        return engine
+    kw: dict = {"pool_pre_ping": False, "pool_recycle": 300, "pool_size": 10, "max_overflow": 20,
+                "connect_args": {"local_infile": True}}
+    if read_only:
+        kw |= {"isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None}
+    return create_engine(engine.url, **kw)
+
+
 @dataclass
 class DisplayService:
     life: Lifecycle
@@ -57,9 +73,11 @@ class DisplayService:
         cfg = cfg or display_config()
         ensure_ops(life.frontend, life.ops.schema)
         clock = clock or life.now
-        writer = writer or AuditWriter(life.frontend, life.ops, life.keys)
-        launcher = Launcher(life.frontend, life.ops, life.keys, VisitLookup(life.frontend, cfg), cfg, clock)
-        reader = StoreReader(store or life.store, cfg)
+        writer = writer or AuditWriter(hot_engine(life.frontend, read_only=False), life.ops, life.keys)
+        launcher = Launcher(life.frontend, life.ops, life.keys, VisitLookup(life.frontend, cfg), cfg, clock,
+                            read_engine=hot_engine(life.frontend, read_only=True))
+        store = store or life.store
+        reader = StoreReader(store, cfg, engine=hot_engine(store.engine, read_only=True))
         svc = cls(life, cfg, None, writer)
         client = life.client(clock=clock, base_url=platform_url) if upload_now else None
 
@@ -78,6 +96,7 @@ class DisplayService:
             catalogs=load_catalogs(cfg), org_code=life.org_code, cfg=cfg, workstation=workstation,
             clock=clock, writer=writer, on_review_queued=upload if upload_now else None,
             timezone=life.specs.defaults.timezone)
+        svc.app.state.launcher, svc.app.state.reader = launcher, reader   # reused by the 互认 reminder (recognition/)
         svc.app.state.callers = caller_store(life.keys)   # HIS's tokens: `hipbridge door-token create … --role workstation`
         return svc
 

@@ -58,6 +58,13 @@ def _quarantine(d: dict[str, Any], th: dict[str, float]) -> list[dict[str, str]]
     return out
 
 
+def _alerts(d: dict[str, Any], th: dict[str, float]) -> list[dict[str, str]]:
+    a = d["alerts"]
+    if not a["enabled"] or not a["open"]:
+        return []
+    return [_rec(WARN, "告警", f"{a['open']} 条监控告警到统计截至时仍未恢复", "逐条处理告警所指的问题；恢复后告警自动关闭")]
+
+
 def _quality(d: dict[str, Any], th: dict[str, float]) -> list[dict[str, str]]:
     q = d["quality"]
     if not q["enabled"] or not q["last"]:
@@ -119,6 +126,6 @@ def _health(d: dict[str, Any], th: dict[str, float]) -> list[dict[str, str]]:
 
 
 def recommendations(d: dict[str, Any], thresholds: dict[str, float]) -> list[dict[str, str]]:
-    recs = [r for check in (_runs, _tables, _quarantine, _quality, _sharing, _deletions, _drift, _health)
+    recs = [r for check in (_runs, _tables, _quarantine, _alerts, _quality, _sharing, _deletions, _drift, _health)
             for r in check(d, thresholds)]
     return sorted(recs, key=lambda r: LEVEL_ORDER[r["level"]])

@@ -19,7 +19,8 @@ from typing import Any
 from sqlalchemy import func, inspect, select, text
 from sqlalchemy.engine import Engine
 
-# imported for their ops tables: outbox and auth_record, quality_run, deletion_run and deletion_log
+# imported for their ops tables: alert_state, outbox and auth_record, quality_run, deletion_run and deletion_log
+import hipbridge.monitor.alerts
 import hipbridge.platform.state
 import hipbridge.quality.store
 import hipbridge.sharing.state  # noqa: F401
@@ -108,7 +109,8 @@ def runs(engine: Engine, schema: str, week: Week, labels: dict[str, str]) -> dic
     return {"enabled": True, "tables": tables, "daily": daily, "failures": failures, "total": _totals(tables)}
 
 
-_COUNTS = ("extracted", "published", "inserted", "updated", "voided", "unchanged", "quarantined")
+# skipped: source rows without a change time (read by full runs only); deleted: keys the source no longer returns
+_COUNTS = ("extracted", "published", "inserted", "updated", "voided", "unchanged", "quarantined", "skipped", "deleted")
 
 
 def _add_batch(t: dict[str, Any], r) -> None:
@@ -181,6 +183,21 @@ def quarantine(engine: Engine, schema: str, week: Week, labels: dict[str, str]) 
     return {"enabled": True, "by_table": [{"table": t, "label": labels.get(t, t), "rows": int(n)} for t, n in by_table],
             "reasons": [{"table": t, "label": labels.get(t, t), "reason": (r or "")[:200], "rows": int(n)}
                         for t, r, n in reasons]}
+
+
+def alerts(engine: Engine, schema: str, week: Week) -> dict[str, Any]:
+    """Monitoring alerts open at some point in the week (raised before its end, not resolved before its start)."""
+    if "alert_state" not in _tables(engine, schema):
+        return {"enabled": False, "rows": [], "open": 0}
+    a = ops_for(schema).table("alert_state")
+    with engine.connect() as conn:
+        rows = conn.execute(select(a.c.rule, a.c.severity, a.c.title, a.c.first_seen, a.c.last_seen, a.c.resolved_at,
+                                   a.c.sent_count, a.c.last_error)
+                            .where(a.c.first_seen < week.end, (a.c.resolved_at.is_(None)) | (a.c.resolved_at >= week.start))
+                            .order_by(a.c.first_seen)).mappings().all()
+    rows = [dict(r) for r in rows]
+    still_open = [r for r in rows if r["resolved_at"] is None or r["resolved_at"] >= week.as_of]
+    return {"enabled": True, "rows": rows, "open": len(still_open)}
 
 
 # ---------------------------------------------------------------- quality

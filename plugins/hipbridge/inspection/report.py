@@ -80,6 +80,7 @@ def collect_week(engine: Engine, specs: SpecSet, week_label: str | None = None, 
     d["runs"] = collect.runs(engine, schema, week, labels)
     d["tables"] = collect.table_state(engine, schema, specs, week)
     d["quarantine"] = collect.quarantine(engine, schema, week, labels)
+    d["alerts"] = collect.alerts(engine, schema, week)
     d["quality"] = collect.quality(engine, schema, week, cfg.trend_weeks)
     d["sharing"] = collect.sharing(engine, schema, week)
     d["deletions"] = collect.deletions(engine, schema, week)

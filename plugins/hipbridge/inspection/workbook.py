@@ -21,9 +21,10 @@ def fill(book: ReportBook, ctx: dict[str, Any]) -> None:
                [[a["level"], a["area"], a["finding"], a["action"]] for a in ctx["advice"]],
                red_when=lambda row: row[0] == "严重")
     book.sheet("运行情况", ["表", "表名", "批次数", "失败/拦截", "抽取", "入库", "新增", "变更", "作废", "未变", "隔离",
-                        "平均耗时(秒)", "最长耗时(秒)"],
+                        "平均耗时(秒)", "最长耗时(秒)", "跳过(无变更时间)", "源端已删除"],
                [[r["table"], r["label"], r["batches"], r["failed"], r["extracted"], r["published"], r["inserted"],
-                 r["updated"], r["voided"], r["unchanged"], r["quarantined"], r["avg_seconds"], r["max_seconds"]]
+                 r["updated"], r["voided"], r["unchanged"], r["quarantined"], r["avg_seconds"], r["max_seconds"],
+                 r["skipped"], r["deleted"]]
                 for r in ctx["runs"]["tables"]], red_when=lambda row: bool(row[3]))
     book.sheet("每日运行", [f"日期({zone})", "批次数", "入库记录数", "失败/拦截"],
                [[k, v["batches"], v["published"], v["failed"]] for k, v in ctx["runs"]["daily"].items()])
@@ -33,6 +34,9 @@ def fill(book: ReportBook, ctx: dict[str, Any]) -> None:
     book.sheet("表状态", ["表", "表名", "物理表名", "前置机行数", f"最近成功上传({zone})", "距今天数"],
                [[r["table"], r["label"], r["target"], r["rows"], r["last_published"], r["days_since"]]
                 for r in ctx["tables"]])
+    book.sheet("告警", ["规则", "级别", "告警", f"首次({zone})", f"最近({zone})", f"恢复({zone})", "发送次数"],
+               [[r["rule"], r["severity"], r["title"], r["first_seen"], r["last_seen"], r["resolved_at"], r["sent_count"]]
+                for r in ctx["alerts"]["rows"]])
     book.sheet("隔离原因", ["表", "表名", "原因", "行数"],
                [[r["table"], r["label"], r["reason"], r["rows"]] for r in ctx["quarantine"]["reasons"]])
     book.sheet("质量趋势", ["周", "总体得分(该周最后一次)"], [[k, v] for k, v in ctx["quality"]["trend"].items()])

@@ -192,7 +192,7 @@ def _load_file_mysql(conn: Connection, table: str, names: str, path: str, n: int
 def _load_data_mysql(conn: Connection, staging: Table, frame: pd.DataFrame, cols: list[str]) -> None:
     prep = conn.dialect.identifier_preparer
     names = ", ".join(prep.quote(c) for c in cols)
-    fd, path = tempfile.mkstemp(prefix="hb_stage_", suffix=".tsv", dir=_spool_dir())
+    fd, path = tempfile.mkstemp(prefix=spool_prefix(), suffix=".tsv", dir=_spool_dir())
     try:
         with os.fdopen(fd, "wb") as f:
             write_bulk_text(f, frame, cols, _date_only(staging))
@@ -217,15 +217,38 @@ def _spool_dir() -> str | None:
     return os.environ.get("HIPBRIDGE_SPOOL_DIR") or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
 
 
+def spool_prefix() -> str:
+    """Loader files are named after their process, so a killed process's files are known at once."""
+    return f"hb_stage_{os.getpid()}_"
+
+
+def _owner_gone(name: str) -> bool:
+    pid = name.removeprefix("hb_stage_").split("_", 1)[0]
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
 def clear_stale_spool(max_age_s: float = 3600.0) -> int:
-    """Remove loader files left by killed processes (a live transfer's file is seconds old)."""
+    """Remove loader files left by killed processes: at once when the owning process is gone, else by age.
+
+    The files hold a chunk's rows in plaintext (LOAD DATA reads them as they are), so they must
+    not outlive their batch: each is deleted after its load, and a killed process's are removed
+    by the next transfer on this machine (`pipeline.run._housekeeping`).
+    """
     folder = _spool_dir() or tempfile.gettempdir()
     now, removed = time.time(), 0
     for name in os.listdir(folder):
         if name.startswith("hb_stage_") and name.endswith(".tsv"):
             path = os.path.join(folder, name)
             with contextlib.suppress(OSError):
-                if now - os.path.getmtime(path) > max_age_s:
+                if _owner_gone(name) or now - os.path.getmtime(path) > max_age_s:
                     os.unlink(path)
                     removed += 1
     return removed
@@ -630,7 +653,7 @@ class StagingWriter:
             if self.dialect == "postgresql":
                 payload = bulk_text(frame, self.cols, self.date_only)
             else:
-                fd, path = tempfile.mkstemp(prefix="hb_stage_", suffix=".tsv", dir=_spool_dir())
+                fd, path = tempfile.mkstemp(prefix=spool_prefix(), suffix=".tsv", dir=_spool_dir())
                 with os.fdopen(fd, "wb") as f:
                     write_bulk_text(f, frame, self.cols, self.date_only)
                 payload = path

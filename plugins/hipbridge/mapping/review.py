@@ -96,6 +96,7 @@ def export_xlsx(report: GapReport, path: Path) -> int:
     for i, (_, key) in enumerate(EXPORT_COLUMNS, start=1):
         ws.column_dimensions[ws.cell(row=1, column=i).column_letter].width = widths.get(key, 12)
     ws.freeze_panes = "C2"
+    ws.auto_filter.ref = f"A1:{ws.cell(row=1, column=len(EXPORT_COLUMNS)).column_letter}{last}"   # sort / filter by set
 
     cv = wb.create_sheet(SHEET_COVERAGE)
     cv.append(["表", "列", "列名", "本地码表", "目标值域", "源数据非空行数", "已对照行数", "覆盖率(按频次)", "不同代码数",

@@ -183,8 +183,11 @@ def _mysql_frontend(engine: Engine, ops_schema: str, area: str) -> list[Check]:
         tz, sys_tz = c.execute(text("SELECT @@time_zone, @@system_time_zone")).one()
         local_infile = c.execute(text("SELECT @@local_infile")).scalar()
         grants = [r[0] for r in c.execute(text("SHOW GRANTS FOR CURRENT_USER()"))]
-    out.append(Check(area, "字符集", OK if cs == "utf8mb4" else FAIL,
-                     f"{db}: {cs} / {coll}" + ("" if cs == "utf8mb4" else "；应为 utf8mb4 (4 字节汉字、生僻字)")))
+    # hipbridge creates its tables utf8mb4 with binary keys whatever the default, so another default
+    # is a warning: tables made by hand or by other tools in this database would get it.
+    out.append(Check(area, "字符集", OK if cs == "utf8mb4" else WARN,
+                     f"{db}: {cs} / {coll}" + ("" if cs == "utf8mb4" else
+                                               "；hipbridge 的表显式使用 utf8mb4，建议数据库默认也改为 utf8mb4")))
     out.append(Check(area, "时区设置", OK, f"time_zone={tz}, system_time_zone={sys_tz}"))
     out.append(Check(area, "批量装载 (local_infile)", OK if str(local_infile) in ("1", "ON") else WARN,
                      "已开启" if str(local_infile) in ("1", "ON") else "未开启：装载退回逐行插入，速度低"))

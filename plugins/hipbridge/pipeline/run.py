@@ -24,6 +24,7 @@ import numpy as np
 from sqlalchemy import MetaData
 from sqlalchemy.engine import Engine
 
+from hipbridge.crypto.atrest import quarantine_protector
 from hipbridge.io import engines, state
 from hipbridge.io.extract import filters_own_window, read_chunks
 from hipbridge.io.frontend import create_frontend, ledger_table, staging_table
@@ -32,6 +33,7 @@ from hipbridge.io.ops import Ops, ensure_ops
 from hipbridge.settings import ops_schema_name, org_code, org_name
 from hipbridge.spec import SpecSet, TableSpec, load_specs
 
+from .batch_lock import try_lock
 from .bookkeeping import KeyTracker, release_free_memory
 from .conform import EMPTY_MARKERS, conform_chunk
 from .failures import DeterministicError, is_deterministic, source_query_error
@@ -319,18 +321,24 @@ def _housekeeping(ctx: Context, spec: TableSpec, batch: state.Batch) -> None:
     log_t = ctx.ops.table("batch_log")
     stale = ctx.now() - ABANDONED_AFTER
     with ctx.engine.begin() as conn:
-        running = conn.execute(select(log_t.c.batch_id, log_t.c.started_at).where(and_(
+        running = conn.execute(select(log_t.c.batch_id, log_t.c.started_at, log_t.c.status).where(and_(
             log_t.c.table_id == batch.table_id, log_t.c.status.in_(("planned", "staged"))))).all()
-        for b, started in running:
+        for b, started, _status in running:
             if b != batch.batch_id and started < stale:
                 state.update_batch(conn, ctx.ops, b, status="failed", finished_at=ctx.now(),
                                    message=f"abandoned: no progress since {started:%Y-%m-%d %H:%M} (process killed?)")
-    keep = {batch_table_name(template.name, b) for b, started in running if b == batch.batch_id or started >= stale}
+    keep = {batch_table_name(template.name, b) for b, started, _s in running if b == batch.batch_id or started >= stale}
     prefix = template.name + BATCH_TABLE_SEP
     names = inspect(ctx.engine).get_table_names(schema=template.schema)
     for name in names:
         if name.startswith(prefix) and name not in keep:
             _drop_table(ctx, template.schema, name)
+    for b, _started, status in running:  # killed mid-transfer: its lock died with it (batch_lock.py)
+        name = batch_table_name(template.name, b)
+        if b != batch.batch_id and status == "planned" and name in names and name in keep:
+            with try_lock(ctx.engine, b) as nobody:
+                if nobody:
+                    _drop_table(ctx, template.schema, name)
 
 
 def _drop_table(ctx: Context, schema: str | None, name: str) -> None:
@@ -384,6 +392,13 @@ def _batch_constants(ctx: Context, spec: TableSpec, extracted_at: datetime, code
 
 
 def _transfer_once(ctx: Context, batch: state.Batch, spec: TableSpec, source: Engine) -> dict:
+    with try_lock(ctx.engine, batch.batch_id) as mine:  # held while the staging table fills
+        if not mine:
+            raise PipelineError(f"batch {batch.batch_id} is being transferred by another process")
+        return _transfer_locked(ctx, batch, spec, source)
+
+
+def _transfer_locked(ctx: Context, batch: state.Batch, spec: TableSpec, source: Engine) -> dict:
     from hipbridge.io.load import StagingWriter
 
     sql = ctx.specs.query_text(spec)
@@ -408,8 +423,10 @@ def _transfer_once(ctx: Context, batch: state.Batch, spec: TableSpec, source: En
     read = _read_plan(ctx, spec, batch, sql, source)
     catalog = ctx.catalog if any(c.codes for c in spec.columns) else None
 
+    protect = quarantine_protector(ctx.engine, ctx.ops_schema, spec)
+
     def write_quarantine(conn, rows):
-        state.add_quarantine(conn, ctx.ops, batch.batch_id, batch.table_id, rows, extracted_at)
+        state.add_quarantine(conn, ctx.ops, batch.batch_id, batch.table_id, protect(rows), extracted_at)
 
     writer = StagingWriter(ctx.engine, staging, write_quarantine)
     keys = KeyTracker(list(spec.target.primary_key))
@@ -544,6 +561,7 @@ def gate(ctx: Context, batch: state.Batch) -> dict:
     if outcome["blocked"]:
         state.update_batch(ctx.engine, ctx.ops, batch.batch_id, status="blocked", finished_at=ctx.now(),
                            message=outcome["message"])
+        _drop_table(ctx, staging.schema, staging.name)  # the batch is over: its plaintext rows go with it
     return outcome
 
 
@@ -625,6 +643,8 @@ def fail(ctx: Context, batch: state.Batch, exc: BaseException) -> None:
     try:
         state.update_batch(ctx.engine, ctx.ops, batch.batch_id, status="failed", finished_at=ctx.now(),
                            message=f"{type(exc).__name__}: {exc}"[:4000])
+        staging, _ = ctx.tables_for(ctx.specs.get(batch.table_id), batch)
+        _drop_table(ctx, staging.schema, staging.name)  # a retried transfer starts from nothing anyway
     except Exception as inner:  # noqa: BLE001
         log.error("%s: could not mark batch %s failed: %s", batch.table_id, batch.batch_id, inner)
 

@@ -157,11 +157,13 @@ def _run_gx(gx, ctx, ds, engine: Engine, table: str, rules: list[Rule], scope: S
     out: dict[str, RuleResult] = {}
     for rid, (r, bad, den) in plan.items():
         vio, d = observed.get(bad), observed.get(den)
-        if isinstance(vio, str) or isinstance(d, str) or vio is None or d is None:
-            out[rid] = _result(r, ERROR, error=vio if isinstance(vio, str) else str(d), sql=bad)
-            continue
+        # an empty table is Not Applicable whatever GX made of it (as in the native engine): GX cannot run
+        # some queries on an empty batch and reports an exception instead of 0
         if n_rows == 0:
             out[rid] = _result(r, NOT_APPLICABLE, 0, 0, None, error="表中无数据", sql=bad)
+            continue
+        if isinstance(vio, str) or isinstance(d, str) or vio is None or d is None:
+            out[rid] = _result(r, ERROR, error=vio if isinstance(vio, str) else str(d), sql=bad)
             continue
         status, pct = _status(vio, d, r.threshold)
         out[rid] = _result(r, status, vio, d, pct, sql=bad)

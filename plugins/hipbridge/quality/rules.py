@@ -168,9 +168,7 @@ class _Builder:
                 self.add("S07", [col.name], violation=f"NOT {sql.regexp(cn, p)}", filter=notnull,
                          params=self._take())
             if "division_code" in col.checks:
-                p = self.bind(self.cfg.raw.get("division_pattern", r"^[0-9]{6}$"))
-                self.add("S08", [col.name], violation=f"NOT {sql.regexp(cn, p)}", filter=notnull,
-                         params=self._take())
+                self._division(col, cn, notnull)
             if "gb11643" in col.checks:
                 self._idcard(col.name, gbcfg)
             if ct.is_temporal:
@@ -185,7 +183,8 @@ class _Builder:
                     p = self.bind(col.range.max)
                     parts.append(f"{cn} > :{p}")
                     shown.append(f"≤{col.range.max}")
-                self.add("P04" if ct.is_temporal else "P05", [col.name], violation="(" + " OR ".join(parts) + ")",
+                p04 = ct.is_temporal or col.label in set(self.cfg.raw.get("plausible_age_labels") or [])
+                self.add("P04" if p04 else "P05", [col.name], violation="(" + " OR ".join(parts) + ")",
                          filter=notnull, params=self._take(), fmt={"range": "[" + ", ".join(shown) + "]"})
             ref = col.reference_target
             if ref and ref[0] in self.specs.specs:
@@ -205,6 +204,7 @@ class _Builder:
                     filt = f"{notnull} AND {sql.trim_lower(cn)} NOT IN :{p}"
                 self.add("R01", [col.name], violation=viol, filter=filt, params=self._take(),
                          fmt={"ref": parent.label}, parent=ref[0])
+                self._void_propagation(col, parent, ref[1])
             elif ref:  # the parent's spec is invalid: the check is reported as not run, never dropped
                 self.add("R01", [col.name], fmt={"ref": ref[0]}, parent=ref[0],
                          config_error=f"被关联表 {ref[0]} 的表规范无效（{ref[0]}.yaml），关联性未检查")
@@ -249,6 +249,46 @@ class _Builder:
             viol = self._empty(col.name, text_cols)
             self.add("C02", [col.name, rw.column], violation=viol, filter=filt, params=self._take(),
                      fmt={"condition": shown})
+
+    def _void_propagation(self, col, parent: TableSpec, parent_col: str) -> None:
+        """R03: a row whose parent record (by a reference to the parent's key) is revoked is revoked too.
+
+        Generated for references to a table whose source can void a record (`source.void`) and whose key
+        is the referenced column, so header → detail pairs (检验报告 → 明细, 首页 → 其他诊断 …) are covered
+        and references to dictionaries or the patient index are not.
+        """
+        org = self.defaults.audit("org_code").name
+        if parent.source.void is None or [k for k in parent.target.primary_key if k != org] != [parent_col]:
+            return
+        flag = self.defaults.audit("change_flag").name
+        voided = self.bind(self.defaults.change_flags.voided)
+        first = self.bind(self.defaults.change_flags.new)
+        cn, pcol = self.c(col.name), f"p.{self.sql.q(parent_col)}"
+        self.add("R03", [col.name, flag], suffix=col.name,
+                 filter=f"{cn} IS NOT NULL AND COALESCE({self.c(flag)}, :{first}) <> :{voided}",
+                 violation=(f"{cn} IN (SELECT {pcol} FROM {{@{parent.table}}} p WHERE p.{self.sql.q(flag)} = :{voided} "
+                            f"AND p.{self.sql.q(org)} = {self.c(org)})"),
+                 params=self._take(), fmt={"ref": parent.label}, parent=parent.table)
+
+    def _division(self, col, cn: str, notnull: str) -> None:
+        """S08: a 行政区划代码 of the right shape, its county part (first 6 digits) in GB/T 2260.
+
+        A column declared with the full length (`division.full_length`, 12: county + 乡镇 + 村) must hold
+        the full code; shorter columns take the 2/4/6/9/12-digit prefixes of `division_pattern`.
+        """
+        dcfg = self.cfg.raw.get("division") or {}
+        full = int(dcfg.get("full_length", 12))
+        ct = col.ctype
+        pattern = (dcfg.get("full_pattern", r"^[1-8][0-9]{11}$") if ct.kind == "varchar" and ct.length == full
+                   else self.cfg.raw.get("division_pattern", r"^[0-9]{6}$"))
+        p = self.bind(pattern)
+        viol = f"NOT {self.sql.regexp(cn, p)}"
+        counties = self.domains(dcfg["domain"]) if dcfg.get("domain") else None
+        if counties:
+            pc = self.bind(sorted(c for c in counties if len(c) == 6))
+            viol = f"({viol} OR ({self.sql.char_length(cn)} >= 6 AND SUBSTR({cn}, 1, 6) NOT IN :{pc}))"
+        self.add("S08", [col.name], violation=viol, filter=notnull, params=self._take(),
+                 fmt={"full_length": full})
 
     def _lab_limits(self) -> None:
         """P07: a numeric lab result within the analyser's range for its item, in the item's unit."""
@@ -338,15 +378,31 @@ class _Builder:
                       if lb in by_label and by_label[lb].ctype.is_temporal), None)
         event = next((by_label[lb] for lb in kcfg.get("event_labels") or []
                       if lb in by_label and by_label[lb].ctype.is_temporal), None)
+        tol = float(kcfg.get("tolerance_years", 1))
+        if age:
+            self._age_months(age, tol)
         if not (age and birth and event):
             return
-        tol = float(kcfg.get("tolerance_years", 1))
         a, b, e = self.c(age.name), self.c(birth.name), self.c(event.name)
         years = f"({self.sql.seconds_between(b, e)} / 31557600.0)"      # 365.25 days
         p = self.bind(tol)
         self.add("K03", [age.name, birth.name, event.name], violation=f"ABS({a} - {years}) > :{p}",
                  filter=f"{a} IS NOT NULL AND {b} IS NOT NULL AND {e} IS NOT NULL", params=self._take(),
                  fmt={"event_label": event.label, "tolerance": f"{tol:g}"})
+
+    def _age_months(self, age, tol: float) -> None:
+        """K03: 年龄(月) agrees with 年龄(岁) (months within 12 × tolerance of years × 12)."""
+        kcfg = self.cfg.raw.get("age_consistency") or {}
+        by_label = {c.label: c for c in self.spec.columns}
+        months = next((by_label[lb] for lb in kcfg.get("month_labels") or []
+                       if lb in by_label and by_label[lb].ctype.kind in ("decimal", "integer")), None)
+        if months is None:
+            return
+        a, m = self.c(age.name), self.c(months.name)
+        p = self.bind(12 * tol)
+        self.add("K03", [months.name, age.name], violation=f"ABS({m} - {a} * 12) >= :{p}",
+                 filter=f"{m} IS NOT NULL AND {a} IS NOT NULL", params=self._take(),
+                 fmt={"event_label": age.label, "tolerance": f"{tol:g}"})
 
     def _incomplete_domain(self, domain: str) -> None:
         """A value domain shipped partial / as a subset: S01 findings are hints, not errors."""

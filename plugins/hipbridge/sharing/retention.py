@@ -11,7 +11,10 @@ purge time (so a later, overlapping authorization keeps them):
 | no-show                                    | expire_time                                  |
 | legal hold (医疗纠纷封存)                   | never, until cleared                          |
 
-Deletes run in batches (`batch_rows` per statement, one short transaction each), children before
+A patient's rows are found by the authIds of their authorizations and, in the encrypted tables
+(`secure.py`), through the patient blind index (`patient_bi` = the authorization's patient_key):
+rows of the patient pushed under an authId we do not hold are deleted with the rest. Landing and
+encrypted tables are purged alike. Deletes run in batches (`batch_rows` per statement, one short transaction each), children before
 headers; a safety cap aborts the whole run, before deleting anything, when a table would lose
 more than `max_share_pct`; `dry_run` computes and logs the same numbers without deleting. The
 deletion log holds counts and hashed keys only. Time is injected (`now`), never read here.
@@ -220,18 +223,20 @@ def purge_shared(frontend: Engine, ops: Ops, store: SharedStore, keys: KeyStore,
         due.append({"patient_key": pkey, "records": rs, "purge_due": times[latest][0], "reason": times[latest][1],
                     "reasons": [t[1] for t in times]})
     report.candidates = len(due)
-    auth_ids = sorted({r["auth_id"] for d in due for r in d["records"] if r["auth_id"]})
+    _add_indexed_auths(store, due)
+    auth_ids = sorted({a for d in due for a in d["auth_ids"]})
 
     report.timings["select"] = time.perf_counter() - t_start
     # counts first: they feed the safety cap, the dry run and the per-patient certificates
     t0 = time.perf_counter()
     by_table: dict[str, dict[str, int]] = {}
-    with store.engine.connect() as sconn:
-        for table_id, table in store.tables.items():
-            by_table[table_id] = _count_by_auth(sconn, table, auth_col, auth_ids) if auth_ids else {}
-            report.per_table[table.name] = sum(by_table[table_id].values())
-            report.totals[table.name] = (sconn.execute(select(func.count()).select_from(table)).scalar_one()
-                                         if report.per_table[table.name] else 0)
+    targets = store.purge_targets()
+    for _tid, label, table, engine in targets:
+        with engine.connect() as sconn:
+            by_table[label] = _count_by_auth(sconn, table, auth_col, auth_ids) if auth_ids else {}
+            report.per_table[label] = sum(by_table[label].values())
+            report.totals[label] = (sconn.execute(select(func.count()).select_from(table)).scalar_one()
+                                    if report.per_table[label] else 0)
     report.timings["count"] = time.perf_counter() - t0
     over = [(n, report.per_table[n], report.totals[n]) for n in report.per_table
             if report.totals[n] >= min_rows and report.totals[n]
@@ -245,30 +250,30 @@ def purge_shared(frontend: Engine, ops: Ops, store: SharedStore, keys: KeyStore,
         return report
 
     for chunk in _chunks(due, _IN_CHUNK):
-        chunk_auths = sorted({r["auth_id"] for d in chunk for r in d["records"] if r["auth_id"]})
+        chunk_auths = sorted({a for d in chunk for a in d["auth_ids"]})
         failed_auths: set[str] = set()
         if chunk_auths and not dry_run:
             t0 = time.perf_counter()
             quoted = store.engine.dialect.identifier_preparer.quote(auth_col)
-            for table_id in reversed(list(store.tables)):   # details before their headers
-                if not any(by_table[table_id].get(a) for a in chunk_auths):
+            for _tid, label, table, engine in reversed(targets):   # details before their headers
+                if not any(by_table[label].get(a) for a in chunk_auths):
                     continue
                 # pack authorizations so one statement removes about `batch_rows` rows, known from the counts:
                 # no statement re-scans entries an earlier batch already removed
-                for group in _groups(chunk_auths, by_table[table_id], batch_rows):
-                    delete_batched(store.engine, store.tables[table_id], f"{quoted} IN :ids", {"ids": group},
+                for group in _groups(chunk_auths, by_table[label], batch_rows):
+                    delete_batched(engine, table, f"{quoted} IN :ids", {"ids": group},
                                    batch_rows, expanding=("ids",))
             report.timings["delete"] = report.timings.get("delete", 0.0) + time.perf_counter() - t0
             t0 = time.perf_counter()
-            with store.engine.connect() as sconn:   # verify: nothing left for these authorizations
-                for table in store.tables.values():
+            for _tid, _label, table, engine in targets:   # verify: nothing left for these authorizations
+                with engine.connect() as sconn:
                     failed_auths |= set(_count_by_auth(sconn, table, auth_col, chunk_auths))
             report.timings["verify"] = report.timings.get("verify", 0.0) + time.perf_counter() - t0
         t0 = time.perf_counter()
         logs, events, purged_ids = [], [], []
         for d in chunk:
-            ids = [r["auth_id"] for r in d["records"] if r["auth_id"]]
-            counts = {store.tables[t].name: sum(by_table[t].get(a, 0) for a in ids) for t in store.tables}
+            ids = d["auth_ids"]
+            counts = {label: sum(by_table[label].get(a, 0) for a in ids) for _t, label, _tb, _e in targets}
             failed = bool(failed_auths & set(ids))
             result = "PURGE_FAILED" if failed else ("WOULD_DELETE" if dry_run else "DELETED")
             n = sum(counts.values())
@@ -302,6 +307,16 @@ def purge_shared(frontend: Engine, ops: Ops, store: SharedStore, keys: KeyStore,
     return report
 
 
+def _add_indexed_auths(store: SharedStore, due: list[dict[str, Any]]) -> None:
+    """Each due patient's authIds: their authorizations', plus those the blind index finds in the encrypted store."""
+    from .secure import auth_ids_by_patient
+
+    found = auth_ids_by_patient(store.secure, [d["patient_key"] for d in due]) if store.secure is not None else {}
+    for d in due:
+        ids = {r["auth_id"] for r in d["records"] if r["auth_id"]} | found.get(d["patient_key"], set())
+        d["auth_ids"] = sorted(ids)
+
+
 def _finish(frontend: Engine, runs, report: PurgeReport, now: datetime) -> None:
     with frontend.begin() as conn:
         conn.execute(update(runs).where(runs.c.run_id == report.run_id).values(
@@ -319,17 +334,15 @@ def purge_orphans(frontend: Engine, ops: Ops, store: SharedStore, keys: KeyStore
         live = set(conn.execute(select(ar.c.auth_id).where(and_(ar.c.auth_id.is_not(None),
                                                                 ar.c.purged_at.is_(None)))).scalars())
     out: dict[str, int] = {}
-    with store.engine.connect() as sconn:
-        present = {t: set(sconn.execute(select(tb.c[auth_col]).distinct()).scalars()) for t, tb in store.tables.items()}
     q = store.engine.dialect.identifier_preparer.quote(auth_col)
-    for table_id in reversed(list(store.tables)):
-        stale = sorted(present[table_id] - live)
+    for _tid, label, table, engine in reversed(store.purge_targets()):
+        with engine.connect() as sconn:
+            present = set(sconn.execute(select(table.c[auth_col]).distinct()).scalars())
         n = 0
-        for ids in _chunks(stale, _IN_CHUNK):
-            n += delete_batched(store.engine, store.tables[table_id], f"{q} IN :ids", {"ids": ids}, batch_rows,
-                                expanding=("ids",))
+        for ids in _chunks(sorted(present - live), _IN_CHUNK):
+            n += delete_batched(engine, table, f"{q} IN :ids", {"ids": ids}, batch_rows, expanding=("ids",))
         if n:
-            out[store.tables[table_id].name] = n
+            out[label] = n
     if out:
         with frontend.begin() as conn:
             audit(conn, ops, keys, ts=now, actor_type="job", actor_id="push-verify", action="PURGE_ORPHAN",

@@ -3,6 +3,8 @@
     life = Lifecycle.open(frontend_url)
     life.drain_outbox(now)        # platform calls due now
     life.verify(now)              # push-back verification of new batches
+    life.ingest(now)              # move verified rows into the encrypted tables (secure.py)
+    life.read(table_id, patient_key=…)   # rows checked (row MAC) and decrypted, tampered ones flagged
     life.purge(now, dry_run=False)
 """
 
@@ -17,7 +19,10 @@ from sqlalchemy.engine import Engine
 
 import hipbridge.platform.state  # registers the platform ops tables
 import hipbridge.sharing.state  # noqa: F401 - registers the sharing ops tables
+from hipbridge.crypto.atrest import keyring_for
+from hipbridge.crypto.fields import FieldCipher
 from hipbridge.crypto.keys import KeyStore
+from hipbridge.crypto.registry import KeyRing
 from hipbridge.io.engines import default_frontend_url, engine_for
 from hipbridge.io.ops import Ops, ensure_ops
 from hipbridge.platform.client import PlatformClient
@@ -27,6 +32,7 @@ from hipbridge.settings import ops_schema_name, org_code, org_name
 from hipbridge.spec import SpecSet, load_specs
 
 from .retention import PurgeReport, purge_shared, purge_uploaded, resolve_visit_ends
+from .secure import IngestReport, SecureStore, SharedRow, find_rows, ingest, open_secure, read_rows
 from .store import SharedStore, open_store
 from .verify import VerifyReport, verify_batches
 
@@ -46,6 +52,12 @@ class Lifecycle:
     store: SharedStore
     org_code: str
     org_name: str
+    secure: SecureStore
+    ring: KeyRing
+
+    @property
+    def cipher(self) -> FieldCipher:
+        return FieldCipher(self.ring)
 
     @classmethod
     def open(cls, frontend_url: str | None = None, specs: SpecSet | None = None,
@@ -55,8 +67,12 @@ class Lifecycle:
         schema = ops_schema_name(specs.defaults, url)
         frontend = engine_for(url, schema)
         ops = ensure_ops(frontend, schema)
-        return cls(url, frontend, ops, specs, keys or KeyStore(), open_store(url, specs),
-                   org_code(specs.defaults), org_name(specs.defaults))
+        store = open_store(url, specs)
+        ring = keyring_for(frontend, schema, clock=lambda: hospital_now(specs))
+        secure = open_secure(store)
+        secure.cipher = FieldCipher(ring)
+        return cls(url, frontend, ops, specs, keys or KeyStore(), store, org_code(specs.defaults),
+                   org_name(specs.defaults), secure, ring)
 
     def now(self) -> datetime:
         return hospital_now(self.specs)
@@ -80,6 +96,21 @@ class Lifecycle:
     def verify(self, now: datetime | None = None, run_quality: bool | None = None) -> VerifyReport:
         return verify_batches(self.frontend, self.ops, self.store, self.specs, self.keys, now or self.now(),
                               run_quality=run_quality)
+
+    def ingest(self, now: datetime | None = None) -> IngestReport:
+        """Move verified pushed rows (and any older than landing_max_minutes) into the encrypted tables."""
+        pc = self.ops.table("push_check")
+        with self.frontend.connect() as conn:
+            verified = {(b, t) for b, t in conn.execute(pc.select().with_only_columns(pc.c.batch_id, pc.c.table_name))}
+        return ingest(self.secure, self.cipher, self.keys, verified, now or self.now())
+
+    def read(self, table_id: str, **kw) -> list[SharedRow]:
+        """Shared rows for the display / reminder: MAC-checked and decrypted; tampered rows flagged, no data."""
+        return read_rows(self.secure, self.cipher, table_id, **kw)
+
+    def find(self, **kw) -> dict[str, list[dict]]:
+        """Shared rows of a patient by id_type + id_no, phone or patient_id, through the blind indexes."""
+        return find_rows(self.secure, self.keys, **kw)
 
     def purge(self, now: datetime | None = None, **kw) -> PurgeReport:
         now = now or self.now()

@@ -38,6 +38,15 @@ class SharedStore:
     mcols: dict[str, str]             # manifest role → column name
     missing: list[str]
     defaults: Defaults
+    secure: Any = None                # the encrypted tables (sharing.secure.SecureStore), once opened
+
+    def purge_targets(self) -> list[tuple[str, str, Table, Engine]]:
+        """(table id, label, table, engine) of the landing and the secure tables, parents first."""
+        out = [(t, tb.name, tb, self.engine) for t, tb in self.tables.items()]
+        if self.secure is not None:
+            out += [(t, f"{self.secure.schema}.{st.table.name}", st.table, self.secure.engine)
+                    for t, st in self.secure.tables.items()]
+        return out
 
     def data_columns(self, table_id: str) -> list[str]:
         book = set(self.cols.values())

@@ -3,7 +3,8 @@
 Per batch and table: Q08 manifest reconciliation (row count and SM3 of the row digests, plus each
 row's digest recomputed from its content), Q01 privacy guard (the batch's authId must be a live
 authorization here, otherwise its rows are deleted at once), Q02 required fields, Q04 references
-to the header table (blocking after the orphan grace). Then the quality engine
+to the header table (blocking after the orphan grace), Q11 identity (a row's 证件类型 + 证件号码 must be
+the authorized patient's: compared through the blind index, so no plaintext ID is needed). Then the quality engine
 (`hipbridge.quality.check.check_database`) runs over the touched shared tables; its results are
 saved as a quality run of kind `push`, so they appear in the quality report, and its failed rules
 are listed as warnings here. Outcome: `push_check` (one row per batch × table) and `push_problem`.
@@ -90,8 +91,9 @@ def verify_batches(frontend: Engine, ops: Ops, store: SharedStore, specs: SpecSe
         return report
     ar = ops.table("auth_record")
     with frontend.connect() as conn:
-        live = set(conn.execute(select(ar.c.auth_id).where(and_(ar.c.auth_id.is_not(None),
-                                                                ar.c.purged_at.is_(None)))).scalars())
+        authorized = {auth: key for auth, key in conn.execute(select(ar.c.auth_id, ar.c.patient_key).where(
+            and_(ar.c.auth_id.is_not(None), ar.c.purged_at.is_(None))))}
+    live = set(authorized)
     by_name = {t.name: tid for tid, t in store.tables.items()}
     mc, cols = store.mcols, store.cols
     orphan_batches = False
@@ -142,6 +144,15 @@ def verify_batches(frontend: Engine, ops: Ops, store: SharedStore, specs: SpecSe
                         age = now - (man[mc["max_instock"]] or now)
                         sev = "blocking" if age >= cfg.verification.orphan_grace else "warning"
                         out.problems.append(Problem("Q04", sev, n, f"{c.name} 引用的 {parent.name}.{ref[1]} 不存在"))
+            patient = authorized.get(man[mc["auth_id"]])
+            id_cols = _identity_columns(spec)
+            if patient and id_cols:
+                kind, number = id_cols
+                other = sum(1 for r in rows if r[kind] and r[number]
+                            and keys.patient_key(str(r[kind]), str(r[number])) != patient)
+                if other:
+                    out.problems.append(Problem("Q11", "blocking", other,
+                                                f"{other} 行的证件类型/证件号码不是本批次授权的患者 (误关联记录)"))
     if orphan_batches:
         report.orphans_deleted = purge_orphans(frontend, ops, store, keys, now)
     use_quality = cfg.verification.quality_engine if run_quality is None else run_quality
@@ -149,6 +160,17 @@ def verify_batches(frontend: Engine, ops: Ops, store: SharedStore, specs: SpecSe
         report.quality_run_id = _quality(frontend, store, specs, report, now, cfg.verification.skip_quality_rules)
     _save(frontend, ops, report, now)
     return report
+
+
+def _identity_columns(spec) -> tuple[str, str] | None:
+    """(证件类型代码, 证件号码) of a shared table: the column bound to the id-type domain of the GB 11643
+    check (quality `gb11643.id_type_domain`) and the column carrying that check."""
+    from hipbridge.quality.config import cached_config
+
+    domain = cached_config().gb11643.get("id_type_domain")
+    kind = next((c.name for c in spec.columns if c.codes and c.codes.domain == domain), None)
+    number = next((c.name for c in spec.columns if "gb11643" in c.checks), None)
+    return (kind, number) if kind and number else None
 
 
 def _quality(frontend: Engine, store: SharedStore, specs: SpecSet, report: VerifyReport, now: datetime,
@@ -188,6 +210,7 @@ _PUSH_RULES = {  # rule → (quality dimension, advice shown in the report)
     "Q02": ("完整性", "请省平台补全必填字段后重新回推"),
     "Q04": ("关联性", "明细缺少主记录: 请省平台补推主记录"),
     "Q08": ("一致性", "批次行数或摘要与清单不符: 请省平台重新回推该批次"),
+    "Q11": ("一致性", "回推数据的患者身份与授权患者不一致 (误关联): 已拒收, 请省平台核对后重新回推"),
 }
 
 

@@ -102,7 +102,9 @@ class Column(Strict):
     source: str | None = Field(None, alias="from", description="column of the source query that feeds this column")
     value: str | int | float | None = Field(None, description="a constant instead of a source column (e.g. '-')")
     codes: CodeBinding | None = None
-    sensitive: bool = Field(False, description="personal data: encrypted at rest and kept out of logs/reports")
+    sensitive: bool = Field(False, description=(
+        "personal data: SM4-encrypted in the shared store (with config/crypto.yaml encrypt_also), masked in "
+        "quality samples; the province's front-end table keeps the value as extracted"))
     references: str | None = Field(None, description="<table_id>.<COLUMN> this column must resolve to (关联性)")
     checks: list[Literal["gb11643", "mobile", "division_code"]] = Field(default_factory=list)
     pattern: str | None = Field(None, description="regular expression the value must match (规范性)")

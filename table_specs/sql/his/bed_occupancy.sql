@@ -16,5 +16,11 @@ SELECT b.WARD_CODE       AS ward_code,
        b.EMPTY_BEDS      AS empty_beds,
        b.EXTRA_BEDS      AS extra_beds,
        b.ICU_OPEN        AS icu_open,
-       b.ICU_USED        AS icu_used
+       b.ICU_USED        AS icu_used,
+       b.DISCHARGED_BED_DAYS AS discharged_bed_days,
+       b.SPECIAL_BEDS    AS special_beds,
+       b.NEGATIVE_PRESSURE_BEDS AS negative_pressure_beds,
+       b.ER_OBS_OPEN     AS er_obs_open,
+       b.ER_OBS_USED     AS er_obs_used,
+       b.REHAB_BEDS      AS rehab_beds
 FROM WARD_BED_DAILY b

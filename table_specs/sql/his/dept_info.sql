@@ -10,5 +10,7 @@ SELECT d.DEPT_CODE        AS dept_code,
        d.WARD_FLAG        AS ward_flag,
        d.OPEN_BEDS        AS open_beds,
        CASE WHEN d.STOP_FLAG = '0' THEN '1' ELSE '0' END AS in_use,
+       d.CLINIC_TYPE_CODE AS clinic_type_code,
+       d.ORG_CREDIT_CODE AS org_credit_code,
        d.UPDATE_TIME      AS update_time
 FROM DEPT_DICT d

@@ -26,5 +26,10 @@ SELECT s.SUMMARY_ID        AS summary_id,
        s.ATTENDING_NO      AS attending_no,
        s.SIGN_TIME         AS sign_time,
        s.DOC_TEXT          AS doc_text,
+       s.CARD_TYPE       AS card_type,
+       s.CARD_NO         AS card_no,
+       s.TCM_DISEASE     AS tcm_disease,
+       s.TCM_SYNDROME    AS tcm_syndrome,
+       s.CANCEL_FLAG     AS cancel_flag,
        s.UPDATE_TIME       AS update_time
 FROM DISCHARGE_SUMMARY s

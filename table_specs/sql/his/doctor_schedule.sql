@@ -14,5 +14,6 @@ SELECT c.SCHEDULE_ID   AS schedule_id,
        c.APPT_NUM      AS appt_num,
        c.REG_FEE       AS reg_fee,
        c.STOP_FLAG     AS stop_flag,
+       c.MEMO            AS memo,
        c.UPDATE_TIME   AS update_time
 FROM CLINIC_SCHEDULE c

@@ -21,5 +21,13 @@ SELECT f.DETAIL_ID    AS detail_id,
        f.BILL_TIME    AS bill_time,
        f.REFUND_FLAG  AS refund_flag,
        f.ORIG_DETAIL_ID AS orig_detail_id,
+       f.INSUR_ITEM_CODE AS insur_item_code,
+       f.NATIONAL_ITEM_CODE AS national_item_code,
+       f.DRUG_CODE       AS drug_code,
+       f.DRUG_INSUR_CODE AS drug_insur_code,
+       f.SPEC            AS spec,
+       f.UNIT            AS unit,
+       f.SELF_RATIO      AS self_ratio,
+       f.CANCEL_FLAG     AS cancel_flag,
        f.UPDATE_TIME  AS update_time
 FROM FEE_DETAIL f

@@ -19,5 +19,7 @@ SELECT s.SETTLE_NO        AS settle_no,
        s.SELF_PAY         AS self_pay,
        s.REFUND_FLAG      AS refund_flag,
        s.ORIG_SETTLE_NO   AS orig_settle_no,
+       s.INSUR_TYPE      AS insur_type,
+       s.CANCEL_FLAG     AS cancel_flag,
        s.UPDATE_TIME      AS update_time
 FROM FEE_SETTLE s

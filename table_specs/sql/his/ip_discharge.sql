@@ -20,6 +20,15 @@ SELECT v.INP_NO               AS inp_no,
        v.DISCHARGE_DIAG_CODE  AS discharge_diag_code,
        v.DISCHARGE_DIAG_NAME  AS discharge_diag_name,
        v.CANCEL_FLAG          AS cancel_flag,
+       v.RESIDENCE_TYPE  AS residence_type,
+       v.INSUR_CARD_NO   AS insur_card_no,
+       v.INSUR_TYPE      AS insur_type,
+       v.ADMIT_WARD_NAME AS admit_ward_name,
+       v.OBSERVE_FLAG    AS observe_flag,
+       v.DISCHARGE_WARD_NAME AS discharge_ward_name,
+       v.SPECIAL_NEED_FLAG AS special_need_flag,
+       v.COVID_STATUS    AS covid_status,
+       v.DIAG_SYSTEM          AS diag_system,
        v.UPDATE_TIME          AS update_time
 FROM PAT_VISIT v
 LEFT JOIN DEPT_DICT a ON a.DEPT_CODE = v.ADMIT_DEPT

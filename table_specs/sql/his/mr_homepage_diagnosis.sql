@@ -10,5 +10,8 @@ SELECT g.INP_NO           AS inp_no,
        g.OUTCOME          AS outcome,
        g.BRANCH_CODE      AS branch_code,
        g.BRANCH_NAME      AS branch_name,
+       g.TUMOUR_CODE     AS tumour_code,
+       g.TUMOUR_NAME     AS tumour_name,
+       g.CANCEL_FLAG     AS cancel_flag,
        g.UPDATE_TIME      AS update_time
 FROM MR_HOMEPAGE_DIAG g

@@ -17,5 +17,10 @@ SELECT p.PRESC_NO       AS presc_no,
        p.VALID_DAYS     AS valid_days,
        p.AMOUNT         AS amount,
        p.CANCEL_FLAG    AS cancel_flag,
+       p.WEIGHT          AS weight,
+       p.HERB_DOSES      AS herb_doses,
+       p.HERB_DECOCTION  AS herb_decoction,
+       p.HERB_USAGE      AS herb_usage,
+       p.PRESC_NOTE      AS presc_note,
        p.UPDATE_TIME    AS update_time
 FROM OUTP_PRESC p

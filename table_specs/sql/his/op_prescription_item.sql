@@ -24,6 +24,9 @@ SELECT d.DETAIL_ID      AS detail_id,
        d.ANTI_FLAG      AS anti_flag,
        d.ANTI_LEVEL     AS anti_level,
        p.CANCEL_FLAG    AS cancel_flag,
+       d.PURCHASE_CODE   AS purchase_code,
+       d.BASIC_FLAG      AS basic_flag,
+       d.TCM_CLASS       AS tcm_class,
        d.UPDATE_TIME    AS update_time
 FROM OUTP_PRESC_DETAIL d
 JOIN OUTP_PRESC p ON p.PRESC_NO = d.PRESC_NO

@@ -26,5 +26,6 @@ SELECT c.REG_NO         AS reg_no,
        c.REG_FEE        AS reg_fee,
        c.DIAG_FEE       AS diag_fee,
        c.PAY_METHOD     AS pay_method,
+       c.INSUR_TYPE      AS insur_type,
        c.UPDATE_TIME    AS update_time
 FROM CLINIC_MASTER c

@@ -24,6 +24,9 @@ SELECT m.VISIT_NO         AS visit_no,
        m.INFECTIOUS_FLAG  AS infectious_flag,
        m.PAY_METHOD       AS pay_method,
        m.REFERRAL_FLAG    AS referral_flag,
+       m.DIAG_SYSTEM      AS diag_system,
+       m.VISIT_TIMES     AS visit_times,
+       m.AGE_MONTH       AS age_month,
        m.UPDATE_TIME      AS update_time
 FROM OUTP_MR m
 LEFT JOIN DEPT_DICT d ON d.DEPT_CODE = m.DEPT_CODE

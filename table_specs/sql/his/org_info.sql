@@ -15,5 +15,11 @@ SELECT h.CREDIT_CODE  AS credit_code,
        h.VALID_TO     AS valid_to,
        h.ISSUER       AS issuer,
        h.POOL_AREA    AS pool_area,
+       h.NATURE          AS nature,
+       h.LONGITUDE       AS longitude,
+       h.LATITUDE        AS latitude,
+       h.PARENT_ORG      AS parent_org,
+       h.BRANCH_FLAG     AS branch_flag,
+       h.CLINIC_PAY_FLAG AS clinic_pay_flag,
        h.UPDATE_TIME  AS update_time
 FROM HOSPITAL_INFO h

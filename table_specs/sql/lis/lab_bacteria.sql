@@ -19,6 +19,8 @@ SELECT b.MICRO_ID         AS micro_id,
        b.INSTRUMENT_NAME  AS instrument_name,
        b.REPORT_TIME      AS report_time,
        m.STATUS           AS status,
+       b.DEPT_NAME       AS dept_name,
+       b.DEVICE_TYPE     AS device_type,
        b.MODIFY_TIME      AS modify_time
 FROM LAB_MICRO_RESULT b
 JOIN LAB_TEST_MASTER m ON m.TEST_NO = b.TEST_NO

@@ -31,5 +31,9 @@ SELECT m.TEST_NO        AS test_no,
        m.REPORT_TIME    AS report_time,
        m.CRITICAL_FLAG  AS critical_flag,
        m.STATUS         AS status,
+       m.CARD_TYPE       AS card_type,
+       m.CARD_NO         AS card_no,
+       m.LAB_ORG_NAME    AS lab_org_name,
+       CASE WHEN m.RECOGNIZE_FLAG = '1' THEN m.PANEL_CODE END AS recognition_code,
        m.MODIFY_TIME    AS modify_time
 FROM LAB_TEST_MASTER m

@@ -24,6 +24,16 @@ SELECT r.RESULT_ID      AS result_id,
        r.TESTER_NO      AS tester_no,
        r.AUDITOR_NO     AS auditor_no,
        m.STATUS         AS status,
+       r.RESULT_DESC     AS result_desc,
+       r.EXAM_RESULT     AS exam_result,
+       r.DEVICE_TYPE     AS device_type,
+       r.TESTER_NAME     AS tester_name,
+       r.AUDITOR_NAME    AS auditor_name,
+       r.REPORT_RESULT   AS report_result,
+       r.MEMO            AS memo,
+       CASE WHEN m.RECOGNIZE_FLAG = '1' THEN m.PANEL_CODE END AS recognition_code,
+       m.ORDER_NO       AS order_sheet_no,
+       m.PANEL_NAME     AS fee_name,
        r.MODIFY_TIME    AS modify_time
 FROM LAB_RESULT r
 JOIN LAB_TEST_MASTER m ON m.TEST_NO = r.TEST_NO

@@ -15,6 +15,12 @@ SELECT a.ANTI_ID        AS anti_id,
        a.PRINT_SEQ      AS print_seq,
        a.REPORT_TIME    AS report_time,
        m.STATUS         AS status,
+       a.ANTI_LEVEL      AS anti_level,
+       a.DISK_CONTENT    AS disk_content,
+       a.DISK_UNIT       AS disk_unit,
+       a.ZONE_MM         AS zone_mm,
+       a.PLATE_NO        AS plate_no,
+       a.LAB_ORG_NAME    AS lab_org_name,
        a.MODIFY_TIME    AS modify_time
 FROM LAB_ANTI_RESULT a
 JOIN LAB_TEST_MASTER m ON m.TEST_NO = a.TEST_NO

@@ -34,5 +34,11 @@ SELECT e.REPORT_ID       AS report_id,
        e.REPORT_TIME     AS report_time,
        e.AUDIT_TIME      AS audit_time,
        e.STATUS          AS status,
+       e.BODY_PART_CODE  AS body_part_code,
+       e.EXAM_METHOD     AS exam_method,
+       e.DEVICE_TYPE     AS device_type,
+       e.DEVICE_NO       AS device_no,
+       e.IMAGE_NO        AS image_no,
+       CASE WHEN e.RECOGNIZE_FLAG = '1' THEN e.EXAM_CODE END AS recognition_code,
        e.MODIFY_TIME     AS modify_time
 FROM EXAM_REPORT e

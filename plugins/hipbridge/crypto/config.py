@@ -1,0 +1,58 @@
+"""Typed view of `config/crypto.yaml`: the SDF device, what is encrypted in the shared store, blind indexes.
+
+Which key provider runs is the deployment profile's `key_provider` (`config/profiles/`, `profiles.py`).
+Unknown keys are errors naming the file (as for the other config files). Environment override:
+`HIPBRIDGE_SDF_LIBRARY`.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from hipbridge.platform.config import _load, _Strict, config_dir
+
+
+class Sdf(_Strict):
+    library_: str | None = Field(None, alias="library")
+    kek_index: dict[str, int] = Field(default_factory=dict)
+
+    @property
+    def library(self) -> str | None:
+        return os.environ.get("HIPBRIDGE_SDF_LIBRARY") or self.library_
+
+
+class Identity(_Strict):
+    id_type: str
+    id_no: str
+
+
+class SharedStoreCrypto(_Strict):
+    secure_suffix: str = Field("_secure", pattern=r"^[A-Za-z0-9_]+$")
+    landing_max_minutes: int = Field(10, ge=0)
+    encrypt_also: list[str] = Field(default_factory=list)
+    blind_index: dict[str, Literal["id_no", "phone", "patient_id", "name", "card_no"]] = Field(default_factory=dict)
+    identity: Identity
+
+
+class Rotation(_Strict):
+    batch_rows: int = Field(2000, ge=1)
+
+
+class CryptoConfig(_Strict):
+    sdf: Sdf = Field(default_factory=Sdf)
+    shared_store: SharedStoreCrypto
+    rotation: Rotation = Field(default_factory=Rotation)
+
+
+@lru_cache(maxsize=8)
+def _cached(directory: str) -> CryptoConfig:
+    return _load("crypto.yaml", CryptoConfig, Path(directory))
+
+
+def crypto_config(directory: Path | None = None) -> CryptoConfig:
+    return _cached(str(directory or config_dir()))

@@ -1,0 +1,206 @@
+"""The 互认 item catalog, the hospital's local order maps and the eligibility rule table — as data.
+
+    cfg = load_recognition()                     # config/recognition.yaml + the files it names
+    cfg.map_order(Order("o1", "lab", "GGN"))     # → (Item, None) or (None, "NO_MAPPING")
+    cfg.eligible(scope_mark="1", source_level="三级甲等", our_level="三级甲等", same_alliance=False)
+
+Bad files raise `ConfigError` naming the file, line and column.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from hipbridge.platform.config import ConfigError
+from hipbridge.settings import config_dir
+
+KINDS = ("lab", "exam")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RecognitionConfig(_Strict):
+    catalog: str
+    local_sets: dict[str, str]
+    kinds: dict[str, str]
+    eligibility: str
+    alliance: str
+    level_unknown: str
+    hr_yes: str
+
+
+@dataclass(frozen=True)
+class Item:
+    code: str
+    kind: str                   # lab | exam
+    category: str
+    modality: str | None        # specimen (检验) or DICOM modality (检查)
+    body_part: str | None
+    validity_days: int | None   # None: never recognisable (fail closed)
+
+
+@dataclass(frozen=True)
+class Order:
+    order_id: str
+    kind: str                   # lab | exam
+    local_code: str
+    part: str | None = None     # 检查部位 as HIS sends it (exam)
+    method: str | None = None   # 检查方法 / modality (exam)
+
+
+@dataclass(frozen=True)
+class Rule:
+    scope_mark: str
+    source_level: str
+    our_level: str
+    same_alliance: str
+    allowed: bool
+    line: int
+
+    def matches(self, scope_mark: str, source_level: str, our_level: str, same_alliance: bool) -> bool:
+        return all(want == "*" or want == got for want, got in (
+            (self.scope_mark, scope_mark), (self.source_level, source_level), (self.our_level, our_level),
+            (self.same_alliance, "1" if same_alliance else "0")))
+
+
+@dataclass
+class Recognition:
+    cfg: RecognitionConfig
+    items: dict[str, Item]
+    local: dict[str, dict[str, str]]           # kind → local code → item code
+    rules: list[Rule]
+    alliance: frozenset[str]
+    sources: dict[str, str] = field(default_factory=dict)   # what was loaded from where (for messages)
+
+    def map_order(self, order: Order) -> tuple[Item | None, str | None]:
+        """The order's 互认 item, or why there is none (NO_MAPPING, PART_MISMATCH, METHOD_MISMATCH).
+        检验: the item alone; 检查: the item, and the order's body part and method when HIS sends them."""
+        code = self.local.get(order.kind, {}).get(order.local_code)
+        item = self.items.get(code) if code else None
+        if item is None or item.kind != order.kind:
+            return None, "NO_MAPPING"
+        if order.kind == "exam":
+            if order.part and item.body_part and order.part != item.body_part:
+                return None, "PART_MISMATCH"
+            if order.method and item.modality and order.method.upper() != item.modality.upper():
+                return None, "METHOD_MISMATCH"
+        return item, None
+
+    def eligible(self, *, scope_mark: str | None, source_level: str, our_level: str, same_alliance: bool) -> bool:
+        """First matching rule of the table decides; none matches → not eligible (fail closed)."""
+        for r in self.rules:
+            if r.matches(scope_mark or "", source_level, our_level, same_alliance):
+                return r.allowed
+        return False
+
+
+def _rows(path: Path, need: list[str]) -> list[tuple[int, dict[str, str]]]:
+    try:
+        fh = path.open(encoding="utf-8-sig", newline="")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: missing file") from None
+    with fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in need if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ConfigError(f"{path}:1: header lacks columns {missing} (have {reader.fieldnames})")
+        return [(i, {k: (v or "").strip() for k, v in row.items() if k}) for i, row in enumerate(reader, start=2)]
+
+
+def _flag(path: Path, line: int, key: str, v: str, star: bool) -> str:
+    allowed = ("0", "1", "*") if star else ("0", "1")
+    if v not in allowed:
+        raise ConfigError(f"{path}:{line}: {key}: expected one of {list(allowed)} (got {v!r})")
+    return v
+
+
+def load_items(path: Path, kinds: dict[str, str]) -> dict[str, Item]:
+    items: dict[str, Item] = {}
+    for line, r in _rows(path, ["code", "kind", "category", "specimen_or_modality", "body_part", "validity_days"]):
+        code = r["code"]
+        if not code:
+            raise ConfigError(f"{path}:{line}: code: empty")
+        if code in items:
+            raise ConfigError(f"{path}:{line}: code: {code} listed twice")
+        if r["kind"] not in kinds:
+            raise ConfigError(f"{path}:{line}: kind: expected one of {list(kinds)} (got {r['kind']!r})")
+        days: int | None = None
+        if r["validity_days"]:
+            try:
+                days = int(r["validity_days"])
+            except ValueError:
+                raise ConfigError(f"{path}:{line}: validity_days: expected a whole number or empty "
+                                  f"(got {r['validity_days']!r})") from None
+            if days < 0:
+                raise ConfigError(f"{path}:{line}: validity_days: must be ≥ 0 (got {days})")
+        items[code] = Item(code, kinds[r["kind"]], r["category"], r["specimen_or_modality"] or None,
+                           r["body_part"] or None, days)
+    return items
+
+
+def load_rules(path: Path) -> list[Rule]:
+    rules = []
+    for line, r in _rows(path, ["scope_mark", "source_level", "our_level", "same_alliance", "allowed"]):
+        for k in ("scope_mark", "source_level", "our_level"):
+            if not r[k]:
+                raise ConfigError(f"{path}:{line}: {k}: empty (use * for any)")
+        rules.append(Rule(r["scope_mark"], r["source_level"], r["our_level"],
+                          _flag(path, line, "same_alliance", r["same_alliance"], True),
+                          _flag(path, line, "allowed", r["allowed"], False) == "1", line))
+    return rules
+
+
+def load_recognition(directory: Path | None = None, *, mappings_dir: Path | None = None,
+                     hospital: str | None = None) -> Recognition:
+    base = directory or config_dir()
+    path = base / "recognition.yaml"
+    try:
+        with path.open(encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: missing configuration file") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: YAML syntax error: {exc}") from None
+    try:
+        cfg = RecognitionConfig.model_validate(data or {})
+    except ValidationError as exc:
+        lines = [f"{path}: {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)]
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+    bad = [k for k in list(cfg.local_sets) + list(cfg.kinds.values()) if k not in KINDS]
+    if bad:
+        raise ConfigError(f"{path}: local_sets / kinds: unknown report kind(s) {bad} (expected {list(KINDS)})")
+    items = load_items((base / cfg.catalog).resolve(), cfg.kinds)
+    from hipbridge.mapping import load_catalog
+
+    cat = load_catalog(mappings_dir, hospital)
+    local: dict[str, dict[str, str]] = {}
+    for kind, set_id in cfg.local_sets.items():
+        s = cat.hospital.sets.get(set_id)
+        if s is None:
+            raise ConfigError(f"{path}: local_sets.{kind}: local code set {set_id!r} is not declared in "
+                              f"{cat.hospital.folder / '_sets.yaml'}")
+        local[kind] = s.lookup(cat.hospital.apply_statuses)   # an invalid file maps nothing (fail closed)
+    alliance = frozenset(r["org_code"] for _, r in _rows(base / cfg.alliance, ["org_code"]) if r["org_code"])
+    return Recognition(cfg, items, local, load_rules(base / cfg.eligibility), alliance)
+
+
+@lru_cache(maxsize=4)
+def _cached(directory: str) -> Recognition:
+    return load_recognition(Path(directory))
+
+
+def recognition_config(directory: Path | None = None) -> Recognition:
+    return _cached(str(directory or config_dir()))
+
+
+def as_dict(item: Item) -> dict[str, Any]:
+    return {"code": item.code, "kind": item.kind, "category": item.category, "validityDays": item.validity_days}
