@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import create_engine, insert, select, text
+from sqlalchemy import and_, create_engine, insert, select, text
 
 from tests.display_world import DisplayWorld, _filler, standard_world
 
@@ -150,7 +150,8 @@ def test_eligibility_rules_are_data(tmp_path):
     base = tmp_path / "config"
     (base / "recognition").mkdir(parents=True)
     shutil.copy(config_dir() / "recognition.yaml", base)
-    shutil.copy(config_dir() / "recognition" / "alliance.csv", base / "recognition")
+    for f in ("alliance.csv", "reasons.csv"):
+        shutil.copy(config_dir() / "recognition" / f, base / "recognition")
     (base / "recognition.yaml").write_text((base / "recognition.yaml").read_text(encoding="utf-8").replace(
         "../mappings/recognition/items.csv", str(config_dir().parent / "mappings/recognition/items.csv")),
         encoding="utf-8")
@@ -251,3 +252,156 @@ def test_the_visit_patient_is_found_as_the_display_finds_it(world, rec):
     # patient C has no authorization: nothing is read
     assert visit_auth_ids(launcher, LaunchRequest(world.org, "ZY003", "P-C", "D01", None, "RECOGNIZE"), now) == \
         ("not_authorized", [])
+
+
+# ---------------------------------------------------------------- the CDS Hooks service (real uvicorn)
+
+PV, OS = "hipbridge-hr-patient-view", "hipbridge-hr-order-select"
+
+
+def sr(oid: str, code: str, category: str = "laboratory", part: str | None = None, method: str | None = None) -> dict:
+    r = {"resourceType": "ServiceRequest", "id": oid, "status": "draft", "intent": "order",
+         "category": [{"coding": [{"code": category}]}], "code": {"coding": [{"code": code}]}}
+    if part:
+        r["bodySite"] = [{"text": part}]
+    if method:
+        r["orderDetail"] = [{"text": method}]
+    return {"resource": r}
+
+
+def hook(world, service: str, visit: str, patient: str, doctor: str, orders: list | None = None,
+         token: str | None = None, base: str | None = None):
+    ctx = {"userId": f"Practitioner/{doctor}", "patientId": patient, "encounterId": visit}
+    if orders is not None:
+        ctx["draftOrders"] = {"resourceType": "Bundle", "entry": orders}
+        ctx["selections"] = [f"ServiceRequest/{o['resource']['id']}" for o in orders]
+    body = {"hook": "order-select" if service == OS else "patient-view", "hookInstance": str(uuid.uuid4()),
+            "context": ctx}
+    return world.http.post((base or world.url) + f"/cds-services/{service}", json=body,
+                           headers={"Authorization": f"Bearer {token or world.his_token}"})
+
+
+@pytest.fixture(scope="module")
+def patient_a(world):
+    """Patient A (ZY001, doctors D01 / D02, authorized) with a qualifying 肝功能 and 血脂 and an own-hospital one."""
+    a = world.auth("APPT-A")["auth_id"]
+    now = world.clock()
+    put(world, "lab", a, "C-GGN-NEW", now - timedelta(days=2), "HRJY0002", org=PEER, LCXMMC="肝功能")
+    put(world, "lab", a, "C-GGN-OLD", now - timedelta(days=20), "HRJY0002", org=ALLY, LCXMMC="肝功能")
+    put(world, "lab", a, "C-GGN-OURS", now - timedelta(days=1), "HRJY0002", org=OUR, LCXMMC="肝功能")
+    return a
+
+
+def test_discovery_lists_both_hooks(world):
+    r = world.http.get(world.url + "/cds-services")
+    assert r.status_code == 200
+    assert {(s["hook"], s["id"]) for s in r.json()["services"]} == {("patient-view", PV), ("order-select", OS)}
+
+
+def test_order_select_answers_a_card_with_suggestion_reasons_and_a_recognize_launch(world, patient_a):
+    r = hook(world, OS, "ZY001", "P-A", "D01", [sr("o-1", "GGN"), sr("o-2", "XPY")])
+    assert r.status_code == 200, r.text
+    [card] = r.json()["cards"]                      # XPY (血培养) is not a 互认 item: no card
+    assert len(card["summary"]) < 140 and "机构0011" in card["summary"] and "有效期至" in card["summary"]
+    assert card["indicator"] == "info" and card["source"]["label"]
+    assert card["extension"]["hipbridge"]["reportNo"] == "C-GGN-NEW"      # the newest, not ours
+    [sugg] = card["suggestions"]
+    assert sugg["actions"] == [{"type": "delete", "description": sugg["actions"][0]["description"],
+                                "resourceId": ["ServiceRequest/o-1"]}] and "引用" in sugg["label"]
+    codes = {x["code"]: x["display"] for x in card["overrideReasons"]}
+    assert set(codes) == {"01", "02", "03", "04", "05", "06", "07", "08", "98", "99"}
+    assert codes["99"].startswith("由于疾病诊断")
+    # the link launches the external data page (one-time token, purpose RECOGNIZE)
+    url = card["links"][0]["url"]
+    assert url.startswith(world.url + "/shared/ui?t=")
+    opened = world.http.get(url)
+    assert opened.status_code == 303 and opened.headers["location"] == "/shared/ui"
+    dl = world.life.ops.table("display_launch")
+    with world.life.frontend.connect() as c:
+        last = c.execute(select(dl).order_by(dl.c.id.desc()).limit(1)).mappings().one()
+    assert (last["purpose"], last["visit_id"], last["doctor_id"], last["used_at"] is not None) == \
+        ("RECOGNIZE", "ZY001", "D01", True)
+    assert world.audit_events("HR_REMIND")[-1]["result_code"] == "ok"
+
+
+def test_the_reminder_row_and_its_remind_id_are_created_once(world, patient_a):
+    t = world.life.ops.table("recognition_reminder")
+    hook(world, OS, "ZY001", "P-A", "D02", [sr("o-9", "GGN")])
+    hook(world, OS, "ZY001", "P-A", "D02", [sr("o-9", "GGN")])
+    with world.life.frontend.connect() as c:
+        rows = c.execute(select(t).where(and_(t.c.doctor_id == "D02", t.c.order_id == "o-9"))).mappings().all()
+    assert len(rows) == 1 and len(rows[0]["remind_id"]) == 36 and rows[0]["search_type"] == "2"
+
+
+def test_patient_view_banner_lists_every_recognisable_result(world, patient_a):
+    r = hook(world, PV, "ZY001", "P-A", "D01")
+    [card] = r.json()["cards"]
+    nos = [x["reportNo"] for x in card["extension"]["hipbridge"]]
+    assert "C-GGN-NEW" in nos and "C-GGN-OLD" in nos and "C-GGN-OURS" not in nos
+    assert card["summary"] == f"该患者有 {len(nos)} 份可互认外院检查检验结果"
+    assert "suggestions" not in card and card["links"][0]["url"].startswith(world.url + "/shared/ui?t=")
+
+
+def test_caller_auth_and_who_may_be_reminded(world, patient_a):
+    ctx = {"hook": "patient-view", "hookInstance": "x", "context": {"userId": "D01", "patientId": "P-A",
+                                                                     "encounterId": "ZY001"}}
+    assert world.http.post(world.url + f"/cds-services/{PV}", json=ctx).status_code == 401
+    assert world.http.post(world.url + f"/cds-services/{PV}", json=ctx,
+                           headers={"Authorization": f"Bearer {world.booking_token}"}).status_code == 403
+    # not the treating doctor, another patient's visit, a patient without an authorization: no cards
+    assert hook(world, OS, "ZY001", "P-A", "D09", [sr("o-1", "GGN")]).json() == {"cards": []}
+    assert hook(world, OS, "ZY001", "P-C", "D01", [sr("o-1", "GGN")]).json() == {"cards": []}
+    assert hook(world, OS, "ZY003", "P-C", "D01", [sr("o-1", "GGN")]).json() == {"cards": []}
+    assert world.audit_events("HR_REMIND")[-1]["result_code"] == "not_authorized"
+
+
+def test_an_internal_error_answers_no_cards_and_never_blocks(world, patient_a):
+    import dataclasses
+
+    from hipbridge.io.engines import engine_for
+
+    dead = dataclasses.replace(world.life.store,
+                               engine=engine_for("mysql+pymysql://root@127.0.0.1:1/none?connect_timeout=2"))
+    svc, server = world.second_service(dead)
+    try:
+        r = hook(world, OS, "ZY001", "P-A", "D01", [sr("o-1", "GGN")], base=server.url)
+        assert (r.status_code, r.json()) == (200, {"cards": []})
+        bad = world.http.post(server.url + f"/cds-services/{OS}", content=b"[1,2",
+                              headers={"Authorization": f"Bearer {world.his_token}", "Content-Type": "application/json"})
+        assert (bad.status_code, bad.json()) == (200, {"cards": []})
+    finally:
+        server.stop()
+        svc.writer.close()
+
+
+def test_feedback_accepted_and_overridden_with_a_reason(world, patient_a):
+    fb = world.life.ops.table("recognition_feedback")
+
+    def card() -> str:
+        return hook(world, OS, "ZY001", "P-A", "D01", [sr("o-1", "GGN")]).json()["cards"][0]["uuid"]
+
+    def send(items):
+        return world.http.post(world.url + f"/cds-services/{OS}/feedback", json={"feedback": items},
+                               headers={"Authorization": f"Bearer {world.his_token}"})
+
+    c1, c2 = card(), card()
+    assert send([{"card": c1, "outcome": "accepted", "outcomeTimestamp": "2026-03-02T01:00:00Z"}]).json() == {"saved": 1}
+    assert send([{"card": c1, "outcome": "accepted"}]).json() == {"saved": 0}          # a retry: recorded once
+    r99 = send([{"card": c2, "outcome": "overridden", "overrideReason": {"reason": {"code": "99"}}}])
+    assert r99.status_code == 422 and "须填写诊断" in r99.json()["message"]
+    r00 = send([{"card": c2, "outcome": "overridden", "overrideReason": {"reason": {"code": "00"}}}])
+    assert r00.status_code == 422 and "reasons.csv" in r00.json()["message"]
+    ok = send([{"card": c2, "outcome": "overridden",
+                "overrideReason": {"reason": {"code": "99"}, "userComment": "2型糖尿病 血糖监测"}}])
+    assert ok.json() == {"saved": 1}
+    assert send([{"card": "no-such", "outcome": "accepted"}]).status_code == 404
+    assert send([{"card": c1, "outcome": "maybe"}]).status_code == 422
+    with world.life.frontend.connect() as c:
+        rows = {r.card_uuid: r for r in c.execute(select(fb).where(fb.c.card_uuid.in_([c1, c2])))}
+    assert rows[c1].outcome == "accepted" and rows[c1].outcome_at == datetime(2026, 3, 2, 9, 0)   # UTC → 北京时间
+    assert (rows[c2].outcome, rows[c2].reason_code, rows[c2].comment) == ("overridden", "99", "2型糖尿病 血糖监测")
+    results = [e["result_code"] for e in world.audit_events("HR_FEEDBACK")]
+    assert {"accepted", "duplicate", "overridden"} <= set(results)
+    from hipbridge.audit.chain import verify
+
+    assert verify(world.life.frontend, world.life.ops, world.keys).intact   # every reminder / feedback chained

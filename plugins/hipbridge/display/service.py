@@ -16,7 +16,8 @@ from fastapi import Request
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 
-import hipbridge.display.state  # noqa: F401 - registers the display ops tables
+import hipbridge.display.state
+import hipbridge.recognition.state  # noqa: F401 - the 互认 reminder's ops tables (mounted beside the page)
 from hipbridge.audit import AuditWriter
 from hipbridge.io.ops import ensure_ops
 from hipbridge.sharing.callers import require_role
@@ -96,9 +97,25 @@ class DisplayService:
             catalogs=load_catalogs(cfg), org_code=life.org_code, cfg=cfg, workstation=workstation,
             clock=clock, writer=writer, on_review_queued=upload if upload_now else None,
             timezone=life.specs.defaults.timezone)
-        svc.app.state.launcher, svc.app.state.reader = launcher, reader   # reused by the 互认 reminder (recognition/)
+        svc.app.state.launcher, svc.app.state.reader = launcher, reader
+        _mount_recognition(svc.app, life, launcher, reader, writer, cfg, clock)   # CDS Hooks /cds-services
         svc.app.state.callers = caller_store(life.keys)   # HIS's tokens: `hipbridge door-token create … --role workstation`
         return svc
+
+
+def _mount_recognition(app, life: Lifecycle, launcher: Launcher, reader: StoreReader, writer: AuditWriter,
+                       cfg: DisplayConfig, clock) -> None:
+    """The 互认 reminder (recognition/, CDS Hooks) on the same app: same launch, reader and audit."""
+    from hipbridge.io.ops import ops_for
+    from hipbridge.recognition.catalog import recognition_config
+    from hipbridge.recognition.cds import CdsService, mount_cds
+    from hipbridge.recognition.engine import Recognizer
+
+    ops = ops_for(life.ops.schema)
+    rec = Recognizer(reader, recognition_config(), load_catalogs(cfg).institutions, life.org_code, life.frontend, ops)
+    app.state.recognition = CdsService(rec=rec, launcher=launcher, writer=writer, frontend=life.frontend, ops=ops,
+                                       org_code=life.org_code, clock=clock)
+    mount_cds(app, app.state.recognition, workstation)
 
 
 def app_from_env():

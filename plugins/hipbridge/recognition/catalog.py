@@ -28,6 +28,24 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class CdsService(_Strict):
+    id: str
+    title: str
+    description: str
+    search_type: str
+
+
+class Cds(_Strict):
+    services: dict[str, CdsService]
+    source_label: str
+    indicator: str
+    summary_patient_view: str
+    summary_order_select: str
+    suggestion: str
+    link_label: str
+    categories: dict[str, str]
+
+
 class RecognitionConfig(_Strict):
     catalog: str
     local_sets: dict[str, str]
@@ -36,6 +54,17 @@ class RecognitionConfig(_Strict):
     alliance: str
     level_unknown: str
     hr_yes: str
+    reasons: str
+    reason_system: str
+    cds: Cds
+
+
+@dataclass(frozen=True)
+class Reason:
+    code: str
+    name: str
+    counted: bool              # counted as a refusal in 互认率 (98 / 99 are not)
+    needs_diagnosis: bool      # 99: the doctor must give the diagnosis (diagName)
 
 
 @dataclass(frozen=True)
@@ -79,6 +108,7 @@ class Recognition:
     local: dict[str, dict[str, str]]           # kind → local code → item code
     rules: list[Rule]
     alliance: frozenset[str]
+    reasons: dict[str, Reason] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)   # what was loaded from where (for messages)
 
     def map_order(self, order: Order) -> tuple[Item | None, str | None]:
@@ -190,7 +220,23 @@ def load_recognition(directory: Path | None = None, *, mappings_dir: Path | None
                               f"{cat.hospital.folder / '_sets.yaml'}")
         local[kind] = s.lookup(cat.hospital.apply_statuses)   # an invalid file maps nothing (fail closed)
     alliance = frozenset(r["org_code"] for _, r in _rows(base / cfg.alliance, ["org_code"]) if r["org_code"])
-    return Recognition(cfg, items, local, load_rules(base / cfg.eligibility), alliance)
+    for hook in cfg.cds.services:
+        if hook not in ("patient-view", "order-select"):
+            raise ConfigError(f"{path}: cds.services.{hook}: expected patient-view or order-select")
+    if cfg.cds.indicator not in ("info", "warning"):
+        raise ConfigError(f"{path}: cds.indicator: expected info or warning (a reminder never blocks ordering)")
+    return Recognition(cfg, items, local, load_rules(base / cfg.eligibility), alliance,
+                       load_reasons(base / cfg.reasons))
+
+
+def load_reasons(path: Path) -> dict[str, Reason]:
+    out: dict[str, Reason] = {}
+    for line, r in _rows(path, ["code", "name", "counted", "needs_diagnosis"]):
+        if not r["code"] or not r["name"]:
+            raise ConfigError(f"{path}:{line}: code / name: empty")
+        out[r["code"]] = Reason(r["code"], r["name"], _flag(path, line, "counted", r["counted"], False) == "1",
+                                _flag(path, line, "needs_diagnosis", r["needs_diagnosis"], False) == "1")
+    return out
 
 
 @lru_cache(maxsize=4)

@@ -23,3 +23,56 @@ def _recognition_tables(md: MetaData) -> None:
         UniqueConstraint("org_code", "kind", "local_code", "reason", name="uq_recognition_gap"),
         comment="互认提醒: 无法映射到互认项目的医嘱 (供目录维护)",
     )
+
+
+@register_ops_tables
+def _reminder_tables(md: MetaData) -> None:
+    Table(
+        "recognition_reminder", md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("remind_id", String(36), nullable=False, comment="提醒记录 remindId (GUID), created once"),
+        Column("org_code", String(22), nullable=False),
+        Column("visit_id", String(64), nullable=False, comment="GHId"),
+        Column("patient_id", String(64), nullable=False),
+        Column("doctor_id", String(64), nullable=False),
+        Column("search_type", String(2), nullable=False, comment="1 接诊历史提醒 / 2 开单重复提醒"),
+        Column("order_id", String(64), comment="the HIS order line (开单)"),
+        Column("order_code", String(64), comment="the order's local item code"),
+        Column("kind", String(8), nullable=False, comment="lab | exam"),
+        Column("item_code", String(32), nullable=False, comment="互认项目代码"),
+        Column("report_org_code", String(22), nullable=False),
+        Column("report_org_name", String(200)),
+        Column("report_no", String(64), nullable=False),
+        Column("report_name", String(200)),
+        Column("report_time", DateTime, nullable=False),
+        Column("valid_until", DateTime, nullable=False),
+        Column("created_at", DateTime, nullable=False),
+        UniqueConstraint("remind_id", name="uq_recognition_remind_id"),
+        UniqueConstraint("visit_id", "doctor_id", "report_org_code", "report_no", "search_type", "order_id",
+                         name="uq_recognition_reminder"),
+        comment="互认提醒: 每 (就诊, 医生, 外院报告, 提醒类型, 医嘱) 一行",
+    )
+    Table(
+        "recognition_card", md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("card_uuid", String(36), nullable=False),
+        Column("hook", String(24), nullable=False),
+        Column("hook_instance", String(64)),
+        Column("reminder_id", Integer, nullable=False, comment="recognition_reminder.id"),
+        Column("created_at", DateTime, nullable=False),
+        UniqueConstraint("card_uuid", "reminder_id", name="uq_recognition_card"),
+        comment="CDS Hooks cards answered: card uuid → the reminders it shows",
+    )
+    Table(
+        "recognition_feedback", md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("card_uuid", String(36), nullable=False),
+        Column("outcome", String(12), nullable=False, comment="accepted | overridden"),
+        Column("reason_code", String(8), comment="不互认理由代码 (overridden)"),
+        Column("comment", String(500), comment="userComment (99: the diagnosis)"),
+        Column("doctor_id", String(64)),
+        Column("outcome_at", DateTime, nullable=False),
+        Column("received_at", DateTime, nullable=False),
+        UniqueConstraint("card_uuid", "outcome", name="uq_recognition_feedback"),
+        comment="CDS Hooks feedback on a 互认 card",
+    )

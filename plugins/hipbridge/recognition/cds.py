@@ -1,0 +1,317 @@
+"""The 互认 reminder as an HL7 CDS Hooks 2.0 service, mounted beside the external data page.
+
+    GET  /cds-services                       discovery (patient-view = 接诊, order-select = 开单)
+    POST /cds-services/{id}                  {hook, hookInstance, context: {userId, patientId, encounterId,
+                                              draftOrders?, selections?}} → {cards: [...]}
+    POST /cds-services/{id}/feedback         {feedback: [{card, outcome, overrideReason?, outcomeTimestamp}]}
+
+Callers authenticate as role `workstation` (the display's dependency). The patient's rows are found
+through the display's own access decision (visit open, treating doctor, an ACTIVE authorization);
+refused → no cards. Each card's link is a one-time launch of the external data page with purpose
+RECOGNIZE. Never blocks ordering: any internal error answers `{"cards": []}` and is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import and_, insert, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from hipbridge.audit import AuditWriter
+from hipbridge.display.launch import Launcher, LaunchRequest
+from hipbridge.io.ops import Ops
+
+from .catalog import Order, Recognition
+from .engine import Candidate, Recognizer
+
+log = logging.getLogger("hipbridge.recognition.cds")
+SUMMARY_MAX = 139      # CDS Hooks: summary under 140 characters
+
+
+def _ref(value: Any, prefix: str) -> str | None:
+    """'Practitioner/D01' → 'D01' (a bare id is taken as is)."""
+    if value is None:
+        return None
+    s = str(value)
+    return s.split("/", 1)[1] if s.startswith(prefix + "/") else s
+
+
+def _code(concept: Any) -> str | None:
+    if isinstance(concept, dict):
+        for c in concept.get("coding") or []:
+            if isinstance(c, dict) and c.get("code"):
+                return str(c["code"])
+        return concept.get("text")
+    return None
+
+
+def orders_of(context: dict[str, Any], categories: dict[str, str]) -> list[Order]:
+    """The FHIR ServiceRequests of draftOrders (only the selected ones when `selections` is given)."""
+    bundle = context.get("draftOrders") or {}
+    selected = {str(s).split("/", 1)[-1] for s in context.get("selections") or []}
+    out: list[Order] = []
+    for e in bundle.get("entry") or []:
+        r = (e or {}).get("resource") or {}
+        if r.get("resourceType") != "ServiceRequest":
+            continue
+        oid = str(r.get("id") or "")
+        if selected and oid not in selected:
+            continue
+        kind = None
+        for cat in r.get("category") or []:
+            kind = kind or categories.get(_code(cat) or "")
+        code = _code(r.get("code"))
+        if kind is None or not code:
+            log.info("order %s skipped: category or code not understood", oid)
+            continue
+        part = next((_code(b) or b.get("text") for b in r.get("bodySite") or [] if isinstance(b, dict)), None)
+        method = next((_code(d) or d.get("text") for d in r.get("orderDetail") or [] if isinstance(d, dict)), None)
+        out.append(Order(oid, kind, code, part, method))
+    return out
+
+
+class CdsService:
+    def __init__(self, *, rec: Recognizer, launcher: Launcher, writer: AuditWriter, frontend: Engine, ops: Ops,
+                 org_code: str, clock: Callable[[], datetime]):
+        self.rec, self.launcher, self.writer = rec, launcher, writer
+        self.frontend, self.ops, self.org_code, self.clock = frontend, ops, org_code, clock
+        self.cfg: Recognition = rec.rec
+        self.by_id = {s.id: (hook, s) for hook, s in self.cfg.cfg.cds.services.items()}
+
+    # ------------------------------------------------------------ discovery
+
+    def discovery(self) -> dict[str, Any]:
+        return {"services": [{"hook": hook, "id": s.id, "title": s.title, "description": s.description,
+                              "prefetch": {}} for hook, s in self.cfg.cfg.cds.services.items()]}
+
+    # ------------------------------------------------------------ hooks
+
+    def override_reasons(self) -> list[dict[str, str]]:
+        return [{"code": r.code, "system": self.cfg.cfg.reason_system, "display": r.name}
+                for r in self.cfg.reasons.values()]
+
+    def answer(self, service_id: str, body: dict[str, Any], base_url: str, caller: str) -> dict[str, Any]:
+        hook, svc = self.by_id[service_id]
+        ctx = body.get("context") or {}
+        doctor = _ref(ctx.get("userId"), "Practitioner")
+        patient = _ref(ctx.get("patientId"), "Patient")
+        visit = _ref(ctx.get("encounterId"), "Encounter")
+        if not (doctor and patient and visit):
+            return {"cards": []}
+        now = self.clock()
+        req = LaunchRequest(self.org_code, visit, patient, doctor, None, "RECOGNIZE")
+        decision, _visit, pkey, auth = self.launcher.decide(req, now)
+        if decision != "ok" or not auth or not auth.get("auth_id"):
+            self._audit(now, doctor, pkey, "HR_REMIND", decision, visit, {"hook": hook, "cards": 0})
+            return {"cards": []}
+        data = self.rec.reader.patient([auth["auth_id"]])
+        if hook == "order-select":
+            orders = orders_of(ctx, self.cfg.cfg.cds.categories)
+            pairs = [(a.order, c) for a in self.rec.evaluate([auth["auth_id"]], orders, now, data=data)
+                     for c in a.candidates[:1]]          # the newest qualifying result per order line
+        else:
+            pairs = [(None, c) for cs in self.rec.candidates(data, None, now).values() for c in cs]
+            pairs.sort(key=lambda p: p[1].report_time, reverse=True)
+        if not pairs:
+            self._audit(now, doctor, pkey, "HR_REMIND", "none", visit, {"hook": hook, "cards": 0})
+            return {"cards": []}
+        orders_ctx = [{"orderId": o.order_id, "code": o.local_code, "kind": o.kind} for o, _ in pairs if o]
+        token, _exp, lctx = self.launcher.launch(LaunchRequest(self.org_code, visit, patient, doctor, None,
+                                                               "RECOGNIZE", orders_ctx), caller)
+        link = {"label": self.cfg.cfg.cds.link_label, "url": f"{base_url.rstrip('/')}/shared/ui?t={token}",
+                "type": "absolute"}
+        stored = [(o, c, self._reminder(now, visit, patient, doctor, svc.search_type, o, c)) for o, c in pairs]
+        cds = self.cfg.cfg.cds
+        cards: list[dict[str, Any]] = []
+        if hook == "order-select":
+            for o, c, rid in stored:
+                card_id = str(uuid.uuid4())
+                self._card(card_id, hook, body.get("hookInstance"), [rid], now)
+                summary = cds.summary_order_select.format(n=1, org=c.org_name, date=f"{c.report_time:%Y-%m-%d}",
+                                                          title=c.title, until=c.valid_until.isoformat(),
+                                                          item=c.title)
+                cards.append({
+                    "uuid": card_id, "summary": summary[:SUMMARY_MAX], "indicator": cds.indicator,
+                    "detail": self._detail([c]), "source": {"label": cds.source_label,
+                                                            "topic": {"code": c.item_code, "display": c.title}},
+                    "suggestions": [{"label": cds.suggestion, "uuid": str(uuid.uuid4()), "isRecommended": True,
+                                     "actions": [{"type": "delete",
+                                                  "description": f"{cds.suggestion}: 引用 {c.org_name} 报告 {c.report_no}",
+                                                  "resourceId": [f"ServiceRequest/{o.order_id}"]}]}],
+                    "selectionBehavior": "at-most-one", "overrideReasons": self.override_reasons(),
+                    "links": [link], "extension": {"hipbridge": self._ext(c)}})
+        else:
+            card_id = str(uuid.uuid4())
+            self._card(card_id, hook, body.get("hookInstance"), [rid for _, _, rid in stored], now)
+            first = stored[0][1]
+            summary = cds.summary_patient_view.format(n=len(stored), org=first.org_name,
+                                                      date=f"{first.report_time:%Y-%m-%d}", title=first.title,
+                                                      until=first.valid_until.isoformat(), item=first.title)
+            cards.append({"uuid": card_id, "summary": summary[:SUMMARY_MAX], "indicator": cds.indicator,
+                          "detail": self._detail([c for _, c, _ in stored]),
+                          "source": {"label": first.org_name if len({c.org_code for _, c, _ in stored}) == 1
+                                     else cds.source_label},
+                          "overrideReasons": self.override_reasons(), "links": [link],
+                          "extension": {"hipbridge": [self._ext(c) for _, c, _ in stored]}})
+        self._audit(now, doctor, lctx.patient_key, "HR_REMIND", "ok", visit,
+                    {"hook": hook, "cards": len(cards), "reports": [[c.org_code, c.report_no] for _, c, _ in stored]})
+        return {"cards": cards}
+
+    @staticmethod
+    def _ext(c: Candidate) -> dict[str, Any]:
+        return {"reportId": c.report_id, "kind": c.kind, "itemCode": c.item_code, "orgCode": c.org_code,
+                "orgName": c.org_name, "orgLevel": c.org_level, "reportNo": c.report_no,
+                "reportTime": c.report_time.strftime("%Y-%m-%d %H:%M"), "validUntil": c.valid_until.isoformat()}
+
+    @staticmethod
+    def _detail(cs: list[Candidate]) -> str:
+        return "\n".join(f"- {c.org_name} ({c.org_level}) · {c.title} · 报告时间 {c.report_time:%Y-%m-%d %H:%M} 北京时间"
+                         f" · 有效期至 {c.valid_until.isoformat()}" + (f" · {c.summary}" if c.summary else "")
+                         for c in cs)
+
+    # ------------------------------------------------------------ local records
+
+    def _reminder(self, now: datetime, visit: str, patient: str, doctor: str, search_type: str,
+                  o: Order | None, c: Candidate) -> int:
+        """The reminder row of (visit, doctor, report, search type, order): created once with its remindId."""
+        t = self.ops.table("recognition_reminder")
+        oid = o.order_id if o else ""
+        key = and_(t.c.visit_id == visit, t.c.doctor_id == doctor, t.c.report_org_code == c.org_code,
+                   t.c.report_no == c.report_no, t.c.search_type == search_type, t.c.order_id == oid)
+        for _ in (1, 2):
+            with self.frontend.begin() as conn:
+                got = conn.execute(select(t.c.id).where(key)).scalar()
+                if got is not None:
+                    return int(got)
+                try:
+                    return int(conn.execute(insert(t).values(
+                        remind_id=str(uuid.uuid4()), org_code=self.org_code, visit_id=visit, patient_id=patient,
+                        doctor_id=doctor, search_type=search_type, order_id=oid, order_code=o.local_code if o else None,
+                        kind=c.kind, item_code=c.item_code, report_org_code=c.org_code, report_org_name=c.org_name,
+                        report_no=c.report_no, report_name=c.title, report_time=c.report_time,
+                        valid_until=datetime.combine(c.valid_until, datetime.min.time()), created_at=now)
+                    ).inserted_primary_key[0])
+                except IntegrityError:
+                    continue     # a concurrent call created it: read it
+        raise RuntimeError("recognition_reminder: could not create or read the reminder row")
+
+    def _card(self, card_id: str, hook: str, instance: Any, reminder_ids: list[int], now: datetime) -> None:
+        t = self.ops.table("recognition_card")
+        with self.frontend.begin() as conn:
+            for rid in dict.fromkeys(reminder_ids):
+                conn.execute(insert(t).values(card_uuid=card_id, hook=hook, hook_instance=str(instance)[:64] if instance
+                                              else None, reminder_id=rid, created_at=now))
+
+    def _audit(self, now: datetime, doctor: str | None, pkey: str | None, action: str, result: str,
+               visit: str | None, detail: dict[str, Any]) -> None:
+        self.writer.record([{"ts": now, "actor_type": "doctor", "actor_id": doctor, "patient_key": pkey,
+                             "action": action, "object_type": "visit", "object_id": visit, "result_code": result,
+                             "detail": detail}])
+
+    # ------------------------------------------------------------ feedback
+
+    def feedback(self, service_id: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        now = self.clock()
+        items = body.get("feedback")
+        if not isinstance(items, list) or not items:
+            return 422, {"code": "A1001", "message": "feedback: 请求数据不能为空"}
+        cards, fb, rem = (self.ops.table(n) for n in ("recognition_card", "recognition_feedback", "recognition_reminder"))
+        saved = 0
+        for i, f in enumerate(items):
+            where = f"feedback[{i}]"
+            card, outcome = str((f or {}).get("card") or ""), (f or {}).get("outcome")
+            if outcome not in ("accepted", "overridden"):
+                return 422, {"code": "A1001", "message": f"{where}.outcome: expected accepted or overridden"}
+            with self.frontend.connect() as conn:
+                owner = conn.execute(select(rem.c.doctor_id, rem.c.visit_id, rem.c.patient_id)
+                                     .select_from(cards.join(rem, rem.c.id == cards.c.reminder_id))
+                                     .where(cards.c.card_uuid == card)).first()
+            if owner is None:
+                return 404, {"code": "A1002", "message": f"{where}.card: 未知的提醒卡片 {card!r}"}
+            code = comment = None
+            if outcome == "overridden":
+                reason = ((f.get("overrideReason") or {}).get("reason") or {})
+                code = str(reason.get("code") or "")
+                comment = (f.get("overrideReason") or {}).get("userComment")
+                r = self.cfg.reasons.get(code)
+                if r is None:
+                    return 422, {"code": "A1003", "message": f"{where}.overrideReason.reason.code: 不互认理由 {code!r} "
+                                                             f"不在理由字典中 (config/recognition/reasons.csv)"}
+                if r.needs_diagnosis and not (comment or "").strip():
+                    return 422, {"code": "A1004", "message": f"{where}.overrideReason.userComment: 理由 {code} 须填写诊断"}
+            when = _time(f.get("outcomeTimestamp")) or now
+            try:
+                with self.frontend.begin() as conn:
+                    conn.execute(insert(fb).values(card_uuid=card, outcome=outcome, reason_code=code,
+                                                   comment=(comment or None) and str(comment)[:500],
+                                                   doctor_id=owner[0], outcome_at=when, received_at=now))
+                saved += 1
+                dup = False
+            except IntegrityError:
+                dup = True    # the same feedback again (a retry or a double click): recorded once
+            self._audit(now, owner[0], None, "HR_FEEDBACK", "duplicate" if dup else outcome, owner[1],
+                        {"card": card, "outcome": outcome, "reasonCode": code})
+        return 200, {"saved": saved}
+
+
+def _time(v: Any) -> datetime | None:
+    """An ISO timestamp as the hospital's local time (naive); an offset is converted to Asia/Shanghai."""
+    if not v:
+        return None
+    try:
+        t = datetime.fromisoformat(str(v))
+    except ValueError:
+        return None
+    if t.tzinfo is not None:
+        from zoneinfo import ZoneInfo
+
+        t = t.astimezone(ZoneInfo("Asia/Shanghai")).replace(tzinfo=None)
+    return t
+
+
+def mount_cds(app: FastAPI, svc: CdsService, workstation: Callable[..., Any]) -> None:
+    router = APIRouter()
+
+    @router.get("/cds-services")
+    def discovery() -> dict:
+        return svc.discovery()
+
+    @router.post("/cds-services/{service_id}")
+    async def hook(service_id: str, request: Request, who: object = Depends(workstation)) -> JSONResponse:
+        if service_id not in svc.by_id:
+            return JSONResponse({"code": "not_found", "message": f"未知的 CDS 服务 {service_id!r}"}, status_code=404)
+        try:
+            body = await request.json()
+            if not isinstance(body, dict):
+                raise TypeError("body is not a JSON object")
+            from starlette.concurrency import run_in_threadpool
+
+            out = await run_in_threadpool(svc.answer, service_id, body, str(request.base_url),
+                                          str(getattr(who, "name", who)))
+        except Exception:
+            log.exception("互认提醒出错, 返回空提醒 (不阻断开单): %s", service_id)
+            out = {"cards": []}
+        return JSONResponse(out, headers={"Cache-Control": "no-store"})
+
+    @router.post("/cds-services/{service_id}/feedback")
+    async def feedback(service_id: str, request: Request, who: object = Depends(workstation)) -> JSONResponse:
+        if service_id not in svc.by_id:
+            return JSONResponse({"code": "not_found", "message": f"未知的 CDS 服务 {service_id!r}"}, status_code=404)
+        try:
+            body = await request.json()
+        except ValueError:
+            return JSONResponse({"code": "A1001", "message": "请求体不是 JSON"}, status_code=422)
+        from starlette.concurrency import run_in_threadpool
+
+        status, out = await run_in_threadpool(svc.feedback, service_id, body if isinstance(body, dict) else {})
+        return JSONResponse(out, status_code=status)
+
+    app.include_router(router)
