@@ -310,6 +310,9 @@ def probe_columns(engine: Engine, sql: str) -> list[str]:
 
     A query that places :window_start / :window_end itself gets an empty window bound to them.
     """
+    from hipbridge.spec.sql_guard import require_read_only
+
+    require_read_only(sql, engine.dialect.name)   # the probe too: nothing but one SELECT reaches a source
     stmt = text(probe_sql(sql))
     params = bind_window(engine, _PROBE_AT, _PROBE_AT) if filters_own_window(sql) else {}
     with engine.connect() as conn:
