@@ -42,7 +42,7 @@ def test_dags_have_params_tags_docs_and_assets(tmp_path):
     dags = build_all(load_specs(mini.specs))
     dag = dags["hipbridge_visit"]
     assert [t.task_id for t in dag.topological_sort()] == ["plan", "transfer", "quality_gate", "publish"]
-    assert set(dag.params.keys()) == {"mode", "window_start", "window_end"}
+    assert set(dag.params.keys()) == {"run"}
     assert {"hipbridge", "his", "phase1"} <= set(dag.tags)
     assert "门诊就诊记录" in dag.doc_md and "| JZLSH | 门诊就诊流水号 |" in dag.doc_md
     outlets = dag.get_task("publish").outlets

@@ -26,13 +26,16 @@ TZ = "Asia/Shanghai"
 def test_a_backfill_runs_data_interval_is_its_window_in_hospital_time():
     # the run of logical date 2026-12-01 of a daily DAG: 2026-11-30 16:00 UTC … 2026-12-01 16:00 UTC
     start, end = datetime(2026, 11, 30, 16, tzinfo=UTC), datetime(2026, 12, 1, 16, tzinfo=UTC)
-    assert backfill_window({"mode": "incremental"}, start, end, TZ) == (datetime(2026, 12, 1), datetime(2026, 12, 2))
+    assert backfill_window({"run": {"mode": "incremental"}}, start, end, TZ) == (datetime(2026, 12, 1),
+                                                                                  datetime(2026, 12, 2))
     assert backfill_window({}, start, end, TZ) == (datetime(2026, 12, 1), datetime(2026, 12, 2))
-    assert backfill_window({"mode": "window"}, start, end, TZ) == (datetime(2026, 12, 1), datetime(2026, 12, 2))
+    assert backfill_window({"run": {"mode": "window"}}, start, end, TZ) == (datetime(2026, 12, 1),
+                                                                             datetime(2026, 12, 2))
 
 
-@pytest.mark.parametrize("params", [{"mode": "full"}, {"mode": "window", "window_start": "2026-11-01"},
-                                    {"window_end": "2026-11-03"}])
+@pytest.mark.parametrize("params", [{"run": {"mode": "full"}},
+                                    {"run": {"mode": "window", "first_day": "2026-11-01", "days": 3}},
+                                    {"run": {"mode": "window", "days": 3}}])
 def test_a_backfill_asking_for_something_else_is_refused_with_the_reason(params):
     start, end = datetime(2026, 11, 30, 16, tzinfo=UTC), datetime(2026, 12, 1, 16, tzinfo=UTC)
     with pytest.raises(BackfillRefused, match="Airflow 回填") as err:

@@ -390,7 +390,7 @@ def _demo_days(s) -> tuple[date, date]:
 # command starts them all at once on the two workers.
 
 def _window_conf(first: date, last: date) -> dict:
-    return {"mode": "window", "window_start": str(first), "window_end": str(last)}
+    return {"run": {"mode": "window", "first_day": str(first), "days": (last - first).days + 1}}
 
 
 def _backfill_conf(table: str, first: date, last: date) -> dict:
@@ -425,7 +425,7 @@ def test_runs_triggered_through_the_rest_api_start_when_the_documented_command_u
         dag_id = f"hipbridge_{t}"
         slot = api.get(f"/dags/{dag_id}")["next_dagrun_logical_date"]
         taken = {r["logical_date"] for r in api.runs(dag_id)}
-        body = {"logical_date": slot if slot and slot not in taken else None, "conf": {"mode": "incremental"}}
+        body = {"logical_date": slot if slot and slot not in taken else None, "conf": {"run": {"mode": "incremental"}}}
         runs[t] = api.post(f"/dags/{dag_id}/dagRuns", body)["dag_run_id"]
     stack["table_runs"] = runs
     # README: airflow dags unpause --treat-dag-id-as-regex --yes '^hipbridge_'  (here only the DAGs under test)
@@ -490,7 +490,7 @@ def test_airflow_backfill_is_a_window_over_each_runs_data_interval_and_never_mov
     # (one backfill per DAG at a time: this one after the first has finished)
     day_before = first - timedelta(days=1)
     again = api.post("/backfills", {"dag_id": dag_id, "from_date": f"{day_before}T00:00:00+08:00",
-                                    "to_date": f"{day_before}T00:00:00+08:00", "dag_run_conf": {"mode": "full"}})
+                                    "to_date": f"{day_before}T00:00:00+08:00", "dag_run_conf": {"run": {"mode": "full"}}})
     (refused,) = _wait(lambda: backfill_runs(again["id"]), 180, "the refused backfill run", stack["stack"], every=3)
     assert refused["state"] == "failed"
     plan = next(t for t in api.task_instances(dag_id, refused["dag_run_id"]) if t["task_id"] == "plan")

@@ -29,7 +29,7 @@ RUNNER = textwrap.dedent("""
     dag = build_all(load_for_dags())["hipbridge_visit"]
     for t in dag.tasks:
         t.retries = 0                    # one attempt: the failure itself is what is looked at
-    run = dag.test(logical_date=None, run_conf={"mode": "incremental"})
+    run = dag.test(logical_date=None, run_conf={"run": {"mode": "incremental"}})
     print("[visit]", run.state, flush=True)
 """)
 

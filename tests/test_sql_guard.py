@@ -122,3 +122,24 @@ def test_the_extract_refuses_a_write_before_it_reaches_the_source(tmp_path, hb_h
     with sqlite3.connect(mini.source) as c:
         tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "stolen" not in tables
+
+
+def test_the_zero_row_probe_is_guarded_too(postgres_url):
+    """The probe is the first SQL a run sends: a write is refused by the guard, not left to the server."""
+    from sqlalchemy import create_engine, text
+
+    from hipbridge.io.extract import probe_columns
+
+    engine = create_engine(postgres_url)
+    try:
+        with engine.begin() as c:
+            c.execute(text("CREATE TABLE visits (id int)"))
+            c.execute(text("INSERT INTO visits VALUES (1)"))
+        with pytest.raises(Exception) as info:
+            probe_columns(engine, "WITH gone AS (DELETE FROM visits RETURNING *) SELECT * FROM gone")
+        assert "read-only" in str(info.value)
+        with engine.connect() as c:
+            assert c.execute(text("SELECT count(*) FROM visits")).scalar() == 1
+        assert probe_columns(engine, "SELECT id AS visit_id FROM visits") == ["visit_id"]
+    finally:
+        engine.dispose()

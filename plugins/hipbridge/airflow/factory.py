@@ -29,6 +29,52 @@ class SpecErrors(Exception):
     """Raised by the errors loader: one line per problem, each naming file, line and key."""
 
 
+# The table DAG's one param. Airflow validates each param on its own (JSON Schema, at trigger time, in
+# the api-server), so the rules between mode and window live in one object: a window without its
+# first day or length, a window of 0 days, or window fields beside another mode are refused when
+# the run is triggered — before any task runs, retries, or blocks the table's next runs. A window is
+# a first day and a number of days, so it cannot be reversed.
+RUN_PARAM_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "mode": {"enum": ["incremental", "window", "full"]},
+        "first_day": {"type": "string", "format": "date"},
+        "days": {"type": "integer", "minimum": 1, "maximum": 3660},
+    },
+    "required": ["mode"],
+    "additionalProperties": False,
+    "if": {"properties": {"mode": {"const": "window"}}},
+    "then": {"required": ["first_day", "days"]},
+    "else": {"not": {"anyOf": [{"required": ["first_day"]}, {"required": ["days"]}]}},
+}
+RUN_PARAM_HELP = ('{"mode": "incremental"} 按水位增量；{"mode": "full"} 全量重载；'
+                  '{"mode": "window", "first_day": "2026-11-01", "days": 3} 重跑 11 月 1–3 日（医院日历日）')
+
+
+def run_window(run: dict) -> tuple[str, object, object]:
+    """(mode, first day, last day) of a validated `run` param."""
+    from datetime import date
+
+    mode = run.get("mode") or "incremental"
+    if mode != "window":
+        return mode, None, None
+    first = date.fromisoformat(run["first_day"])
+    return mode, first, first + timedelta(days=int(run["days"]) - 1)
+
+
+def fail_fast(exc: BaseException) -> None:
+    """Re-raise a task's failure: a mistake (spec, SQL, access) as AirflowFailException, so the task fails at
+    once without retries; anything else (an outage) as it is, for Airflow's retries with back-off."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from hipbridge.pipeline.failures import is_deterministic
+
+    if is_deterministic(exc):
+        raise AirflowFailException(f"{type(exc).__name__}: {exc}\n(not retried: it would fail the same way)") \
+            from exc
+    raise exc
+
+
 _LOADED: dict[tuple, SpecSet] = {}
 
 
@@ -73,11 +119,11 @@ def _doc_md(spec: TableSpec, specs: SpecSet) -> str:
     if spec.retention:
         r = spec.retention
         lines += ["", f"**保留**：{r.anchor} 后 {r.days} 天删除" + (f"（随主表 {r.header}）" if r.header else "")]
-    lines += ["", "手动运行参数：`mode` = incremental（按水位增量）/ window（重跑日期区间）/ full（全量重载）。",
+    lines += ["", f"手动运行参数 `run`：{RUN_PARAM_HELP}。",
               "", ("新部署时本 DAG 处于**暂停**状态：检查连接并用 hipbridge_backfill 补传历史后，在 DAG 列表打开开关，"
                    f"或执行 `airflow dags unpause hipbridge_{spec.table}`；打开后调度器立即补跑最近一个医院日零点的增量运行。"),
               "", ("Airflow 回填（Backfill）：每个回填运行按其数据区间（医院日）以 window 模式重跑，"
-                   "不移动水位；mode=full 或指定 window_start/window_end 的回填会被拒绝并说明原因。")]
+                   "不移动水位；`run` 不是默认的 incremental（mode=full 或指定 first_day/days）的回填会被拒绝并说明原因。")]
     return "\n".join(lines)
 
 
@@ -128,12 +174,12 @@ def backfill_window(params: dict, start: datetime | None, end: datetime | None, 
     """
     from zoneinfo import ZoneInfo
 
-    if (params.get("mode") or "incremental") == "full" or params.get("window_start") or params.get("window_end"):
+    run = params.get("run") or {}
+    if (run.get("mode") or "incremental") == "full" or run.get("first_day") or run.get("days"):
         raise BackfillRefused(
-            "Airflow 回填（Backfill）按每个运行的数据区间以 window 模式重跑，不接受 mode=full 或 window_start/window_end："
-            "请保留默认参数；全量重载或任意日期区间请手动触发本 DAG（mode=full / mode=window）或使用 hipbridge_backfill。"
-            f" (an Airflow backfill run reruns its data interval; got mode={params.get('mode')!r}, "
-            f"window_start={params.get('window_start')!r}, window_end={params.get('window_end')!r})")
+            "Airflow 回填（Backfill）按每个运行的数据区间以 window 模式重跑，不接受 mode=full 或 first_day/days："
+            "请保留默认参数；全量重载或任意日期区间请手动触发本 DAG（run 的 mode=full / mode=window）或使用 hipbridge_backfill。"
+            f" (an Airflow backfill run reruns its data interval; got run={run!r}, i.e. mode={run.get('mode')!r})")
     if start is None or end is None or end <= start:
         raise BackfillRefused(
             f"Airflow 回填运行没有数据区间（{start} … {end}），无法确定重跑的医院日；请使用 hipbridge_backfill。"
@@ -163,21 +209,15 @@ def build_dag(spec: TableSpec, specs: SpecSet) -> DAG:
         default_args=DEFAULT_ARGS,
         tags=sorted({"hipbridge", f"phase{spec.phase}", spec.source.system, *spec.tags}),
         doc_md=_doc_md(spec, specs),
-        params={
-            "mode": Param("incremental", enum=["incremental", "window", "full"],
-                          description="incremental 增量 / window 重跑区间 / full 全量重载"),
-            "window_start": Param(None, type=["null", "string"], format="date",
-                                  description="重跑开始日期（含），mode=window 时必填"),
-            "window_end": Param(None, type=["null", "string"], format="date",
-                                description="重跑结束日期（含），mode=window 时必填"),
-        },
+        params={"run": Param({"mode": "incremental"}, description=RUN_PARAM_HELP, **RUN_PARAM_SCHEMA)},
         render_template_as_native_obj=True,
     ) as dag:
 
         @task(task_id="plan")
         def plan_batch() -> dict:
             from dataclasses import replace
-            from datetime import date
+
+            from airflow.sdk.exceptions import AirflowFailException
 
             from hipbridge.pipeline.run import plan
 
@@ -185,21 +225,27 @@ def build_dag(spec: TableSpec, specs: SpecSet) -> DAG:
             params = context["params"]
             run = context.get("dag_run")
             run_type = getattr(run, "run_type", None)
+            unknown = sorted(set(getattr(run, "conf", None) or {}) - {"run"})
+            if unknown:  # Airflow passes keys it has no param for unchecked: never ignore them silently
+                raise AirflowFailException(f"unknown DAG param(s) {', '.join(unknown)}: this DAG takes only "
+                                           f"'run', e.g. {RUN_PARAM_HELP}")
             if is_backfill(run_type):  # Airflow's Backfill: a window over the run's data interval
-                from airflow.sdk.exceptions import AirflowFailException
-
                 try:
                     start, end = backfill_window(params, context.get("data_interval_start"),
                                                  context.get("data_interval_end"), tz)
                 except BackfillRefused as exc:
                     raise AirflowFailException(str(exc)) from None
-                batch = plan(_context(), table, "window", start, end, run_id=getattr(run, "run_id", None))
+                try:
+                    batch = plan(_context(), table, "window", start, end, run_id=getattr(run, "run_id", None))
+                except Exception as exc:  # noqa: BLE001 - re-raised, classified
+                    fail_fast(exc)
                 return replace(batch, advance_watermark=False).to_dict()
+            mode, first, last = run_window(params["run"] or {})
             high = scheduled_high_watermark(run_type, context.get("data_interval_end"), tz)
-            ws = date.fromisoformat(params["window_start"]) if params.get("window_start") else None
-            we = date.fromisoformat(params["window_end"]) if params.get("window_end") else None
-            batch = plan(_context(), table, params.get("mode") or "incremental", ws, we, high,
-                         run_id=getattr(run, "run_id", None))
+            try:
+                batch = plan(_context(), table, mode, first, last, high, run_id=getattr(run, "run_id", None))
+            except Exception as exc:  # noqa: BLE001 - re-raised, classified
+                fail_fast(exc)
             return batch.to_dict()
 
         @task(task_id="transfer")
@@ -211,9 +257,9 @@ def build_dag(spec: TableSpec, specs: SpecSet) -> DAG:
             b = Batch.from_dict(batch)
             try:
                 moved = transfer(ctx, b)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - recorded, then re-raised, classified
                 fail(ctx, b, exc)
-                raise
+                fail_fast(exc)
             return {k: v for k, v in moved.items() if k != "mapping"}
 
         @task(task_id="quality_gate", retries=0)
@@ -233,7 +279,10 @@ def build_dag(spec: TableSpec, specs: SpecSet) -> DAG:
             from hipbridge.io.state import Batch
             from hipbridge.pipeline.run import publish
 
-            counts = publish(_context(), Batch.from_dict(batch))
+            try:
+                counts = publish(_context(), Batch.from_dict(batch))
+            except Exception as exc:  # noqa: BLE001 - re-raised, classified
+                fail_fast(exc)
             return {"inserted": counts.inserted, "updated": counts.updated, "voided": counts.voided,
                     "unchanged": counts.unchanged, "staged": counts.staged}
 
@@ -254,8 +303,10 @@ def build_all(specs: SpecSet | None = None) -> dict[str, DAG]:
 def raise_spec_errors(specs: SpecSet | None = None) -> None:
     specs = specs or load_for_dags()
     if specs.errors:
+        still = ("\nThese tables keep their DAG and upload; only the reference to a broken spec is not checked:\n"
+                 + "\n".join(str(w) for w in specs.warnings)) if specs.warnings else ""
         raise SpecErrors(f"{len(specs.errors)} problem(s) in table specs — the affected tables have no DAG:\n"
-                         + "\n".join(str(e) for e in specs.errors))
+                         + "\n".join(str(e) for e in specs.errors) + still)
 
 
 def build_reconciliation_dag(specs: SpecSet | None = None) -> DAG | None:
@@ -326,8 +377,10 @@ def build_backfill_dag(specs: SpecSet | None = None, max_parallel: int | None = 
                 "命令行等价：`hipbridge backfill TABLE --from DATE --to DATE --days N`。"),
         params={
             "table": Param(tables[0], enum=tables, description="表标识（table id）"),
-            "window_start": Param(None, type=["null", "string"], format="date", description="开始日期（含）"),
-            "window_end": Param(None, type=["null", "string"], format="date", description="结束日期（含）"),
+            # no default: a trigger without both dates is refused by the api-server (a reversed range fails
+            # the first task at once, without retries)
+            "window_start": Param(type="string", format="date", description="开始日期（含），必填"),
+            "window_end": Param(type="string", format="date", description="结束日期（含），必填"),
             "days": Param(1, type="integer", minimum=1, description="每个窗口的天数"),
         },
         render_template_as_native_obj=True,
@@ -337,15 +390,19 @@ def build_backfill_dag(specs: SpecSet | None = None, max_parallel: int | None = 
         def windows() -> list[dict]:
             from datetime import date
 
+            from airflow.sdk.exceptions import AirflowFailException
+
             from hipbridge.pipeline.backfill import split_windows
+            from hipbridge.pipeline.run import PipelineError
 
             params = get_current_context()["params"]
             if not params.get("window_start") or not params.get("window_end"):
-                from airflow.exceptions import AirflowFailException
-
                 raise AirflowFailException("backfill needs window_start and window_end")
-            ws = split_windows(date.fromisoformat(params["window_start"]), date.fromisoformat(params["window_end"]),
-                               int(params.get("days") or 1))
+            try:
+                ws = split_windows(date.fromisoformat(params["window_start"]),
+                                   date.fromisoformat(params["window_end"]), int(params.get("days") or 1))
+            except PipelineError as exc:  # a reversed range: the same on every retry
+                raise AirflowFailException(str(exc)) from exc
             return [{"table": params["table"], **w.to_dict()} for w in ws]
 
         @task(task_id="sync_window", max_active_tis_per_dagrun=parallel)

@@ -19,6 +19,14 @@ def _init(args) -> int:
     summary = build(out, seed=args.seed, days=args.days, scale=args.scale, end_date=end, register=True)
     w = summary["window"]
     print(f"演示医院数据已生成: {out}")
+    if out.resolve() == (home() / "demo").resolve():  # the demo's own sources: start its front-end again
+        from hipbridge.demo.build import reset_demo_frontend
+
+        reset = reset_demo_frontend()
+        if reset:
+            print(f"  演示前置机及其运行状态已重置（删除 {', '.join(p.name for p in reset)}）")
+        elif reset is None:
+            print("  HIPBRIDGE_FRONTEND_URL 已设置：该前置机未重置，请以 hipbridge run all --full 重新上传")
     print(f"  覆盖 {w['start']} … {w['end']}（{w['days']} 天）, scale={w['scale']}, seed={w['seed']}")
     for system in ("his", "lis", "pacs"):
         counts = summary[system]
@@ -34,7 +42,8 @@ def _init(args) -> int:
 def _run(args) -> int:
     from hipbridge.airflow.embedded import run_demo
 
-    return run_demo(days=args.days, scale=args.scale, seed=args.seed)
+    tables = [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else None
+    return run_demo(days=args.days, scale=args.scale, seed=args.seed, tables=tables)
 
 
 def _positive_int(text: str) -> int:
@@ -76,6 +85,7 @@ def _actions(p: argparse.ArgumentParser):
     r.add_argument("--seed", type=int, default=7, help="random seed")
     r.add_argument("--days", type=_positive_int, default=3, help="calendar days of demo data")
     r.add_argument("--scale", type=_scale, default=0.02, help="1 ≈ one day of a large (三甲) hospital")
+    r.add_argument("--tables", default=None, help="comma-separated table ids to run (default: every table)")
     r.set_defaults(func=_run)
     return s
 

@@ -24,6 +24,8 @@ def _run(args) -> int:
     mode = "full" if args.full else "window" if args.from_date else "incremental"
     tables = sorted(ctx.specs.specs) if args.table == "all" else [args.table]
     worst = 0
+    if args.table == "all":
+        worst = _report_invalid(ctx.specs)
     for table in tables:
         r = sync_table(table, mode, args.from_date, args.to_date, ctx=ctx)
         print(f"{r.table}: {r.status}  {counts_text(vars(r))}  window {r.window_start} … {r.window_end}")
@@ -33,14 +35,31 @@ def _run(args) -> int:
     return worst
 
 
+def _report_invalid(specs) -> int:
+    """Print every table whose spec cannot run (the others run regardless); 1 if there is any."""
+    for table, errors in sorted(specs.invalid_tables().items()):
+        print(f"{table}: not run, its spec is invalid:", file=sys.stderr)
+        for e in errors:
+            print(f"  {e}", file=sys.stderr)
+    for w in specs.warnings:
+        print(f"{w}", file=sys.stderr)
+    return 1 if specs.invalid_tables() else 0
+
+
 def _status(args) -> int:
     from hipbridge.status import format_table, table_status
 
-    rows = table_status(_context(args))
+    ctx = _context(args)
+    rows = table_status(ctx)
+    invalid = ctx.specs.invalid_tables()
     if args.json:
-        print(json.dumps({"tables": rows}, ensure_ascii=False, indent=2, default=str))
+        print(json.dumps({"tables": rows, "invalid_specs": [
+            {"table": t, "errors": [str(e) for e in errs]} for t, errs in sorted(invalid.items())]},
+            ensure_ascii=False, indent=2, default=str))
     else:
         print(format_table(rows))
+        for table, errs in sorted(invalid.items()):
+            print(f"{table}: spec invalid, not shown: " + "; ".join(str(e) for e in errs))
     return 0
 
 

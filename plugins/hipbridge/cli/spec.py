@@ -16,7 +16,7 @@ def _check(args) -> int:
     for table, err in spec_query_errors(result).items():   # one read-only SELECT per source dialect (sqlglot)
         result.errors.append(err)
         result.specs.pop(table, None)
-    for err in result.errors:
+    for err in result.errors + result.warnings:
         print(err, file=sys.stderr)
     total = len(result.specs) + len({e.file for e in result.errors})
     if result.errors:

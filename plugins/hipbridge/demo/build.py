@@ -30,6 +30,31 @@ OUTPATIENT_VISITS_PER_DAY = 6000
 ADMISSIONS_PER_DAY = 300
 
 
+def reset_demo_frontend() -> list[Path] | None:
+    """Forget what an earlier demo uploaded, because a rebuilt demo source is a different hospital.
+
+    Without this, a second `make demo` (say DEMO_DAYS=7 after 3) found the watermark of the first
+    run — the time it ran — and read nothing older: the new data never reached the front-end. The
+    embedded front-end (`$HIPBRIDGE_HOME/frontend.db` and its attached operations files) is
+    deleted; Airflow's run history is kept. A front-end configured with HIPBRIDGE_FRONTEND_URL is
+    never deleted: None is returned and the caller runs the tables in `full` mode instead.
+    """
+    import os
+
+    from hipbridge.io.engines import dispose_all, home
+
+    if os.environ.get("HIPBRIDGE_FRONTEND_URL"):
+        return None
+    dispose_all()
+    root = home()
+    found = [root / "frontend.db", root / "frontend.db-journal", *sorted(root.glob("frontend_*.db")),
+             *sorted(root.glob("frontend_*.db-journal"))]
+    removed = [f for f in found if f.exists()]
+    for f in removed:
+        f.unlink()
+    return removed
+
+
 def yesterday_shanghai() -> date:
     return datetime.now(ZoneInfo("Asia/Shanghai")).date() - timedelta(days=1)
 

@@ -295,3 +295,29 @@ def read_chunks(engine: Engine, sql: str, watermark_column: str | None, start: d
         yield from _fast(engine, cx_url, sql, watermark_column, start, end, chunk_rows)
     else:
         yield from _stream(engine, sql, watermark_column, start, end, chunk_rows)
+
+
+_PROBE_AT = datetime(1900, 1, 1)
+
+
+def probe_sql(sql: str) -> str:
+    """The integrator's query returning no rows (our window filter is left out: its column is what is checked)."""
+    return f"SELECT * FROM ({sql.strip().rstrip(';')}) hb_probe WHERE 1 = 0"
+
+
+def probe_columns(engine: Engine, sql: str) -> list[str]:
+    """The column names the query returns, from a zero-row execution (nothing is read).
+
+    A query that places :window_start / :window_end itself gets an empty window bound to them.
+    """
+    from hipbridge.spec.sql_guard import require_read_only
+
+    require_read_only(sql, engine.dialect.name)   # the probe too: nothing but one SELECT reaches a source
+    stmt = text(probe_sql(sql))
+    params = bind_window(engine, _PROBE_AT, _PROBE_AT) if filters_own_window(sql) else {}
+    with engine.connect() as conn:
+        result = conn.execute(stmt, params)
+        try:
+            return list(map(str, result.keys()))
+        finally:
+            result.close()

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine, make_url
 
 from hipbridge import profiles
 from hipbridge.io import engines
-from hipbridge.io.extract import bind_window, windowed_sql
+from hipbridge.io.extract import probe_columns
 from hipbridge.spec import SpecSet, load_specs
 
 from .config import DoctorConfig, monitoring_config
@@ -90,15 +90,6 @@ def _clock_checks(cfg: DoctorConfig, engine: Engine, area: str, tz: str) -> list
 # ---------------------------------------------------------------- sources
 
 
-def _probe_columns(engine: Engine, sql: str, watermark: str | None) -> list[str]:
-    """Columns the spec's query returns, from a query that returns no rows."""
-    start = datetime(2000, 1, 1)
-    stmt = text(f"SELECT * FROM ({windowed_sql(sql, watermark, engine.dialect.identifier_preparer.quote)}) "
-                f"hb_probe WHERE 1 = 0")
-    with engine.connect() as c:
-        return list(c.execute(stmt, bind_window(engine, start, start)).keys())
-
-
 def source_checks(cfg: DoctorConfig, specs: SpecSet) -> list[Check]:
     out: list[Check] = []
     by_conn: dict[str, list] = {}
@@ -125,7 +116,7 @@ def _probe_check(engine: Engine, specs: SpecSet, spec, area: str) -> Check:
     name = f"{spec.table} 查询"
     wm = spec.source.watermark.column if spec.source.watermark else None
     try:
-        have = {c.lower() for c in _probe_columns(engine, specs.query_text(spec), wm)}
+        have = {c.lower() for c in probe_columns(engine, specs.query_text(spec))}
     except Exception as exc:  # noqa: BLE001 - an SQL error is the finding
         where = spec.source.query if spec.source.query_is_file else f"{spec.table}.yaml source.query"
         return Check(area, name, FAIL, f"{where}: {_safe(exc)}")

@@ -36,6 +36,8 @@ from hipbridge.spec import SpecSet, TableSpec, load_specs
 from .batch_lock import try_lock
 from .bookkeeping import KeyTracker, release_free_memory
 from .conform import EMPTY_MARKERS, conform_chunk
+from .failures import DeterministicError, is_deterministic, source_query_error
+from .probe import probe_source
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +106,9 @@ class Context:
     @classmethod
     def create(cls, specs_dir: str | Path | None = None, frontend_url: str | None = None,
                mappings_dir: Path | None = None) -> Context:
-        specs = load_specs(specs_dir).require_valid()
+        # Only _defaults.yaml must be valid here: a table's own spec is required when it runs
+        # (`specs.get(table)`), so one broken file never stops the other tables (README, design decisions).
+        specs = load_specs(specs_dir).require_defaults()
         return cls(specs, frontend_url or engines.default_frontend_url(), mappings_dir)
 
     @property
@@ -236,6 +240,8 @@ def is_transient(exc: BaseException) -> bool:
 
     if isinstance(exc, _SourceFailure):
         exc = exc.exc
+    if is_deterministic(exc):  # a syntax error, unknown column, denied access: the same on every attempt
+        return False
     if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError,
                         ConnectionError, TimeoutError)):
         return True
@@ -361,7 +367,9 @@ def transfer(ctx: Context, batch: state.Batch) -> dict:
                 f"{batch.table_id}: source connection {spec.source.connection!r} ({_safe_url(source)}) "
                 f"unavailable after {attempts} attempt(s): {type(exc).__name__}: {str(exc).splitlines()[0][:500]}"
             ) from exc
-        raise exc from None
+        if isinstance(exc, DeterministicError):
+            raise exc from None
+        raise source_query_error(ctx.specs, spec, exc) from exc
     except Exception as exc:
         if is_transient(exc):
             raise FrontendUnavailable(
@@ -394,6 +402,12 @@ def _transfer_locked(ctx: Context, batch: state.Batch, spec: TableSpec, source: 
     from hipbridge.io.load import StagingWriter
 
     sql = ctx.specs.query_text(spec)
+    try:  # before anything is written: every column the spec names must come back from the query
+        probe_source(ctx.specs, spec, source, sql)
+    except DeterministicError:
+        raise
+    except Exception as exc:
+        raise _SourceFailure(exc) from exc
     extracted_at = ctx.now().replace(microsecond=0)
     code, name = org_code(ctx.defaults), org_name(ctx.defaults)
     staging, _ = ctx.tables_for(spec, batch, constants=_batch_constants(ctx, spec, extracted_at, code, name))

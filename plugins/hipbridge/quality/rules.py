@@ -205,6 +205,9 @@ class _Builder:
                 self.add("R01", [col.name], violation=viol, filter=filt, params=self._take(),
                          fmt={"ref": parent.label}, parent=ref[0])
                 self._void_propagation(col, parent, ref[1])
+            elif ref:  # the parent's spec is invalid: the check is reported as not run, never dropped
+                self.add("R01", [col.name], fmt={"ref": ref[0]}, parent=ref[0],
+                         config_error=f"被关联表 {ref[0]} 的表规范无效（{ref[0]}.yaml），关联性未检查")
         for pair in spec.quality.time_order:
             tid = pair.rule or "P01"
             before, after = self.c(pair.before), self.c(pair.after)

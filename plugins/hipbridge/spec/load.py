@@ -2,12 +2,18 @@
 
 Loading is cheap enough for DAG parse time: libyaml's CSafeLoader plus pydantic. The slower
 line-tracking pass (yaml.compose) only runs for a file that has errors.
+
+One bad file hides only itself: every file is read on its own (a file that is not UTF-8, a key
+written twice, a YAML syntax error, a misspelled key each make that one spec invalid), and a spec
+that references an invalid spec stays valid with a warning — its table keeps uploading, only the
+referential check against the broken parent cannot run. `SpecSet.get(table)` raises that table's
+own errors, so a run of one table never fails because of another table's file.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +33,14 @@ class SpecError:
     key: str
     message: str
     value: Any = None
+    table: str | None = None          # the table id whose spec this problem belongs to
+    severity: str = "error"           # "warning": reported, the spec stays valid
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
         shown = "" if self.value is None else f" (got {self.value!r})"
-        return f"{where}: {self.key}: {self.message}{shown}"
+        level = "warning: " if self.severity == "warning" else ""
+        return f"{where}: {self.key}: {level}{self.message}{shown}"
 
 
 class SpecLoadError(Exception):
@@ -49,6 +58,7 @@ class SpecSet:
     specs: dict[str, TableSpec] = field(default_factory=dict)
     paths: dict[str, Path] = field(default_factory=dict)
     errors: list[SpecError] = field(default_factory=list)
+    warnings: list[SpecError] = field(default_factory=list)
 
     def errors_by_file(self) -> dict[str, list[SpecError]]:
         out: dict[str, list[SpecError]] = {}
@@ -61,16 +71,59 @@ class SpecSet:
             raise SpecLoadError(self.errors)
         return self
 
-    def get(self, table: str) -> TableSpec:
-        try:
+    def require_defaults(self) -> SpecSet:
+        """This set, if `_defaults.yaml` is valid (every table needs it); the table specs may still have errors."""
+        if self.defaults is None:
+            raise SpecLoadError([e for e in self.errors if Path(e.file).name == DEFAULTS_FILE])
+        return self
+
+    def invalid_tables(self) -> dict[str, list[SpecError]]:
+        """Table id → the problems that keep its spec from running (files that are not specs excluded)."""
+        out: dict[str, list[SpecError]] = {}
+        for e in self.errors:
+            if e.table and e.table not in self.specs:
+                out.setdefault(e.table, []).append(e)
+        return out
+
+    def errors_of(self, table: str) -> list[SpecError]:
+        """The problems that make this table's spec invalid (its own file, its SQL file, _defaults.yaml)."""
+        own = [e for e in self.errors if e.table == table]
+        if self.defaults is None:
+            own = [e for e in self.errors if Path(e.file).name == DEFAULTS_FILE] + own
+        return own
+
+    def warnings_of(self, table: str) -> list[SpecError]:
+        return [w for w in self.warnings if w.table == table]
+
+    def require_table(self, table: str) -> TableSpec:
+        """The table's spec; SpecLoadError with that table's own problems when it is invalid."""
+        if self.defaults is not None and table in self.specs:
             return self.specs[table]
-        except KeyError:
-            known = ", ".join(sorted(self.specs)) or "none"
-            raise KeyError(f"no table spec {table!r} in {self.directory} (known: {known})") from None
+        own = self.errors_of(table)
+        if own:
+            raise SpecLoadError(own)
+        known = ", ".join(sorted(self.specs)) or "none"
+        raise KeyError(f"no table spec {table!r} in {self.directory} (known: {known})")
+
+    get = require_table
+
+    def error_at(self, table: str, loc: tuple, message: str, value: Any = None) -> SpecError:
+        """A problem found later (at run time) reported like a load error: `file:line: key: message`."""
+        path = self.paths.get(table) or self.directory / f"{table}.yaml"
+        text = read_text(path)[0]
+        try:
+            data = yaml.load(text, Loader=_Loader)
+        except yaml.YAMLError:
+            data = None
+        return SpecError(str(path), _line_of(text, loc), _key_text(loc, data), message, value, table)
 
     def query_text(self, spec: TableSpec) -> str:
         if spec.source.query_is_file:
-            return (self.directory / spec.source.query.strip()).read_text(encoding="utf-8")
+            path = self.directory / spec.source.query.strip()
+            text, err = read_text(path, table=spec.table)
+            if err is not None:
+                raise SpecLoadError([err])
+            return text
         return spec.source.query
 
 
@@ -164,15 +217,103 @@ def _validation_errors(file: str, text: str, data: Any, exc: ValidationError) ->
     return out
 
 
-def _read_yaml(path: Path) -> tuple[str, Any, list[SpecError]]:
-    text = path.read_text(encoding="utf-8")
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A key written twice in one mapping: YAML would silently keep the last one."""
+
+    def __init__(self, key: Any, first: yaml.Mark, again: yaml.Mark):
+        super().__init__(None, None, f"key {key!r} is written twice in one mapping "
+                                     f"(first on line {first.line + 1}); YAML would keep only the last", again)
+        self.key, self.first, self.again = key, first, again
+
+
+class _UniqueKeyLoader(_Loader):
+    """libyaml's parser with a constructor that refuses duplicate keys (merge keys `<<` may still override)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, yaml.Mark] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:  # an unhashable key: the base constructor reports it
+                    continue
+                if first is not None:
+                    raise DuplicateKeyError(key, first, key_node.start_mark)
+                seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+def _not_utf8(path: Path, raw: bytes, exc: UnicodeDecodeError, table: str | None) -> SpecError:
+    line = raw[:exc.start].count(b"\n") + 1
+    column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
     try:
-        return text, yaml.load(text, Loader=_Loader), []
+        raw.decode("gb18030")
+        hint = "it reads as GBK/GB18030: save it as UTF-8 (in Notepad: 另存为 → 编码 UTF-8)"
+    except UnicodeDecodeError:
+        hint = "save it as UTF-8"
+    return SpecError(str(path), line, "(encoding)",
+                     f"file is not UTF-8 (byte 0x{raw[exc.start]:02x} at column {column}); {hint}", table=table)
+
+
+def read_text(path: Path, table: str | None = None) -> tuple[str, SpecError | None]:
+    """A spec or SQL file as text: UTF-8 (a BOM is allowed); anything else is a SpecError naming the file."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        return "", SpecError(str(path), None, "(file)", f"cannot be read: {exc.strerror or exc}", table=table)
+    try:
+        return raw.decode("utf-8-sig"), None
+    except UnicodeDecodeError as exc:
+        return "", _not_utf8(path, raw, exc, table)
+
+
+def _read_yaml(path: Path) -> tuple[str, Any, list[SpecError]]:
+    table = None if path.name.startswith("_") else path.stem
+    text, err = read_text(path, table)
+    if err is not None:
+        return text, None, [err]
+    try:
+        return text, yaml.load(text, Loader=_UniqueKeyLoader), []
+    except DuplicateKeyError as exc:
+        line = exc.again.line + 1
+        loc = _loc_at(text, exc.again)
+        key = _key_text(loc, yaml.load(text, Loader=_Loader)) if loc else str(exc.key)
+        return text, None, [SpecError(str(path), line, key, f"written twice in one mapping (first on line "
+                                      f"{exc.first.line + 1}); YAML would keep only the last — remove one",
+                                      table=table)]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
-        return text, None, [SpecError(str(path), line, "(syntax)", f"YAML syntax error: {problem}")]
+        return text, None, [SpecError(str(path), line, "(syntax)", f"YAML syntax error: {problem}", table=table)]
+
+
+def _loc_at(text: str, mark: yaml.Mark) -> tuple | None:
+    """The key path (as pydantic writes it) of the mapping key at `mark`, for the error's key text."""
+    try:
+        root = yaml.compose(text, Loader=_Loader)
+    except yaml.YAMLError:
+        return None
+
+    def walk(node, loc):
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if k.start_mark.index == mark.index:
+                    return (*loc, k.value)
+                found = walk(v, (*loc, k.value))
+                if found:
+                    return found
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                found = walk(item, (*loc, i))
+                if found:
+                    return found
+        return None
+
+    return walk(root, ())
 
 
 # ---------------------------------------------------------------- loading
@@ -185,6 +326,8 @@ def load_defaults(directory: Path) -> tuple[Defaults | None, list[SpecError]]:
     text, data, errors = _read_yaml(path)
     if errors:
         return None, errors
+    if not isinstance(data, dict):
+        return None, [SpecError(str(path), 1, "(document)", "_defaults.yaml must be a mapping of keys")]
     try:
         return Defaults.model_validate(data), []
     except ValidationError as exc:
@@ -192,6 +335,15 @@ def load_defaults(directory: Path) -> tuple[Defaults | None, list[SpecError]]:
 
 
 def load_spec_file(path: Path) -> tuple[TableSpec | None, list[SpecError]]:
+    """One spec file on its own; every problem is returned, never raised."""
+    try:
+        spec, errors = _load_spec_file(path)
+    except Exception as exc:  # noqa: BLE001 - one unreadable file must not stop the folder
+        return None, [SpecError(str(path), None, "(file)", f"could not be loaded: {type(exc).__name__}: {exc}")]
+    return spec, [e if e.table else replace(e, table=path.stem) for e in errors]
+
+
+def _load_spec_file(path: Path) -> tuple[TableSpec | None, list[SpecError]]:
     text, data, errors = _read_yaml(path)
     if errors:
         return None, errors
@@ -212,15 +364,20 @@ def load_spec_file(path: Path) -> tuple[TableSpec | None, list[SpecError]]:
 
 def _cross_errors(spec: TableSpec, path: Path, defaults: Defaults | None,
                   specs: dict[str, TableSpec], broken: set[str] = frozenset()) -> list[SpecError]:
-    """Checks that need the whole set: keys, references, columns named by quality/retention."""
+    """Checks that need the whole set: keys, references, columns named by quality/retention.
+
+    A reference to a spec that is itself invalid is a warning (severity "warning"): the table
+    still uploads; only the referential check against that parent cannot run until it is fixed.
+    """
     text: str | None = None
 
-    def err(loc: tuple, message: str, value: Any = None) -> SpecError:
+    def err(loc: tuple, message: str, value: Any = None, severity: str = "error") -> SpecError:
         nonlocal text
         if text is None:
-            text = path.read_text(encoding="utf-8")
+            text = read_text(path)[0]
         data = yaml.load(text, Loader=_Loader)
-        return SpecError(str(path), _line_of(text, loc), _key_text(loc, data), message, value)
+        return SpecError(str(path), _line_of(text, loc), _key_text(loc, data), message, value, spec.table,
+                         severity)
 
     audit = {c.name for c in defaults.audit_columns} if defaults else set()
     names = {c.name for c in spec.columns}
@@ -249,8 +406,9 @@ def _cross_errors(spec: TableSpec, path: Path, defaults: Defaults | None,
                 out.append(err(("columns", i, "references"), "expected <table_id>.<COLUMN>", col.references))
             elif t in broken:
                 out.append(err(("columns", i, "references"),
-                               f"references table {t}, whose spec {t}.yaml is invalid (fix that file first)",
-                               col.references))
+                               f"references table {t}, whose spec {t}.yaml is invalid: this table still "
+                               f"uploads, the reference is not checked until {t}.yaml is fixed",
+                               col.references, severity="warning"))
             elif t not in specs:
                 out.append(err(("columns", i, "references"), "references a table that has no spec",
                                col.references))
@@ -281,11 +439,21 @@ def _cross_errors(spec: TableSpec, path: Path, defaults: Defaults | None,
             out.append(err(("retention", "anchor"), "expected visit_end or a column of this table", r.anchor))
         if r.visit_link and r.visit_link not in known:
             out.append(err(("retention", "visit_link"), "not a column of this table", r.visit_link))
-        if r.header and r.header not in specs:
+        if r.header and r.header in broken:
+            out.append(err(("retention", "header"), f"header table {r.header} has an invalid spec "
+                           f"({r.header}.yaml): rows are purged on their own until it is fixed", r.header,
+                           severity="warning"))
+        elif r.header and r.header not in specs:
             out.append(err(("retention", "header"), "references a table that has no spec", r.header))
-    if spec.source.query_is_file and not (path.parent / spec.source.query.strip()).exists():
-        out.append(err(("source", "query"), "SQL file not found (paths are relative to table_specs/)",
-                       spec.source.query))
+    if spec.source.query_is_file:
+        sql_path = path.parent / spec.source.query.strip()
+        if not sql_path.exists():
+            out.append(err(("source", "query"), "SQL file not found (paths are relative to table_specs/)",
+                           spec.source.query))
+        else:
+            _, problem = read_text(sql_path, spec.table)
+            if problem is not None:
+                out.append(problem)
     return out
 
 
@@ -307,16 +475,22 @@ def load_specs(directory: Path | str | None = None) -> SpecSet:
         if len(entries) > 1:
             others = ", ".join(p.name for p, _ in entries)
             for path, _ in entries:
-                text = path.read_text(encoding="utf-8")
+                text = read_text(path)[0]
                 result.errors.append(SpecError(str(path), _line_of(text, ("table",)), "table",
-                                               f"duplicate table id, also declared in {others}", table))
+                                               f"duplicate table id, also declared in {others}", table,
+                                               path.stem))
             continue
         paths[table], valid[table] = entries[0]
     broken = {p.stem for p in files} - set(valid)
-    for table in sorted(valid):
-        errs = _cross_errors(valid[table], paths[table], defaults, valid, broken)
-        if errs:
-            result.errors.extend(errs)
+    found = {t: _cross_errors(valid[t], paths[t], defaults, valid, broken) for t in sorted(valid)}
+    invalid = {t for t, errs in found.items() if any(e.severity != "warning" for e in errs)}
+    if invalid:  # a reference to a spec that failed the cross checks is a warning too
+        found = {t: errs if t in invalid else _cross_errors(valid[t], paths[t], defaults, valid, broken | invalid)
+                 for t, errs in found.items()}
+    for table, errs in found.items():
+        result.warnings.extend(e for e in errs if e.severity == "warning")
+        if table in invalid:
+            result.errors.extend(e for e in errs if e.severity != "warning")
         else:
             result.specs[table] = valid[table]
             result.paths[table] = paths[table]
