@@ -37,6 +37,7 @@ def world(tmp_path_factory):
     import hipbridge.recognition.state  # noqa: F401 - its ops table exists before the schema is created
 
     w = DisplayWorld(home, f"mysql+pymysql://root@127.0.0.1:3306/{name}?charset=utf8mb4&local_infile=1")
+    w.home = home
     try:
         standard_world(w)
         yield w
@@ -579,6 +580,39 @@ def test_decisions_lock_once_the_visit_closes(world):
     record_visit(world.life.frontend, world.life.ops, world.keys, world.org, "APPT-D", now, end=now)
     r = decide(world, rid, "D01", "decline", reasonCode="07")
     assert (r.status_code, r.json()["message"]) == (409, "就诊已结束, 互认决定已锁定")
+
+
+def test_monthly_kpi_command_counts_reminders_decisions_and_excludes_98_99(world):
+    import json
+    import subprocess
+    import sys
+
+    def kpi() -> dict:
+        env = {**os.environ, "HIPBRIDGE_OPS_SCHEMA": world.life.ops.schema, "HIPBRIDGE_HOME": str(world.home)}
+        out = subprocess.run([sys.executable, "-m", "hipbridge.cli", "recognition", "kpi", "--month", "2026-03",
+                              "--db", world.life.frontend_url, "--json"], capture_output=True, text=True, env=env,
+                             check=False)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+
+    before = kpi()
+    a = world.auth("APPT-G")["auth_id"]
+    now = world.clock()
+    for no, code in (("K-1", "HRJY0002"), ("K-2", "HRJY0004"), ("K-3", "HRJY0005")):
+        put(world, "lab", a, no, now - timedelta(days=3), code, org=PEER)
+    cards = hook(world, OS, "ZY007", "P-G", "D01", [sr("k1", "GGN"), sr("k2", "XZ4"), sr("k3", "KFXT")]).json()["cards"]
+    rid = {c["extension"]["hipbridge"]["reportNo"]: c["extension"]["hipbridge"]["remindId"] for c in cards}
+    hook(world, PV, "ZY007", "P-G", "D01")           # the banner shows the same reports: not counted twice
+    assert decide(world, rid["K-1"], "D01", "recognize").status_code == 200
+    assert decide(world, rid["K-2"], "D01", "decline", reasonCode="07").status_code == 200
+    assert decide(world, rid["K-3"], "D01", "decline", reasonCode="98").status_code == 200
+    after = kpi()
+    assert after["reminded"] - before["reminded"] == 3
+    assert (after["recognised"] - before["recognised"], after["notRecognised"] - before["notRecognised"],
+            after["excluded"] - before["excluded"]) == (1, 1, 1)
+    assert after["rate"] == round(after["recognised"] / (after["reminded"] - after["excluded"]), 4)
+    r98 = next(r for r in after["byReason"] if r["code"] == "98")
+    assert r98["counted"] is False
 
 
 def test_zz_citations_survive_the_shared_data_purge(world):
