@@ -10,6 +10,7 @@ import os
 import uuid
 from datetime import datetime, timedelta
 
+import httpx
 import pytest
 from sqlalchemy import and_, create_engine, insert, select, text
 
@@ -613,6 +614,33 @@ def test_monthly_kpi_command_counts_reminders_decisions_and_excludes_98_99(world
     assert after["rate"] == round(after["recognised"] / (after["reminded"] - after["excluded"]), 4)
     r98 = next(r for r in after["byReason"] if r["code"] == "98")
     assert r98["counted"] is False
+
+
+def test_concurrent_duplicate_feedback_and_decisions_are_recorded_once(world, patient_a):
+    from concurrent.futures import ThreadPoolExecutor
+
+    fb = world.life.ops.table("recognition_feedback")
+    ext = remind(world, "ZY001", "P-A", "D01", code="GGN", oid="o-conc")
+    [card] = hook(world, OS, "ZY001", "P-A", "D01", [sr("o-conc", "GGN")]).json()["cards"]
+
+    def send(_):
+        with httpx.Client(trust_env=False, timeout=30) as h:
+            return h.post(world.url + f"/cds-services/{OS}/feedback", headers={"Authorization": f"Bearer {world.his_token}"},
+                          json={"feedback": [{"card": card["uuid"], "outcome": "accepted"}]})
+
+    def click(_):
+        with httpx.Client(trust_env=False, timeout=30) as h:
+            return h.post(world.url + "/recognition/decisions", headers={"Authorization": f"Bearer {world.his_token}"},
+                          json={"remindId": ext["remindId"], "doctorId": "D01", "action": "decline", "reasonCode": "02"})
+
+    with ThreadPoolExecutor(6) as pool:
+        sent = list(pool.map(send, range(6)))
+        clicks = list(pool.map(click, range(6)))
+    assert [r.status_code for r in sent] == [200] * 6 and sum(r.json()["saved"] for r in sent) == 1
+    with world.life.frontend.connect() as conn:
+        assert len(conn.execute(select(fb).where(fb.c.card_uuid == card["uuid"])).all()) == 1
+    assert [r.status_code for r in clicks] == [200] * 6, [r.text for r in clicks]
+    assert sum(len(r.json()["uploads"]) for r in clicks) == 1        # one 互认记录, one mrId
 
 
 def test_zz_citations_survive_the_shared_data_purge(world):

@@ -16,13 +16,15 @@ every retry; the same action twice (a double click) changes nothing and uploads 
 from __future__ import annotations
 
 import json
+import random
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from hipbridge.audit import append
 from hipbridge.crypto.fields import encrypt_field
@@ -99,7 +101,7 @@ class Decisions:
         key = and_(dec.c.visit_id == r["visit_id"], dec.c.report_org_code == r["report_org_code"],
                    dec.c.report_no == r["report_no"], dec.c.doctor_id == doctor_id)
         target = {"recognize": "1", "decline": "0", "ignore": "2", "undo": "2"}[action]
-        for _ in range(3):
+        for attempt in range(6):
             try:
                 with eng.begin() as conn:
                     cur = conn.execute(select(dec).where(key).with_for_update()).mappings().first()
@@ -133,6 +135,10 @@ class Decisions:
                     return out
             except IntegrityError:
                 continue       # a concurrent first decision: read it and decide again
+            except OperationalError as exc:   # two first decisions locking the same gap (MariaDB 1213 / 1205)
+                if getattr(exc.orig, "args", [None])[0] not in (1213, 1205):
+                    raise
+                time.sleep(0.01 * (attempt + 1) + random.random() * 0.02)
         raise RuntimeError("recognition_decision: could not record the decision")
 
     # ------------------------------------------------------------ effects
