@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from hipbridge.platform.config import ConfigError, config_dir
+from hipbridge.platform.config import ConfigError, config_dir, load_model
 from hipbridge.spec import parse_duration
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -180,18 +180,7 @@ def load_catalogs(cfg: DisplayConfig, directory: Path | None = None) -> Catalogs
 
 
 def _load(path: Path) -> DisplayConfig:
-    try:
-        with path.open(encoding="utf-8") as fh:
-            data = yaml.load(fh, Loader=_Loader)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: missing configuration file") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: YAML syntax error: {exc}") from None
-    try:
-        return DisplayConfig.model_validate(data or {})
-    except ValidationError as exc:
-        lines = [f"{path}: {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)]
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+    return load_model(DisplayConfig, path)
 
 
 @lru_cache(maxsize=4)

@@ -245,7 +245,11 @@ class ConfigError(ValueError):
 
 
 def _load(name: str, model: type[BaseModel], directory: Path | None):
-    path = (directory or config_dir()) / name
+    return load_model(model, (directory or config_dir()) / name)
+
+
+def load_model(model: type[BaseModel], path: Path):
+    """One YAML file of `config/` as `model`; every problem names the file and the key."""
     try:
         with path.open(encoding="utf-8") as fh:  # from a stream, so PyYAML names the file
             data = yaml.load(fh, Loader=_Loader)
