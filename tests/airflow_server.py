@@ -2,8 +2,12 @@
 
 Each test module that needs Airflow's own behaviour (the dag-processor's import errors, the
 api-server's param validation at trigger time, the scheduler's retries) starts one of these on a
-free port with its own AIRFLOW_HOME (SQLite metadata, LocalExecutor with 2 slots) and talks to it
-through the public REST API, as an operator's tools would. Nothing is mocked.
+free port with its own AIRFLOW_HOME and its own PostgreSQL metadata database (LocalExecutor with 2
+slots) and talks to it through the public REST API, as an operator's tools would. Nothing is mocked.
+
+PostgreSQL, as in the deployment, not SQLite: with three processes writing one SQLite file, the
+api-server now and then answered a REST call with HTTP 500 ("database is locked") while the
+scheduler held the write lock, which failed a CI run on a test that had nothing to do with it.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ import time
 from pathlib import Path
 
 import httpx
+from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parents[1]
+POSTGRES_ADMIN = os.environ.get("HIPBRIDGE_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 
 
 def free_port() -> int:
@@ -55,12 +61,23 @@ class AirflowServer:
                     "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
                     "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
                     "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING"}
+        self.metadata_db = f"hb_airflow_{os.getpid()}_{secrets.token_hex(4)}"
+        self.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = POSTGRES_ADMIN.rsplit("/", 1)[0] + "/" + self.metadata_db
         self.procs: list[subprocess.Popen] = []
         self._token: str | None = None
+
+    def _admin(self, sql: str) -> None:
+        admin = create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as c:
+                c.execute(text(sql))
+        finally:
+            admin.dispose()
 
     # ------------------------------------------------------------ lifecycle
     def start(self, timeout: float = 300) -> AirflowServer:
         self.home.mkdir(parents=True, exist_ok=True)
+        self._admin(f'CREATE DATABASE "{self.metadata_db}"')
         done = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=self.env,
                               capture_output=True, text=True, check=False)
         if done.returncode != 0:
@@ -86,6 +103,7 @@ class AirflowServer:
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait(timeout=10)
+        self._admin(f'DROP DATABASE IF EXISTS "{self.metadata_db}" WITH (FORCE)')
 
     def logs(self) -> str:
         out = []
@@ -139,7 +157,10 @@ class AirflowServer:
         return r.json()["import_errors"]
 
     def trigger(self, dag_id: str, conf: dict | None = None) -> httpx.Response:
-        self.api("PATCH", f"/dags/{dag_id}", json={"is_paused": False}).raise_for_status()  # table DAGs start paused
+        dag = self.api("GET", f"/dags/{dag_id}")
+        dag.raise_for_status()
+        if dag.json()["is_paused"]:  # table DAGs start paused
+            self.api("PATCH", f"/dags/{dag_id}", json={"is_paused": False}).raise_for_status()
         return self.api("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf or {}})
 
     def run_state(self, dag_id: str, run_id: str) -> str:
