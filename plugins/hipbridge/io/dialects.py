@@ -107,8 +107,11 @@ class FrontendDialect:
 
     # ---------------------------------------------------------------- operations schema
 
-    def create_schema(self, conn: Connection, schema: str) -> None:
-        """Create the operations schema if it is missing."""
+    def create_schema(self, conn: Connection, schema: str, *, binary: bool = False) -> None:
+        """Create a schema if it is missing (SQLite: the engine attaches a file instead, engines._attach_ops).
+
+        binary: text compares byte for byte by default (MySQL/MariaDB: utf8mb4_bin), as the encrypted
+        shared tables want."""
 
     def identity(self, conn: Connection, engine: Engine) -> tuple[str, str]:
         """(database, server) of the front-end, as the server reports them."""
@@ -181,6 +184,15 @@ class FrontendDialect:
     def timestamp_param(self, value):
         """A timestamp as a bound parameter of raw SQL."""
         return value
+
+    # ---------------------------------------------------------------- housekeeping
+
+    def delete_limited(self, table: str, where_sql: str, limit: str) -> str:
+        """DELETE at most `limit` rows matching `where_sql` (a batch of a long delete, sharing/retention.py)."""
+        return f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE {where_sql} LIMIT {limit})"
+
+    def drop_schema(self, conn: Connection, schema: str) -> None:
+        """Drop a schema and everything in it (SQLite: the attached file stays; its owner removes it)."""
 
     # ---------------------------------------------------------------- the transfer lock (batch_lock.py)
 
@@ -298,8 +310,15 @@ class MySQL(FrontendDialect):
                 column.comment, String())
         return sql
 
-    def create_schema(self, conn: Connection, schema: str) -> None:
-        conn.execute(text(f"CREATE DATABASE IF NOT EXISTS `{schema}` CHARACTER SET utf8mb4"))
+    def create_schema(self, conn: Connection, schema: str, *, binary: bool = False) -> None:
+        collate = f" COLLATE {self.KEY_COLLATION}" if binary else ""
+        conn.execute(text(f"CREATE DATABASE IF NOT EXISTS `{schema}` CHARACTER SET utf8mb4{collate}"))
+
+    def drop_schema(self, conn: Connection, schema: str) -> None:
+        conn.execute(text(f"DROP DATABASE IF EXISTS `{schema}`"))
+
+    def delete_limited(self, table: str, where_sql: str, limit: str) -> str:
+        return f"DELETE FROM {table} WHERE {where_sql} LIMIT {limit}"
 
     def identity(self, conn: Connection, engine: Engine) -> tuple[str, str]:
         db, host, port = conn.execute(text("SELECT DATABASE(), @@hostname, @@port")).one()
@@ -430,8 +449,14 @@ class PostgreSQL(FrontendDialect):
     parallel_gate = True
     had_server_wide_ops = True
 
-    def create_schema(self, conn: Connection, schema: str) -> None:
+    def create_schema(self, conn: Connection, schema: str, *, binary: bool = False) -> None:
         conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+
+    def drop_schema(self, conn: Connection, schema: str) -> None:
+        conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+
+    def delete_limited(self, table: str, where_sql: str, limit: str) -> str:
+        return f"DELETE FROM {table} WHERE ctid IN (SELECT ctid FROM {table} WHERE {where_sql} LIMIT {limit})"
 
     def identity(self, conn: Connection, engine: Engine) -> tuple[str, str]:
         db, addr, port = conn.execute(text(
