@@ -77,7 +77,7 @@ class SecureStore:
 def secure_schema_name(store: SharedStore, cfg: CryptoConfig | None = None) -> str:
     """`<store database><suffix>`; on SQLite the alias of the attached file beside the store's."""
     cfg = cfg or crypto_config()
-    if store.engine.dialect.name == "sqlite":
+    if frontend_dialect(store.engine).attaches_schemas:
         return f"shared{cfg.shared_store.secure_suffix}"
     return f"{make_url(store.url).database}{cfg.shared_store.secure_suffix}"
 
@@ -117,7 +117,7 @@ def open_secure(store: SharedStore, cfg: CryptoConfig | None = None, create: boo
     cfg = cfg or crypto_config()
     schema = secure_schema_name(store, cfg)
     dialect = frontend_dialect(store.engine)
-    engine = engine_for(store.url, schema) if dialect.name == "sqlite" else store.engine
+    engine = engine_for(store.url, schema) if dialect.attaches_schemas else store.engine
     if create:
         with engine.begin() as conn:
             dialect.create_schema(conn, schema, binary=True)
