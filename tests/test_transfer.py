@@ -20,11 +20,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from hipbridge.io import state
+from hipbridge.io.bulktext import bulk_text
 from hipbridge.io.engines import dispose_all
 from hipbridge.io.extract import connectorx_url, literal_window_sql, slices, windowed_sql
-from hipbridge.io.load import StagingWriter, bulk_text, stage_rows
+from hipbridge.io.load import StagingWriter, stage_rows
 from hipbridge.pipeline.conform import digest_frame
-from hipbridge.pipeline.run import Context, sync_table
+from hipbridge.pipeline.context import Context
+from hipbridge.pipeline.run import sync_table
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import (
@@ -272,24 +274,31 @@ def test_fast_read_only_where_connectorx_serves_the_dialect(monkeypatch):
     assert connectorx_url(my) is None
 
 
-def test_oracle_reads_clobs_as_text_and_numbers_exactly():
-    pytest.importorskip("oracledb")
-    import oracledb
-    from hipbridge.io.extract import _oracle_fetch_defaults
+def test_an_oracle_read_asks_for_clobs_as_text_and_numbers_exactly_before_it_connects(monkeypatch):
+    """The read path of an Oracle source (no server here: its connection is refused) sets oracledb's fetch
+    defaults first, so CLOBs arrive as str, not LOB handles, and NUMBER as Decimal, not float."""
+    oracledb = pytest.importorskip("oracledb")
+    import socket
 
-    before = (oracledb.defaults.fetch_lobs, oracledb.defaults.fetch_decimals)
-    try:
-        _oracle_fetch_defaults()
-        assert oracledb.defaults.fetch_lobs is False and oracledb.defaults.fetch_decimals is True
-    finally:
-        oracledb.defaults.fetch_lobs, oracledb.defaults.fetch_decimals = before
+    from hipbridge.io.extract import read_chunks
+
+    monkeypatch.setattr(oracledb.defaults, "fetch_lobs", True)       # oracledb's own defaults
+    monkeypatch.setattr(oracledb.defaults, "fetch_decimals", False)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]                                    # nothing listens there
+    ora = create_engine(f"oracle+oracledb://u:p@127.0.0.1:{port}/?service_name=HIS")
+    sql = "SELECT v.VISIT_NO AS id, v.NOTE AS note, v.FEE AS fee, v.UPDATE_TIME AS upd FROM HIS.CLINIC_VISIT v"
+    with pytest.raises(Exception, match="DPY-|refused"):
+        next(read_chunks(ora, sql, "upd", datetime(2026, 11, 20), datetime(2026, 11, 21), 1000))
+    assert oracledb.defaults.fetch_lobs is False and oracledb.defaults.fetch_decimals is True
 
 
 def test_loader_files_left_by_a_killed_process_are_removed(tmp_path, monkeypatch):
     import os
     import time
 
-    from hipbridge.io.load import clear_stale_spool
+    from hipbridge.io.spool import clear_stale_spool
 
     monkeypatch.setenv("HIPBRIDGE_SPOOL_DIR", str(tmp_path))
     old, fresh, other = tmp_path / "hb_stage_old.tsv", tmp_path / "hb_stage_new.tsv", tmp_path / "keep.tsv"
