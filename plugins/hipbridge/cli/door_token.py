@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 
+# Only the role names here: hipbridge.sharing.callers (FastAPI) is imported when the command runs,
+# since every command's parser is built at start-up (see hipbridge.cli).
+from hipbridge.sharing.roles import ROLES
+
 
 def _store():
     from hipbridge.sharing.callers import CallerStore
@@ -57,8 +61,6 @@ def run(args) -> int:
 
 
 def add_arguments(p) -> None:
-    from hipbridge.sharing.callers import ROLES
-
     p.add_argument("action", choices=["create", "add", "list", "revoke"])
     p.add_argument("name", nargs="?", help="caller name, e.g. his-booking, emr-workstation")
     p.add_argument("--role", action="append", choices=sorted(ROLES),
