@@ -15,7 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 NEVER_TO_PARSE = ("fastapi", "starlette", "pandas", "numpy", "pyarrow", "sqlglot", "airflow", "great_expectations",
-                  "openpyxl", "jinja2", "cryptography", "gmssl", "pydantic", "yaml")
+                  "openpyxl", "jinja2", "cryptography", "gmssl")
 NEVER_BEFORE_FIRST_SQL = ("fastapi", "starlette", "sqlglot", "airflow", "great_expectations", "openpyxl",
                           "jinja2", "matplotlib", "uvicorn")
 

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import json
 
-# Only the role names here: hipbridge.sharing.callers (FastAPI) is imported when the command runs,
-# since every command's parser is built at start-up (see hipbridge.cli).
-from hipbridge.sharing.roles import ROLES
-
 
 def _store():
     from hipbridge.sharing.callers import CallerStore
@@ -61,6 +57,8 @@ def run(args) -> int:
 
 
 def add_arguments(p) -> None:
+    from hipbridge.sharing.roles import ROLES   # not .callers: that loads FastAPI for every command's parser
+
     p.add_argument("action", choices=["create", "add", "list", "revoke"])
     p.add_argument("name", nargs="?", help="caller name, e.g. his-booking, emr-workstation")
     p.add_argument("--role", action="append", choices=sorted(ROLES),

@@ -25,8 +25,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger(__name__)
-
 # SQLAlchemy dialect name → sqlglot dialect
 DIALECTS: dict[str, str] = {"oracle": "oracle", "mssql": "tsql", "mysql": "mysql", "mariadb": "mysql",
                             "postgresql": "postgres", "sqlite": "sqlite"}
@@ -144,7 +142,7 @@ def require_read_only(sql: str, sqlalchemy_dialect: str, where: str = "source qu
             remembered.parent.mkdir(parents=True, exist_ok=True)
             remembered.touch()
         except OSError:   # a read-only home: the check simply runs again next time
-            log.debug("could not record the accepted source query at %s", remembered)
+            logging.getLogger(__name__).debug("could not record the accepted source query at %s", remembered)
 
 
 def accepted_path(sql: str, dialect: str | None) -> Path | None:
