@@ -11,7 +11,9 @@ WORKDIR /opt/hipbridge
 COPY requirements.txt pyproject.toml ./
 RUN pip install -r requirements.txt
 COPY plugins ./plugins
-RUN pip install --no-deps -e .
+# Bytecode now: the image runs as `airflow`, which cannot write __pycache__ beside these root-owned
+# sources, so every process would compile hipbridge again (start-up of `hipbridge run`, issue 14).
+RUN pip install --no-deps -e . && python -m compileall -q plugins
 COPY dags ./dags
 COPY table_specs ./table_specs
 COPY mappings ./mappings

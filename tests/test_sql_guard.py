@@ -15,6 +15,7 @@ from hipbridge.spec import load_specs
 from hipbridge.spec.sql_guard import (
     DIALECTS,
     ReadOnlyQueryError,
+    accepted_path,
     check_sql,
     require_read_only,
     spec_query_errors,
@@ -60,13 +61,34 @@ def test_writes_and_several_statements_are_refused_with_their_line(sql, line, wh
         assert problems[0].line == line and what in problems[0].message, (dialect, problems)
 
 
-def test_statement_splitting_follows_the_dialect():
+def test_statement_splitting_follows_the_dialect(hb_home):
     smuggled = "SELECT a FROM t # ; DROP TABLE t"     # a comment in MySQL, two statements in SQL Server
     assert check_sql(smuggled, "mysql") == ()
     assert "only one statement" in check_sql(smuggled, "tsql")[0].message
     with pytest.raises(ReadOnlyQueryError, match="nothing was sent"):
         require_read_only(smuggled, "mssql")
     require_read_only(smuggled, "mysql")
+
+
+def test_an_accepted_query_is_remembered_and_a_refusal_never(hb_home):
+    """The next run of a table skips sqlglot (issue 14: start-up of a transfer); refusals are never cached."""
+    smuggled = "SELECT a FROM t # ; DROP TABLE t"     # one SELECT in MySQL, two statements in SQL Server
+    require_read_only(smuggled, "mysql")
+    assert accepted_path(smuggled, "mysql").is_relative_to(hb_home)
+    assert accepted_path(smuggled, "mysql").exists()
+    for _ in range(2):   # accepted in MySQL is not accepted in SQL Server, and the refusal is not remembered
+        with pytest.raises(ReadOnlyQueryError, match="only one statement"):
+            require_read_only(smuggled, "mssql")
+    assert not accepted_path(smuggled, "tsql").exists()
+    assert not accepted_path(smuggled + " ", "mysql").exists()   # another text is checked on its own
+    probe = ("import sys; from hipbridge.spec.sql_guard import require_read_only; "
+             f"require_read_only({smuggled!r}, 'mysql'); print('sqlglot' in sys.modules)")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "plugins")}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "False", out.stderr   # a fresh process: accepted without importing sqlglot
+    accepted_path(smuggled, "mysql").unlink()
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "True"                 # no record: checked again
 
 
 def test_every_real_spec_is_one_read_only_select():

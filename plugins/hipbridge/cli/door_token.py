@@ -57,7 +57,7 @@ def run(args) -> int:
 
 
 def add_arguments(p) -> None:
-    from hipbridge.sharing.callers import ROLES
+    from hipbridge.sharing.roles import ROLES  # not .callers: that loads FastAPI for every command's parser
 
     p.add_argument("action", choices=["create", "add", "list", "revoke"])
     p.add_argument("name", nargs="?", help="caller name, e.g. his-booking, emr-workstation")

@@ -6,10 +6,11 @@ import json
 import sys
 from pathlib import Path
 
-from hipbridge.spec import TableSpec, load_specs
-
 
 def _check(args) -> int:
+    # Imported when the command runs, not at module top: every command's parser is built at start-up
+    # (see hipbridge.cli), so a module-top import here would be paid by every other command.
+    from hipbridge.spec import load_specs
     from hipbridge.spec.sql_guard import spec_query_errors
 
     result = load_specs(args.specs)
@@ -28,6 +29,8 @@ def _check(args) -> int:
 
 
 def _schema(args) -> int:
+    from hipbridge.spec import TableSpec
+
     schema = TableSpec.model_json_schema(by_alias=True)
     schema["title"] = "hipbridge table spec"
     text = json.dumps(schema, ensure_ascii=False, indent=2)

@@ -39,14 +39,10 @@ from fastapi import Depends, HTTPException, Request
 
 from hipbridge.crypto.keys import KeyStore
 from hipbridge.crypto.sm import sm3_hex
+from hipbridge.sharing.roles import ROLES
 
 log = logging.getLogger("hipbridge.sharing.callers")
 
-ROLES: dict[str, str] = {
-    "booking": "预约挂号系统 (预约授权入口)",
-    "workstation": "医生工作站 (外院数据展示)",
-    "admin": "管理员 (接口说明、管理接口)",
-}
 DEFAULT_MAX_BODY = 64 * 1024
 PUBLIC_PATHS = frozenset({"/healthz"})
 
