@@ -46,7 +46,8 @@ class StoreReader:
         self.org_name_col = store.defaults.audit("org_name").name
         self._tables: dict[str, Any] = {}
         self._times: dict[str, set[str]] = {}
-        self.tampered: list[dict[str, Any]] = []   # of the last patient() call, left out of the data
+        self._local = threading.local()            # `tampered` of each thread's last patient() call
+        self._secure_q: tuple[Any, list] | None = None
         auth, batch = store.cols["auth_id"], store.cols["batch_id"]
         roles = sorted({r for t in cfg.tables.values() for r in t.columns})
         self._roles = roles
@@ -75,14 +76,26 @@ class StoreReader:
         return t.name if t is not None else None
 
     def patient(self, auth_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
-        """kind → rows (role names, plus org_code, org_name, _batch) of the given authorizations."""
+        """kind → rows (role names, plus org_code, org_name, _batch) of the given authorizations.
+
+        One connection: the landing rows by one UNION ALL, then the rows already moved into the
+        encrypted tables (sharing/secure.py), one SELECT per table; those are MAC-checked and
+        decrypted after the connection is back in the pool. A tampered row is never data: it is left
+        out and listed in `tampered` (this thread's last call)."""
         out: dict[str, list[dict[str, Any]]] = {k: [] for k in self._tables}
+        self.tampered = []
         if self._query is None or not auth_ids:
             return out
         for attempt in (1, 2):
             try:
                 with self.engine.connect() as conn:
                     rows = conn.execute(self._query, {"auth_ids": list(auth_ids)}).all()
+                    secure = self._secure_queries()
+                    if secure and self.store.secure.engine is not self.store.engine:   # SQLite: another file
+                        with self.store.secure.engine.connect() as sconn:
+                            stored = _read_secure(sconn, secure, auth_ids)
+                    else:
+                        stored = _read_secure(conn, secure, auth_ids)
                 break
             except DBAPIError as exc:   # a pooled connection the server dropped: once more, else down
                 if attempt == 1 and exc.connection_invalidated:
@@ -100,39 +113,64 @@ class StoreReader:
                 if role in have:
                     d[role] = _as_time(v) if role in times else v
             out[kind].append(d)
-        self.tampered = self._secure_rows(out, auth_ids)
+        self.tampered = self._reveal(out, stored)
         return out
 
-    def _secure_rows(self, out: dict[str, list[dict[str, Any]]], auth_ids: list[str]) -> list[dict[str, Any]]:
-        """Add the rows already moved into the encrypted tables (sharing/secure.py), MAC-checked and
-        decrypted, in the same shape; a tampered row is never data: it is left out and returned."""
-        from hipbridge.sharing.secure import read_rows
+    @property
+    def tampered(self) -> list[dict[str, Any]]:
+        """The rows of this thread's last `patient()` call that failed their MAC or decryption."""
+        return getattr(self._local, "tampered", [])
 
+    @tampered.setter
+    def tampered(self, value: list[dict[str, Any]]) -> None:
+        self._local.tampered = value
+
+    def _secure_queries(self) -> list[tuple[str, Any, Any]]:
+        """(kind, secure table, SELECT of its rows by auth_id) for every kind whose table is encrypted."""
         secure = getattr(self.store, "secure", None)
-        cipher = getattr(secure, "cipher", None)
+        if secure is None or getattr(secure, "cipher", None) is None:
+            return []
+        if self._secure_q is None or self._secure_q[0] is not secure:
+            auth = self.store.cols["auth_id"]
+            qs = [(kind, secure.tables[spec.table],
+                   select(secure.tables[spec.table].table).where(
+                       secure.tables[spec.table].table.c[auth].in_(bindparam("auth_ids", expanding=True))))
+                  for kind, spec in self.cfg.tables.items() if kind in self._tables and spec.table in secure.tables]
+            self._secure_q = (secure, qs)
+        return self._secure_q[1]
+
+    def _reveal(self, out: dict[str, list[dict[str, Any]]], stored: list[tuple[str, Any, list[dict[str, Any]]]],
+                ) -> list[dict[str, Any]]:
+        """Add the encrypted tables' rows, MAC-checked and decrypted, in the UNION's shape; return the tampered ones."""
+        from hipbridge.sharing.secure import reveal_row
+
         tampered: list[dict[str, Any]] = []
-        if secure is None or cipher is None:
+        if not stored:
             return tampered
+        cipher = self.store.secure.cipher
         batch = self.store.cols["batch_id"]
-        try:
-            for kind, spec in self.cfg.tables.items():
-                if kind not in self._tables or spec.table not in secure.tables:
+        for kind, st, rows in stored:
+            spec = self.cfg.tables[kind]
+            for raw in rows:
+                r = reveal_row(st, raw, cipher)
+                if r.tampered:
+                    tampered.append({"kind": kind, "key": r.key, "reason": r.reason,
+                                     "org_code": _text(raw.get(self.org_code_col))})
                     continue
-                for r in read_rows(secure, cipher, spec.table, auth_ids=list(auth_ids)):
-                    if r.tampered:
-                        tampered.append({"kind": kind, "key": r.key, "reason": r.reason})
-                        continue
-                    data = r.data
-                    d: dict[str, Any] = {"org_code": _text(data.get(self.org_code_col)),
-                                         "org_name": _text(data.get(self.org_name_col)), "_batch": _text(data[batch])}
-                    for role in self._roles:   # every configured role, in the UNION's order
-                        if role in spec.columns:
-                            v = data.get(spec.columns[role])
-                            d[role] = _as_time(v) if role in self._times[kind] else _text(v)
-                    out[kind].append(d)
-        except SQLAlchemyError as exc:
-            raise StoreUnavailable(type(exc).__name__) from None
+                data = r.data
+                d: dict[str, Any] = {"org_code": _text(data.get(self.org_code_col)),
+                                     "org_name": _text(data.get(self.org_name_col)), "_batch": _text(data[batch])}
+                for role in self._roles:   # every configured role, in the UNION's order
+                    if role in spec.columns:
+                        v = data.get(spec.columns[role])
+                        d[role] = _as_time(v) if role in self._times[kind] else _text(v)
+                out[kind].append(d)
         return tampered
+
+
+def _read_secure(conn, queries: list[tuple[str, Any, Any]], auth_ids: list[str]) -> list[tuple[str, Any, list]]:
+    return [(kind, st, [dict(r) for r in conn.execute(q, {"auth_ids": list(auth_ids)}).mappings()])
+            for kind, st, q in queries]
 
 
 def _text(v: Any) -> str | None:

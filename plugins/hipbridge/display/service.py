@@ -24,7 +24,7 @@ from hipbridge.sharing.callers import require_role
 from hipbridge.sharing.door import caller_store
 from hipbridge.sharing.service import Lifecycle
 
-from .app import create_display_app
+from .app import DisplayGuard, create_display_app
 from .config import DisplayConfig, display_config, load_catalogs
 from .launch import Launcher
 from .records import StoreReader
@@ -101,6 +101,7 @@ class DisplayService:
         _mount_recognition(svc.app, life, launcher, reader, writer, cfg, clock,   # CDS Hooks /cds-services
                            upload if upload_now else None)
         svc.app.state.callers = caller_store(life.keys)   # HIS's tokens: `hipbridge door-token create … --role workstation`
+        svc.app.add_middleware(DisplayGuard, store=svc.app.state.callers)
         return svc
 
 
