@@ -419,6 +419,8 @@ def test_timeline_over_the_encrypted_store_names_a_tampered_row_and_never_shows_
     assert sum(world.life.ingest(world.clock()).moved.values()) > 0
     after = api.get("/shared/timeline").json()
     assert after["items"] == before["items"] and after["tampered"] == []     # decrypted, the same items
+    reader = world.svc.app.state.reader
+    assert reader.retyped == 0            # every row's MAC verified from the one text-typed UNION read
 
     victim = _tamper_a_lab_report(world, "APPT-G", newest=False)
     t = api.get("/shared/timeline").json()
@@ -427,6 +429,7 @@ def test_timeline_over_the_encrypted_store_names_a_tampered_row_and_never_shows_
     assert [(x["kind"], x["orgName"]) for x in t["tampered"]] == [("lab", gone["orgName"])]
     assert t["messages"]["tampered"].startswith("1 条外院记录未通过完整性校验")
     assert api.get(f"/shared/report/lab/{gone['id']}").status_code == 404
+    assert reader.retyped == 2            # only the tampered row, once per call, was read again typed
     view = world.audit_events("VIEW_TIMELINE")[-1]
     assert '"tampered"' in view["detail_json"] and str(victim[0]) in view["detail_json"]
 

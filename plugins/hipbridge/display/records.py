@@ -14,6 +14,7 @@ import re
 import threading
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Date, DateTime, String, bindparam, cast, literal, null, select, union_all
@@ -47,7 +48,8 @@ class StoreReader:
         self._tables: dict[str, Any] = {}
         self._times: dict[str, set[str]] = {}
         self._local = threading.local()            # `tampered` of each thread's last patient() call
-        self._secure_q: tuple[Any, list] | None = None
+        self._secure_q: tuple[Any, list, Any] | None = None
+        self.retyped = 0     # rows read again typed after failing their MAC as text (a tampered row: 1 each)
         auth, batch = store.cols["auth_id"], store.cols["batch_id"]
         roles = sorted({r for t in cfg.tables.values() for r in t.columns})
         self._roles = roles
@@ -90,12 +92,11 @@ class StoreReader:
             try:
                 with self.engine.connect() as conn:
                     rows = conn.execute(self._query, {"auth_ids": list(auth_ids)}).all()
-                    secure = self._secure_queries()
-                    if secure and self.store.secure.engine is not self.store.engine:   # SQLite: another file
-                        with self.store.secure.engine.connect() as sconn:
-                            stored = _read_secure(sconn, secure, auth_ids)
+                    if self._secure_queries() and self.store.secure.engine is not self.store.engine:
+                        with self.store.secure.engine.connect() as sconn:   # SQLite: another file
+                            stored = self._read_secure(sconn, auth_ids)
                     else:
-                        stored = _read_secure(conn, secure, auth_ids)
+                        stored = self._read_secure(conn, auth_ids)
                 break
             except DBAPIError as exc:   # a pooled connection the server dropped: once more, else down
                 if attempt == 1 and exc.connection_invalidated:
@@ -126,51 +127,94 @@ class StoreReader:
         self._local.tampered = value
 
     def _secure_queries(self) -> list[tuple[str, Any, Any]]:
-        """(kind, secure table, SELECT of its rows by auth_id) for every kind whose table is encrypted."""
+        """The encrypted tables' read plan: [(kind, secure table, its column names)] and one UNION ALL of
+        them by auth_id, every column as text (padded with NULLs to the widest table)."""
         secure = getattr(self.store, "secure", None)
         if secure is None or getattr(secure, "cipher", None) is None:
             return []
         if self._secure_q is None or self._secure_q[0] is not secure:
             auth = self.store.cols["auth_id"]
-            qs = [(kind, secure.tables[spec.table],
-                   select(secure.tables[spec.table].table).where(
-                       secure.tables[spec.table].table.c[auth].in_(bindparam("auth_ids", expanding=True))))
-                  for kind, spec in self.cfg.tables.items() if kind in self._tables and spec.table in secure.tables]
-            self._secure_q = (secure, qs)
-        return self._secure_q[1]
+            plan = [(kind, secure.tables[spec.table]) for kind, spec in self.cfg.tables.items()
+                    if kind in self._tables and spec.table in secure.tables]
+            width = max((len(st.table.columns) for _, st in plan), default=0)
+            parts = []
+            for kind, st in plan:
+                cols = [cast(c, String).label(f"c{i}") for i, c in enumerate(st.table.columns)]
+                cols += [cast(null(), String).label(f"c{i}") for i in range(len(cols), width)]
+                parts.append(select(literal(kind, String).label("_kind"), *cols)
+                             .where(st.table.c[auth].in_(bindparam("auth_ids", expanding=True))))
+            self._secure_q = (secure, [(k, st, [c.name for c in st.table.columns]) for k, st in plan],
+                              union_all(*parts) if parts else None)
+        return self._secure_q[1] if self._secure_q[2] is not None else []
 
-    def _reveal(self, out: dict[str, list[dict[str, Any]]], stored: list[tuple[str, Any, list[dict[str, Any]]]],
-                ) -> list[dict[str, Any]]:
-        """Add the encrypted tables' rows, MAC-checked and decrypted, in the UNION's shape; return the tampered ones."""
+    def _read_secure(self, conn, auth_ids: list[str]) -> list[tuple[str, Any]]:
+        """(kind, SharedRow) of the encrypted tables: one round trip, each row's types restored from its
+        column, MAC-checked and decrypted. A row that fails the check as text is read again typed from
+        its table (the MAC's canonical form is over typed values) before it is called tampered."""
         from hipbridge.sharing.secure import reveal_row
 
-        tampered: list[dict[str, Any]] = []
-        if not stored:
-            return tampered
+        plan = {kind: (st, names) for kind, st, names in self._secure_queries()}
+        if not plan:
+            return []
         cipher = self.store.secure.cipher
+        out = []
+        for r in conn.execute(self._secure_q[2], {"auth_ids": list(auth_ids)}):
+            st, names = plan[r[0]]
+            raw = {n: _typed(st.table.c[n], v) for n, v in zip(names, r[1:], strict=False)}
+            shared = reveal_row(st, raw, cipher)
+            if shared.tampered:
+                self.retyped += 1
+                typed = conn.execute(select(st.table).where(
+                    *[st.table.c[k] == raw[k] for k in st.pk])).mappings().first()
+                shared = reveal_row(st, dict(typed) if typed else raw, cipher)
+            out.append((r[0], shared))
+        return out
+
+    def _reveal(self, out: dict[str, list[dict[str, Any]]], stored: list[tuple[str, Any]]) -> list[dict[str, Any]]:
+        """Add the encrypted tables' rows in the UNION's shape; return the tampered ones (never data)."""
+        tampered: list[dict[str, Any]] = []
         batch = self.store.cols["batch_id"]
-        for kind, st, rows in stored:
+        for kind, r in stored:
+            if r.tampered:
+                tampered.append({"kind": kind, "key": r.key, "reason": r.reason,
+                                 "org_code": _text(r.key.get(self.org_code_col))})
+                continue
             spec = self.cfg.tables[kind]
-            for raw in rows:
-                r = reveal_row(st, raw, cipher)
-                if r.tampered:
-                    tampered.append({"kind": kind, "key": r.key, "reason": r.reason,
-                                     "org_code": _text(raw.get(self.org_code_col))})
-                    continue
-                data = r.data
-                d: dict[str, Any] = {"org_code": _text(data.get(self.org_code_col)),
-                                     "org_name": _text(data.get(self.org_name_col)), "_batch": _text(data[batch])}
-                for role in self._roles:   # every configured role, in the UNION's order
-                    if role in spec.columns:
-                        v = data.get(spec.columns[role])
-                        d[role] = _as_time(v) if role in self._times[kind] else _text(v)
-                out[kind].append(d)
+            data = r.data
+            d: dict[str, Any] = {"org_code": _text(data.get(self.org_code_col)),
+                                 "org_name": _text(data.get(self.org_name_col)), "_batch": _text(data[batch])}
+            for role in self._roles:   # every configured role, in the UNION's order
+                if role in spec.columns:
+                    v = data.get(spec.columns[role])
+                    d[role] = _as_time(v) if role in self._times[kind] else _text(v)
+            out[kind].append(d)
         return tampered
 
 
-def _read_secure(conn, queries: list[tuple[str, Any, Any]], auth_ids: list[str]) -> list[tuple[str, Any, list]]:
-    return [(kind, st, [dict(r) for r in conn.execute(q, {"auth_ids": list(auth_ids)}).mappings()])
-            for kind, st, q in queries]
+def _typed(column, v: Any) -> Any:
+    """A column's value read as text, back in the type the column gives it (for the row MAC)."""
+    if v is None or not isinstance(v, str):
+        return v
+    try:
+        t = column.type.python_type
+    except NotImplementedError:
+        return v
+    try:
+        if t is str:
+            return v
+        if t is datetime:
+            return datetime.fromisoformat(v)
+        if t is date:
+            return date.fromisoformat(v[:10])
+        if t is Decimal:
+            return Decimal(v)
+        if t is bool:
+            return v not in ("0", "false", "False")
+        if t in (int, float):
+            return t(v)
+    except (ValueError, ArithmeticError):
+        return v      # the MAC check then fails and the row is read again typed
+    return v
 
 
 def _text(v: Any) -> str | None:
