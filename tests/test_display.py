@@ -560,3 +560,23 @@ def test_page_names_a_tampered_row(world, page):
     notice = page.locator("#timeline p.tampered")
     assert notice.is_visible() and "条外院记录未通过完整性校验" in notice.inner_text()
     assert page.locator(".item").count() > 0                # the rest is shown
+
+
+def test_page_print_allowed_when_configured(world, page):
+    """`page.print: true` (config/display.yaml) lets the page print; the default blocks it (test above)."""
+    from hipbridge.display.config import display_config
+    from hipbridge.display.service import DisplayService
+    from hipbridge.platform.simulator import ServerThread
+
+    cfg = display_config()
+    cfg = cfg.model_copy(update={"page": cfg.page.model_copy(update={"print": True})})
+    svc = DisplayService.from_lifecycle(world.life, clock=world.clock, platform_url=world.sim.url, cfg=cfg)
+    server = ServerThread(svc.app).start()
+    try:
+        _open(world, page, base=server.url)
+        page.wait_for_selector("body[data-loaded='1']")
+        page.emulate_media(media="print")
+        assert page.locator(".screen").is_visible() and not page.locator(".print-blocked").is_visible()
+        assert page.locator(".item").count() > 0
+    finally:
+        server.stop()
