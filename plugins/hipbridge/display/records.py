@@ -37,8 +37,9 @@ class StoreUnavailable(Exception):
 
 
 class StoreReader:
-    """One round trip per patient: a UNION ALL of the shared tables by auth_id, every role as text
-    (the tables differ in shape), times parsed back from their column types."""
+    """One round trip per patient: a UNION ALL of the shared tables, landing and encrypted, by auth_id,
+    every column as text (the tables differ in shape); times parsed back from their column types, an
+    encrypted row's types restored for its MAC."""
 
     def __init__(self, store: SharedStore, cfg: DisplayConfig, engine: Engine | None = None):
         self.store, self.cfg = store, cfg
@@ -48,13 +49,12 @@ class StoreReader:
         self._tables: dict[str, Any] = {}
         self._times: dict[str, set[str]] = {}
         self._local = threading.local()            # `tampered` of each thread's last patient() call
-        self._secure_q: tuple[Any, list, Any] | None = None
+        self._plan_cache: tuple | None = None
         self.retyped = 0     # rows read again typed after failing their MAC as text (a tampered row: 1 each)
         auth, batch = store.cols["auth_id"], store.cols["batch_id"]
         roles = sorted({r for t in cfg.tables.values() for r in t.columns})
         self._roles = roles
-        self._auth = bindparam("auth_ids", expanding=True)
-        parts = []
+        self._landing: list[tuple[str, list, Any]] = []   # (kind, columns as text, WHERE)
         for kind, spec in cfg.tables.items():
             table = store.tables.get(spec.table)
             if table is None:
@@ -63,11 +63,8 @@ class StoreReader:
             have = {role: table.c[c] for role, c in spec.columns.items() if c in table.c}
             self._times[kind] = {r for r, c in have.items() if isinstance(c.type, DateTime | Date)}
             name = table.c[self.org_name_col] if self.org_name_col in table.c else null()
-            cols = [literal(kind, String).label("_kind"), cast(table.c[self.org_code_col], String).label("org_code"),
-                    cast(name, String).label("org_name"), cast(table.c[batch], String).label("_batch")]
-            cols += [cast(have[r] if r in have else null(), String).label(r) for r in roles]
-            parts.append(select(*cols).where(table.c[auth].in_(self._auth)))
-        self._query = union_all(*parts) if parts else None
+            cols = [table.c[self.org_code_col], name, table.c[batch]] + [have.get(r, null()) for r in roles]
+            self._landing.append((kind, cols, table.c[auth].in_(bindparam("auth_ids", expanding=True))))
 
     @property
     def engine(self) -> Engine:
@@ -77,26 +74,62 @@ class StoreReader:
         t = self._tables.get(kind)
         return t.name if t is not None else None
 
+    def _plan(self) -> tuple:
+        """(secure store or None, [(kind, secure table, column names)], landing query, secure query): one
+        UNION ALL of both (`landing query`, secure query None) when one engine reaches both, else two."""
+        secure = getattr(self.store, "secure", None)
+        if secure is not None and getattr(secure, "cipher", None) is None:
+            secure = None
+        if self._plan_cache is not None and self._plan_cache[0] is secure:
+            return self._plan_cache
+        auth = self.store.cols["auth_id"]
+        splan = [] if secure is None else [(kind, secure.tables[spec.table], [c.name for c in secure.tables[spec.table].table.columns])
+                                           for kind, spec in self.cfg.tables.items()
+                                           if kind in self._tables and spec.table in secure.tables]
+        together = bool(splan) and secure.engine is self.store.engine
+        width = max([len(cols) for _, cols, _ in self._landing] + [len(n) for *_, n in splan if together] + [0])
+
+        def part(kind: str, src: str, cols: list, where, w: int):
+            vals = [cast(c, String).label(f"v{i}") for i, c in enumerate(cols)]
+            vals += [cast(null(), String).label(f"v{i}") for i in range(len(vals), w)]
+            return select(literal(kind, String).label("_kind"), literal(src, String).label("_src"), *vals).where(where)
+
+        landing = [part(k, "L", cols, where, width) for k, cols, where in self._landing]
+        sparts = []
+        if splan:
+            sw = width if together else max(len(n) for *_, n in splan)
+            sparts = [part(k, "S", list(st.table.columns), st.table.c[auth].in_(bindparam("auth_ids", expanding=True)), sw)
+                      for k, st, _ in splan]
+        if together:
+            q_landing, q_secure = union_all(*landing, *sparts), None
+        else:
+            q_landing = union_all(*landing) if landing else None
+            q_secure = union_all(*sparts) if sparts else None
+        self._plan_cache = (secure, splan, q_landing, q_secure)
+        return self._plan_cache
+
     def patient(self, auth_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
         """kind → rows (role names, plus org_code, org_name, _batch) of the given authorizations.
 
-        One connection: the landing rows by one UNION ALL, then the rows already moved into the
-        encrypted tables (sharing/secure.py), one SELECT per table; those are MAC-checked and
-        decrypted after the connection is back in the pool. A tampered row is never data: it is left
-        out and listed in `tampered` (this thread's last call)."""
+        One round trip on a server database: the landing rows and the rows already moved into the
+        encrypted tables (sharing/secure.py) by one UNION ALL; the encrypted ones are MAC-checked and
+        decrypted. A tampered row is never data: it is left out and listed in `tampered` (this
+        thread's last call)."""
         out: dict[str, list[dict[str, Any]]] = {k: [] for k in self._tables}
         self.tampered = []
-        if self._query is None or not auth_ids:
+        secure, splan, q_landing, q_secure = self._plan()
+        if q_landing is None or not auth_ids:
             return out
+        params = {"auth_ids": list(auth_ids)}
         for attempt in (1, 2):
             try:
                 with self.engine.connect() as conn:
-                    rows = conn.execute(self._query, {"auth_ids": list(auth_ids)}).all()
-                    if self._secure_queries() and self.store.secure.engine is not self.store.engine:
-                        with self.store.secure.engine.connect() as sconn:   # SQLite: another file
-                            stored = self._read_secure(sconn, auth_ids)
+                    rows = conn.execute(q_landing, params).all()
+                    if q_secure is not None:                      # SQLite: the encrypted tables in another file
+                        with secure.engine.connect() as sconn:
+                            stored = self._reveal_rows(sconn, splan, sconn.execute(q_secure, params).all())
                     else:
-                        stored = self._read_secure(conn, auth_ids)
+                        stored = self._reveal_rows(conn, splan, [r for r in rows if r[1] == "S"])
                 break
             except DBAPIError as exc:   # a pooled connection the server dropped: once more, else down
                 if attempt == 1 and exc.connection_invalidated:
@@ -105,12 +138,15 @@ class StoreReader:
             except SQLAlchemyError as exc:
                 raise StoreUnavailable(type(exc).__name__) from None
         spec = self.cfg.tables
+        nroles = len(self._roles)
         for r in rows:
+            if r[1] != "L":
+                continue
             kind = r[0]
             times = self._times[kind]
             have = spec[kind].columns
-            d: dict[str, Any] = {"org_code": r[1], "org_name": r[2], "_batch": r[3]}
-            for role, v in zip(self._roles, r[4:], strict=True):
+            d: dict[str, Any] = {"org_code": r[2], "org_name": r[3], "_batch": r[4]}
+            for role, v in zip(self._roles, r[5:5 + nroles], strict=True):
                 if role in have:
                     d[role] = _as_time(v) if role in times else v
             out[kind].append(d)
@@ -126,41 +162,20 @@ class StoreReader:
     def tampered(self, value: list[dict[str, Any]]) -> None:
         self._local.tampered = value
 
-    def _secure_queries(self) -> list[tuple[str, Any, Any]]:
-        """The encrypted tables' read plan: [(kind, secure table, its column names)] and one UNION ALL of
-        them by auth_id, every column as text (padded with NULLs to the widest table)."""
-        secure = getattr(self.store, "secure", None)
-        if secure is None or getattr(secure, "cipher", None) is None:
-            return []
-        if self._secure_q is None or self._secure_q[0] is not secure:
-            auth = self.store.cols["auth_id"]
-            plan = [(kind, secure.tables[spec.table]) for kind, spec in self.cfg.tables.items()
-                    if kind in self._tables and spec.table in secure.tables]
-            width = max((len(st.table.columns) for _, st in plan), default=0)
-            parts = []
-            for kind, st in plan:
-                cols = [cast(c, String).label(f"c{i}") for i, c in enumerate(st.table.columns)]
-                cols += [cast(null(), String).label(f"c{i}") for i in range(len(cols), width)]
-                parts.append(select(literal(kind, String).label("_kind"), *cols)
-                             .where(st.table.c[auth].in_(bindparam("auth_ids", expanding=True))))
-            self._secure_q = (secure, [(k, st, [c.name for c in st.table.columns]) for k, st in plan],
-                              union_all(*parts) if parts else None)
-        return self._secure_q[1] if self._secure_q[2] is not None else []
-
-    def _read_secure(self, conn, auth_ids: list[str]) -> list[tuple[str, Any]]:
-        """(kind, SharedRow) of the encrypted tables: one round trip, each row's types restored from its
-        column, MAC-checked and decrypted. A row that fails the check as text is read again typed from
-        its table (the MAC's canonical form is over typed values) before it is called tampered."""
+    def _reveal_rows(self, conn, splan: list, rows: list) -> list[tuple[str, Any]]:
+        """(kind, SharedRow) of the encrypted tables' rows read as text: each row's types restored from
+        its columns, MAC-checked and decrypted. A row that fails the check as text is read again typed
+        from its table (the MAC's canonical form is over typed values) before it is called tampered."""
         from hipbridge.sharing.secure import reveal_row
 
-        plan = {kind: (st, names) for kind, st, names in self._secure_queries()}
-        if not plan:
+        if not rows:
             return []
+        plan = {kind: (st, names) for kind, st, names in splan}
         cipher = self.store.secure.cipher
         out = []
-        for r in conn.execute(self._secure_q[2], {"auth_ids": list(auth_ids)}):
+        for r in rows:
             st, names = plan[r[0]]
-            raw = {n: _typed(st.table.c[n], v) for n, v in zip(names, r[1:], strict=False)}
+            raw = {n: _typed(st.table.c[n], v) for n, v in zip(names, r[2:], strict=False)}
             shared = reveal_row(st, raw, cipher)
             if shared.tampered:
                 self.retyped += 1
