@@ -5,13 +5,18 @@ Setup (inside MariaDB, INSERT … SELECT from the SEQUENCE engine, not row by ro
 patient one visit, one diagnosis, two lab reports of five results, one exam report, one
 prescription with two items, all under the patient's authorization — plus one patient with 200
 reports. Sessions for `--sessions` sampled patients are opened through the real Launcher state
-(auth_record ACTIVE, display_launch with a session token) and the push checks recorded.
+(auth_record ACTIVE, display_launch with a session token) and the push checks recorded. With
+`--store encrypted` (the default) the sampled patients' rows and the 200-report patient's are then
+moved into the encrypted tables as ingest does (SM4, blind indexes, row MAC; landing copy deleted),
+where the display finds a patient's data once a push is older than `landing_max_minutes`; the other
+patients' rows stay in the landing tables (they size the indexes; nobody reads them).
 
 Measured in the same run:
 - hipbridge: `GET /shared/timeline` through `hipbridge display serve` (a subprocess, as deployed) by
   `--callers` concurrent callers (default 10), each request a random session: p50 / p99 latency;
 - baseline: the same rows read by one plain indexed SQL query (UNION ALL of the shared tables by
-  auth_id, PyMySQL), by the same number of concurrent callers: p50 / p99;
+  auth_id — the encrypted ones with `--store encrypted`, no decryption — PyMySQL), by the same number
+  of concurrent callers: p50 / p99;
 - the page of the 200-report patient rendered in headless Chromium (navigation → every item drawn).
 
 Output: bench/results/display.json.
