@@ -16,9 +16,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 
-from tests.display_world import ID_A, ID_B, DisplayWorld, standard_world, wait
+from tests.display_world import ID_A, ID_B, ID_G, DisplayWorld, standard_world, wait
 
 ADMIN = os.environ.get("HIPBRIDGE_TEST_MARIADB", "mysql+pymysql://root@127.0.0.1:3306/")
 CHROMIUM = "/usr/bin/chromium"
@@ -409,7 +409,7 @@ def _tamper_a_lab_report(world, appointment: str, newest: bool):
     return victim
 
 
-def test_timeline_over_the_encrypted_store_names_a_tampered_row_and_never_shows_it(world):
+def test_timeline_over_the_encrypted_store_names_a_tampered_row_and_never_shows_it(world, monkeypatch):
     """Issue 12 item 3 on the page's API: after ingest the rows come from the encrypted tables (MAC
     checked, decrypted) unchanged; a row whose MAC fails is named (kind, institution) and counted in
     the audit event, and is neither an item nor a report. Later tests read the encrypted store too."""
@@ -417,10 +417,21 @@ def test_timeline_over_the_encrypted_store_names_a_tampered_row_and_never_shows_
     before = api.get("/shared/timeline").json()
     assert before["items"] and before["tampered"] == [] and before["messages"]["tampered"] is None
     assert sum(world.life.ingest(world.clock()).moved.values()) > 0
+    cipher, revealed = world.life.secure.cipher, []
+    decrypt = cipher.decrypt
+    monkeypatch.setattr(cipher, "decrypt", lambda token: revealed.append(decrypt(token)) or revealed[-1])
     after = api.get("/shared/timeline").json()
     assert after["items"] == before["items"] and after["tampered"] == []     # decrypted, the same items
     reader = world.svc.app.state.reader
     assert reader.retyped == 0            # every row's MAC verified from the one text-typed UNION read
+    personal = set()                      # the patient's name and ID number are stored, encrypted …
+    with world.life.secure.engine.connect() as c:
+        for table_id, col in (("op_visit", "HZXM"), ("lab_report", "ZJHM")):
+            t = world.life.secure.tables[table_id].table
+            q = select(t.c[col]).where(t.c.auth_id == world.auth("APPT-G")["auth_id"])
+            personal |= {decrypt(v) for v in c.execute(q).scalars()}
+    assert ID_G in personal and len(personal) >= 2
+    assert not personal & set(revealed)    # … and the page never decrypts what it does not show (reveal_row would)
 
     victim = _tamper_a_lab_report(world, "APPT-G", newest=False)
     t = api.get("/shared/timeline").json()

@@ -50,6 +50,7 @@ class StoreReader:
         self._times: dict[str, set[str]] = {}
         self._local = threading.local()            # `tampered` of each thread's last patient() call
         self._plan_cache: tuple | None = None
+        self._used_cols: dict[str, list[str]] = {}
         self.retyped = 0     # rows read again typed after failing their MAC as text (a tampered row: 1 each)
         auth, batch = store.cols["auth_id"], store.cols["batch_id"]
         roles = sorted({r for t in cfg.tables.values() for r in t.columns})
@@ -164,9 +165,13 @@ class StoreReader:
 
     def _reveal_rows(self, conn, splan: list, rows: list) -> list[tuple[str, Any]]:
         """(kind, SharedRow) of the encrypted tables' rows read as text: each row's types restored from
-        its columns, MAC-checked and decrypted. A row that fails the check as text is read again typed
-        from its table (the MAC's canonical form is over typed values) before it is called tampered."""
-        from hipbridge.sharing.secure import reveal_row
+        its columns and its MAC checked over every stored column; only the columns the page uses are
+        decrypted (a name or ID number it never shows stays ciphertext). A row that fails the check as
+        text is read again typed from its table (the MAC's canonical form is over typed values) before
+        it is called tampered."""
+        from hipbridge.crypto.fields import verify_row_mac
+        from hipbridge.crypto.sm import CryptoError
+        from hipbridge.sharing.secure import MAC_COLUMN, SharedRow, reveal_row
 
         if not rows:
             return []
@@ -174,16 +179,36 @@ class StoreReader:
         cipher = self.store.secure.cipher
         out = []
         for r in rows:
-            st, names = plan[r[0]]
+            kind = r[0]
+            st, names = plan[kind]
             raw = {n: _typed(st.table.c[n], v) for n, v in zip(names, r[2:], strict=False)}
-            shared = reveal_row(st, raw, cipher)
-            if shared.tampered:
+            if not verify_row_mac(cipher.ring, st.table.name, raw, st.mac_columns, raw.get(MAC_COLUMN)):
                 self.retyped += 1
                 typed = conn.execute(select(st.table).where(
                     *[st.table.c[k] == raw[k] for k in st.pk])).mappings().first()
-                shared = reveal_row(st, dict(typed) if typed else raw, cipher)
-            out.append((r[0], shared))
+                raw = dict(typed) if typed else raw
+                if not verify_row_mac(cipher.ring, st.table.name, raw, st.mac_columns, raw.get(MAC_COLUMN)):
+                    out.append((kind, reveal_row(st, raw, cipher)))      # tampered, with its reason
+                    continue
+            data = {c: raw.get(c) for c in self._used(kind, st)}
+            try:
+                for c in st.encrypted:
+                    if c in data:
+                        data[c] = cipher.decrypt(data[c])
+            except (CryptoError, UnicodeDecodeError):
+                out.append((kind, reveal_row(st, raw, cipher)))          # undecryptable: tampered, with its reason
+                continue
+            out.append((kind, SharedRow(st.table_id, {k: raw.get(k) for k in st.pk}, False, data)))
         return out
+
+    def _used(self, kind: str, st: Any) -> list[str]:
+        """The stored columns the page reads of a kind's rows: its roles, the institution, the batch."""
+        used = self._used_cols.get(kind)
+        if used is None:
+            want = {*self.cfg.tables[kind].columns.values(), self.org_code_col, self.org_name_col,
+                    self.store.cols["batch_id"]}
+            used = self._used_cols[kind] = [c.name for c in st.landing.columns if c.name in want]
+        return used
 
     def _reveal(self, out: dict[str, list[dict[str, Any]]], stored: list[tuple[str, Any]]) -> list[dict[str, Any]]:
         """Add the encrypted tables' rows in the UNION's shape; return the tampered ones (never data)."""
