@@ -5,13 +5,18 @@ Setup (inside MariaDB, INSERT … SELECT from the SEQUENCE engine, not row by ro
 patient one visit, one diagnosis, two lab reports of five results, one exam report, one
 prescription with two items, all under the patient's authorization — plus one patient with 200
 reports. Sessions for `--sessions` sampled patients are opened through the real Launcher state
-(auth_record ACTIVE, display_launch with a session token) and the push checks recorded.
+(auth_record ACTIVE, display_launch with a session token) and the push checks recorded. With
+`--store encrypted` (the default) the sampled patients' rows and the 200-report patient's are then
+moved into the encrypted tables as ingest does (SM4, blind indexes, row MAC; landing copy deleted),
+where the display finds a patient's data once a push is older than `landing_max_minutes`; the other
+patients' rows stay in the landing tables (they size the indexes; nobody reads them).
 
 Measured in the same run:
 - hipbridge: `GET /shared/timeline` through `hipbridge display serve` (a subprocess, as deployed) by
   `--callers` concurrent callers (default 10), each request a random session: p50 / p99 latency;
 - baseline: the same rows read by one plain indexed SQL query (UNION ALL of the shared tables by
-  auth_id, PyMySQL), by the same number of concurrent callers: p50 / p99;
+  auth_id — the encrypted ones with `--store encrypted`, no decryption — PyMySQL), by the same number
+  of concurrent callers: p50 / p99;
 - the page of the 200-report patient rendered in headless Chromium (navigation → every item drawn).
 
 Output: bench/results/display.json.
@@ -175,6 +180,28 @@ def add_heavy_patient(store, cfg, pid: int) -> int:
     return 200
 
 
+def encrypt_patients(life, pids: list[int]) -> int:
+    """Move these patients' rows from the landing tables into the encrypted ones, as ingest does
+    (SM4 on the personal columns, blind indexes, row MAC; landing copy deleted): where the display
+    reads a patient's data once a push is older than `landing_max_minutes`."""
+    from hipbridge.sharing.secure import protect_row
+
+    auth = life.store.cols["auth_id"]
+    auth_ids = [f"A{pid}" for pid in pids]
+    moved = 0
+    with life.store.engine.begin() as conn:
+        for tid, st in life.secure.tables.items():
+            lt = life.store.tables[tid]
+            for i in range(0, len(auth_ids), 200):
+                chunk = auth_ids[i:i + 200]
+                rows = [dict(r) for r in conn.execute(lt.select().where(lt.c[auth].in_(chunk))).mappings()]
+                if rows:
+                    conn.execute(st.table.insert(), [protect_row(st, r, life.cipher, life.keys) for r in rows])
+                    conn.execute(lt.delete().where(lt.c[auth].in_(chunk)))
+                    moved += len(rows)
+    return moved
+
+
 def open_sessions(life, pids: list[int]) -> list[str]:
     """The state a redeemed launch leaves behind: ACTIVE authorization, display_launch with a session token."""
     from hipbridge.crypto.fields import encrypt_field
@@ -239,6 +266,9 @@ def main() -> int:
     ap.add_argument("--callers", type=int, default=10)
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--workers", type=int, default=1, help="uvicorn worker processes of the display service")
+    ap.add_argument("--store", choices=("encrypted", "landing"), default="encrypted",
+                    help="where the sessions' patients' rows are: the encrypted tables (after ingest, the usual "
+                         "case) or the landing tables (the first minutes after a push)")
     ap.add_argument("--keep", action="store_true", help="keep the databases")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "display.json"))
     args = ap.parse_args()
@@ -264,6 +294,7 @@ def main() -> int:
 
         cfg = display_config()
         life = Lifecycle.open(url, load_specs().require_valid(), KeyStore(home / "keys"))
+        dbs.append(life.secure.schema)
         t0 = time.perf_counter()
         counts = build_store(life.store, cfg, args.patients, args.results)
         heavy = args.patients
@@ -277,6 +308,12 @@ def main() -> int:
         pids = rng.sample(range(args.patients), args.sessions)
         tokens = open_sessions(life, pids)
         heavy_token = open_sessions(life, [heavy])[0]
+        encrypted_rows = 0
+        if args.store == "encrypted":
+            t0 = time.perf_counter()
+            encrypted_rows = encrypt_patients(life, [*pids, heavy])
+            print(f"{encrypted_rows} rows of {len(pids) + 1} patients encrypted in {time.perf_counter() - t0:.1f} s",
+                  flush=True)
 
         port = free_port()
         cmd = [sys.executable, "-m", "hipbridge.cli", "display", "serve", "--db", url, "--port", str(port),
@@ -307,9 +344,10 @@ def main() -> int:
         # tables differ in width), no session, no shaping, no audit
         parts = []
         for k in ("visit", "diagnosis", "lab", "lab_result", "exam", "rx", "rx_item"):
-            tb = life.store.tables[cfg.tables[k].table]
+            tid = cfg.tables[k].table
+            tb = life.secure.tables[tid].table if args.store == "encrypted" else life.store.tables[tid]
             cols = ", ".join(f"'{c.name}', `{c.name}`" for c in tb.columns)
-            parts.append(f"SELECT '{k}' AS kind, JSON_OBJECT({cols}) AS row_json FROM `{dbs[2]}`.`{tb.name}` "
+            parts.append(f"SELECT '{k}' AS kind, JSON_OBJECT({cols}) AS row_json FROM `{tb.schema or dbs[2]}`.`{tb.name}` "
                          f"WHERE auth_id = %s")
         union = " UNION ALL ".join(parts)
         import pymysql
@@ -336,7 +374,9 @@ def main() -> int:
         out = {
             "store": {"results": counts["lab_result"], "patients": args.patients, "rows": sum(counts.values()),
                       "tables": counts, "build_s": round(build_s, 1)},
+            "store_read": args.store, "encrypted_rows": encrypted_rows,
             "callers": args.callers, "seconds": args.seconds, "workers": args.workers,
+            "load_average": [round(x, 1) for x in os.getloadavg()],
             "items_per_patient": items_per_patient, "rows_per_patient": rows_per_patient,
             "timeline_api": _stats(api_lat), "plain_sql": _stats(sql_lat),
             "ratio_p50": round(statistics.median(api_lat) / statistics.median(sql_lat), 2),

@@ -16,9 +16,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 
-from tests.display_world import ID_A, ID_B, DisplayWorld, standard_world, wait
+from tests.display_world import ID_A, ID_B, ID_G, DisplayWorld, standard_world, wait
 
 ADMIN = os.environ.get("HIPBRIDGE_TEST_MARIADB", "mysql+pymysql://root@127.0.0.1:3306/")
 CHROMIUM = "/usr/bin/chromium"
@@ -75,6 +75,31 @@ def test_launch_needs_a_workstation_caller_token(world):
     r = world.http.post("/shared/launch", json={"orgCode": world.org, "visitId": "ZY001", "patientId": "P-A",
                                                 "doctorId": "D01", "purpose": "VIEW"})
     assert r.status_code == 401
+
+
+def test_launch_authenticates_before_the_body_limits_it_and_never_echoes_it(world):
+    """Issue 12 item 5 on the display's endpoints: the caller token is checked before the body is read
+    (a 1 GB body gets 401 at once), bodies are limited (413), and a validation error names the field
+    without echoing what was sent (a patient id, an ID number)."""
+    from tests.test_door_security import _raw
+
+    port = int(world.url.rsplit(":", 1)[1])
+    head = (b"POST /shared/launch HTTP/1.1\r\nHost: display\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000000000\r\n\r\n")
+    assert _raw(port, head, b"{" * 1024).startswith(b"HTTP/1.1 401")
+    authed = head.replace(b"Host: display", b"Host: display\r\nAuthorization: Bearer " + world.his_token.encode())
+    assert _raw(port, authed, b"{" * 1024).startswith(b"HTTP/1.1 413")
+    session = head.replace(b"/shared/launch", b"/shared/session")     # the page's own endpoints: limited too
+    assert _raw(port, session, b"{" * 1024).startswith(b"HTTP/1.1 413")
+
+    r = world.http.post("/shared/launch", headers={"Authorization": f"Bearer {world.his_token}"},
+                        json={"orgCode": world.org, "visitId": "ZY001", "patientId": ID_A * 4, "doctorId": "D01",
+                              "purpose": "VIEW"})
+    assert r.status_code == 422 and ID_A not in r.text
+    assert ["patientId"] in [e["loc"] for e in r.json()["detail"]]
+    bad = world.http.post("/shared/session", content=f'{{"launchToken": "{ID_A}", ',
+                          headers={"Content-Type": "application/json"})
+    assert bad.status_code == 422 and ID_A not in bad.text
 
 
 def test_launch_token_is_one_time_256_bit_and_stored_hashed(world):
@@ -368,6 +393,58 @@ def test_access_audit_answers_who_looked_and_the_chain_verifies(world):
     assert ok.returncode == 0 and "审计链完整" in ok.stdout
 
 
+def _tamper_a_lab_report(world, appointment: str, newest: bool):
+    """Move the report time of one of the patient's lab reports in the encrypted table by a day (its MAC
+    no longer verifies); returns (report number, time as stored)."""
+    from hipbridge.display.config import display_config
+    from sqlalchemy import select
+
+    cfg, auth = display_config(), world.auth(appointment)["auth_id"]
+    st = world.life.secure.tables[cfg.tables["lab"].table].table
+    rid, when = cfg.tables["lab"].columns["id"], cfg.tables["lab"].columns["time"]
+    with world.life.secure.engine.begin() as c:
+        victim = c.execute(select(st.c[rid], st.c[when]).where(st.c.auth_id == auth)
+                           .order_by(st.c[rid].desc() if newest else st.c[rid]).limit(1)).one()
+        c.execute(st.update().where(st.c[rid] == victim[0]).values({when: victim[1] + timedelta(days=1)}))
+    return victim
+
+
+def test_timeline_over_the_encrypted_store_names_a_tampered_row_and_never_shows_it(world, monkeypatch):
+    """Issue 12 item 3 on the page's API: after ingest the rows come from the encrypted tables (MAC
+    checked, decrypted) unchanged; a row whose MAC fails is named (kind, institution) and counted in
+    the audit event, and is neither an item nor a report. Later tests read the encrypted store too."""
+    api = world.session(_token(world.launch("ZY007", "P-G", "D01")))
+    before = api.get("/shared/timeline").json()
+    assert before["items"] and before["tampered"] == [] and before["messages"]["tampered"] is None
+    assert sum(world.life.ingest(world.clock()).moved.values()) > 0
+    cipher, revealed = world.life.secure.cipher, []
+    decrypt = cipher.decrypt
+    monkeypatch.setattr(cipher, "decrypt", lambda token: revealed.append(decrypt(token)) or revealed[-1])
+    after = api.get("/shared/timeline").json()
+    assert after["items"] == before["items"] and after["tampered"] == []     # decrypted, the same items
+    reader = world.svc.app.state.reader
+    assert reader.retyped == 0            # every row's MAC verified from the one text-typed UNION read
+    personal = set()                      # the patient's name and ID number are stored, encrypted …
+    with world.life.secure.engine.connect() as c:
+        for table_id, col in (("op_visit", "HZXM"), ("lab_report", "ZJHM")):
+            t = world.life.secure.tables[table_id].table
+            q = select(t.c[col]).where(t.c.auth_id == world.auth("APPT-G")["auth_id"])
+            personal |= {decrypt(v) for v in c.execute(q).scalars()}
+    assert ID_G in personal and len(personal) >= 2
+    assert not personal & set(revealed)    # … and the page never decrypts what it does not show (reveal_row would)
+
+    victim = _tamper_a_lab_report(world, "APPT-G", newest=False)
+    t = api.get("/shared/timeline").json()
+    assert len(t["items"]) == len(before["items"]) - 1
+    gone = next(i for i in before["items"] if i["kind"] == "lab" and i not in t["items"])
+    assert [(x["kind"], x["orgName"]) for x in t["tampered"]] == [("lab", gone["orgName"])]
+    assert t["messages"]["tampered"].startswith("1 条外院记录未通过完整性校验")
+    assert api.get(f"/shared/report/lab/{gone['id']}").status_code == 404
+    assert reader.retyped == 2            # only the tampered row, once per call, was read again typed
+    view = world.audit_events("VIEW_TIMELINE")[-1]
+    assert '"tampered"' in view["detail_json"] and str(victim[0]) in view["detail_json"]
+
+
 # ---------------------------------------------------------------- the page in headless Chromium
 
 
@@ -484,3 +561,33 @@ def test_page_store_down_message(world, page, dead_store_service):
     page.wait_for_selector("body[data-loaded='1']")
     assert page.locator("#message").inner_text() == "外院数据暂不可用"
     assert page.locator(".item").count() == 0
+
+
+def test_page_names_a_tampered_row(world, page):
+    world.life.ingest(world.clock())                       # G's rows in the encrypted tables (if not yet)
+    _tamper_a_lab_report(world, "APPT-G", newest=True)
+    _open(world, page, visit="ZY007", patient="P-G")
+    page.wait_for_selector("body[data-loaded='1']")
+    notice = page.locator("#timeline p.tampered")
+    assert notice.is_visible() and "条外院记录未通过完整性校验" in notice.inner_text()
+    assert page.locator(".item").count() > 0                # the rest is shown
+
+
+def test_page_print_allowed_when_configured(world, page):
+    """`page.print: true` (config/display.yaml) lets the page print; the default blocks it (test above)."""
+    from hipbridge.display.config import display_config
+    from hipbridge.display.service import DisplayService
+    from hipbridge.platform.simulator import ServerThread
+
+    cfg = display_config()
+    cfg = cfg.model_copy(update={"page": cfg.page.model_copy(update={"print": True})})
+    svc = DisplayService.from_lifecycle(world.life, clock=world.clock, platform_url=world.sim.url, cfg=cfg)
+    server = ServerThread(svc.app).start()
+    try:
+        _open(world, page, base=server.url)
+        page.wait_for_selector("body[data-loaded='1']")
+        page.emulate_media(media="print")
+        assert page.locator(".screen").is_visible() and not page.locator(".print-blocked").is_visible()
+        assert page.locator(".item").count() > 0
+    finally:
+        server.stop()

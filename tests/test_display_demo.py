@@ -39,7 +39,13 @@ def test_demo_fills_the_store_and_open_launches(hb_home):
         with httpx.Client(trust_env=False, follow_redirects=True, timeout=30) as browser:
             assert browser.get(url).status_code == 200
             t = browser.get(w.url + "/shared/timeline").json()
-        assert {g["orgName"] for g in t["groups"]} == {"广西医科大学第一附属医院", "右江民族医学院附属医院"}
-        assert t["patient"]["name"] == "张三"
+            assert {g["orgName"] for g in t["groups"]} == {"广西医科大学第一附属医院", "右江民族医学院附属医院"}
+            assert t["patient"]["name"] == "张三"
+            # after verification and ingest the rows come from the encrypted store (another SQLite file)
+            w.life.verify(w.clock(), run_quality=False)
+            assert sum(w.life.ingest(w.clock()).moved.values()) > 0
+            again = browser.get(w.url + "/shared/timeline").json()
+        assert again["items"] == t["items"] and again["tampered"] == []
+        assert w.svc.app.state.reader.retyped == 0
     finally:
         w.close()

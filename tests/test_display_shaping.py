@@ -81,3 +81,16 @@ def test_masking_and_ids():
     assert mask("13907761234", 4) == "*******1234"
     assert mask("123", 4) == "***" and mask(None, 4) is None
     assert parse_item_id(item_id(ORG, "L.1/2")) == (ORG, "L.1/2") and parse_item_id("%%%") is None
+
+
+def test_exam_image_link_only_when_the_source_has_images():
+    sh = _shaper()
+    exam = {"org_code": ORG, "org_name": None, "_batch": "B1", "id": "E1", "time": T1, "title": "胸部CT",
+            "item_code": "CT-CHEST", "hr": "1", "conclusion": "未见异常", "image": "1.2.840.113619.2.55"}
+    plain = exam | {"id": "E2", "image": None}
+    data = {"exam": [exam, plain]}
+    items = {i["id"]: i for i in sh.items(data)}
+    assert items[item_id(ORG, "E1")]["image"] is True and items[item_id(ORG, "E2")]["image"] is False
+    with_image = sh.detail(data, "exam", ORG, "E1")
+    assert with_image["imageUrl"] == display_config().image_link.format(org_code=ORG, uid="1.2.840.113619.2.55")
+    assert sh.detail(data, "exam", ORG, "E2")["imageUrl"] is None

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import BackgroundTasks, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -32,6 +33,7 @@ from hipbridge.audit import AuditUnavailable, AuditWriter
 from hipbridge.crypto.keys import KeyStore
 from hipbridge.io.ops import Ops
 from hipbridge.platform.config import PlatformConfig, platform_config
+from hipbridge.sharing.callers import DEFAULT_MAX_BODY, CallerGuard, CallerStore
 
 from .config import Catalogs, DisplayConfig
 from .launch import LaunchContext, Launcher, LaunchRequest, Refused
@@ -48,6 +50,46 @@ _SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
 }
+
+
+class DisplayGuard:
+    """ASGI middleware: HIS's `POST /shared/launch` passes the caller guard (token and role workstation
+    checked before the body is read, then the body limit, sharing.callers); every other `/shared` path
+    authenticates by its page session but gets the same body limit (413)."""
+
+    def __init__(self, app, store: CallerStore, max_body: int = DEFAULT_MAX_BODY):
+        self.app, self.max_body = app, max_body
+        self.launch = CallerGuard(app, store, rules={"/shared/launch": ["workstation"]}, max_body=max_body)
+
+    async def __call__(self, scope, receive, send):
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path == "/shared/launch":
+            return await self.launch(scope, receive, send)
+        if not path.startswith("/shared/"):
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers", [])).get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > self.max_body:
+            return await _too_large(send, self.max_body)
+        seen = 0
+
+        async def limited():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_body:
+                from starlette.exceptions import HTTPException
+
+                raise HTTPException(413, f"请求体超过 {self.max_body} 字节")
+            return message
+
+        return await self.app(scope, limited, send)
+
+
+async def _too_large(send, limit: int) -> None:
+    body = JSONResponse({"code": "PAYLOAD_TOO_LARGE", "detail": f"请求体超过 {limit} 字节"}, status_code=413,
+                        headers={"Connection": "close"})
+    await send({"type": "http.response.start", "status": 413, "headers": body.raw_headers})
+    await send({"type": "http.response.body", "body": body.body})
 
 
 class LaunchIn(BaseModel):
@@ -78,6 +120,13 @@ def create_display_app(*, frontend: Engine, ops: Ops, keys: KeyStore, reader: St
     writer = writer or AuditWriter(frontend, ops, keys)
     app = FastAPI(title="hipbridge 外院数据展示", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.writer = writer
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # where and what, never the value sent (a patient id, an ID number)
+        detail = [{"loc": [p for p in e.get("loc", ()) if p != "body"], "type": e.get("type"), "msg": e.get("msg")}
+                  for e in exc.errors()]
+        return JSONResponse({"code": "INVALID", "detail": detail}, status_code=422, headers=_SECURITY_HEADERS)
     app.mount("/shared/static", StaticFiles(directory=_HERE / "static"), name="static")
     templates = Environment(loader=FileSystemLoader(_HERE / "templates"), autoescape=select_autoescape(["html"]))
     page = templates.get_template("page.html")
@@ -220,18 +269,24 @@ def create_display_app(*, frontend: Engine, ops: Ops, keys: KeyStore, reader: St
     def timeline(request: Request) -> JSONResponse:
         def build(ctx: LaunchContext):
             data = data_of(ctx)
+            bad = reader.tampered     # rows whose MAC or ciphertext failed: named, never shown as data
             sh = shaper(data)
             items = sh.items(data)
             groups = sh.groups(items)
+            tampered = [{"kind": t["kind"], "kindLabel": KIND_LABELS.get(t["kind"], t["kind"]),
+                         **sh.org(t["org_code"], None)} for t in bad]
             body = {"generatedAt": f"{clock():%Y-%m-%d %H:%M:%S}", "timezone": timezone, "watermark": watermark(ctx),
                     "purpose": ctx.purpose, "printAllowed": cfg.page.print,
                     "patient": {"name": ctx.facts.get("patientName"), "idNo": ctx.facts.get("idNoMasked"),
                                 "phone": ctx.facts.get("phoneMasked")},
-                    "groups": groups, "items": [i for g in groups for i in g["items"]],
-                    "messages": {"noData": cfg.message("no_data")}}
+                    "groups": groups, "items": [i for g in groups for i in g["items"]], "tampered": tampered,
+                    "messages": {"noData": cfg.message("no_data"),
+                                 "tampered": f"{len(bad)} {cfg.message('tampered')}" if bad else None}}
             body["items"].sort(key=lambda i: i["time"] or "", reverse=True)
             return body, [event(ctx, "VIEW_TIMELINE", object_type="visit", object_id=ctx.visit_id,
-                                detail={"items": len(items)})]
+                                detail={"items": len(items), "tampered": [
+                                    {"table": t["kind"], "key": {k: str(v) for k, v in t["key"].items()}} for t in bad]}
+                                if bad else {"items": len(items)})]
         return guarded(request, "timeline", build)
 
     @app.get("/shared/report/{kind}/{rid}")

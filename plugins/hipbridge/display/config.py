@@ -88,7 +88,7 @@ _NEEDED_ROLES = {
 }
 _MESSAGES = {"not_authorized", "auth_pending", "auth_revoked", "auth_expired", "visit_closed", "visit_unknown", "patient_mismatch",
              "not_treating", "token_reused", "token_expired", "token_invalid", "session_expired",
-             "store_down", "audit_unavailable", "no_data", "print_disabled"}
+             "store_down", "audit_unavailable", "no_data", "print_disabled", "tampered"}
 
 
 class DisplayConfig(_Strict):

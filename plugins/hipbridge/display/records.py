@@ -14,6 +14,7 @@ import re
 import threading
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Date, DateTime, String, bindparam, cast, literal, null, select, union_all
@@ -36,8 +37,9 @@ class StoreUnavailable(Exception):
 
 
 class StoreReader:
-    """One round trip per patient: a UNION ALL of the shared tables by auth_id, every role as text
-    (the tables differ in shape), times parsed back from their column types."""
+    """One round trip per patient: a UNION ALL of the shared tables, landing and encrypted, by auth_id,
+    every column as text (the tables differ in shape); times parsed back from their column types, an
+    encrypted row's types restored for its MAC."""
 
     def __init__(self, store: SharedStore, cfg: DisplayConfig, engine: Engine | None = None):
         self.store, self.cfg = store, cfg
@@ -46,12 +48,14 @@ class StoreReader:
         self.org_name_col = store.defaults.audit("org_name").name
         self._tables: dict[str, Any] = {}
         self._times: dict[str, set[str]] = {}
-        self.tampered: list[dict[str, Any]] = []   # of the last patient() call, left out of the data
+        self._local = threading.local()            # `tampered` of each thread's last patient() call
+        self._plan_cache: tuple | None = None
+        self._used_cols: dict[str, list[str]] = {}
+        self.retyped = 0     # rows read again typed after failing their MAC as text (a tampered row: 1 each)
         auth, batch = store.cols["auth_id"], store.cols["batch_id"]
         roles = sorted({r for t in cfg.tables.values() for r in t.columns})
         self._roles = roles
-        self._auth = bindparam("auth_ids", expanding=True)
-        parts = []
+        self._landing: list[tuple[str, list, Any]] = []   # (kind, columns as text, WHERE)
         for kind, spec in cfg.tables.items():
             table = store.tables.get(spec.table)
             if table is None:
@@ -60,11 +64,8 @@ class StoreReader:
             have = {role: table.c[c] for role, c in spec.columns.items() if c in table.c}
             self._times[kind] = {r for r, c in have.items() if isinstance(c.type, DateTime | Date)}
             name = table.c[self.org_name_col] if self.org_name_col in table.c else null()
-            cols = [literal(kind, String).label("_kind"), cast(table.c[self.org_code_col], String).label("org_code"),
-                    cast(name, String).label("org_name"), cast(table.c[batch], String).label("_batch")]
-            cols += [cast(have[r] if r in have else null(), String).label(r) for r in roles]
-            parts.append(select(*cols).where(table.c[auth].in_(self._auth)))
-        self._query = union_all(*parts) if parts else None
+            cols = [table.c[self.org_code_col], name, table.c[batch]] + [have.get(r, null()) for r in roles]
+            self._landing.append((kind, cols, table.c[auth].in_(bindparam("auth_ids", expanding=True))))
 
     @property
     def engine(self) -> Engine:
@@ -74,15 +75,62 @@ class StoreReader:
         t = self._tables.get(kind)
         return t.name if t is not None else None
 
+    def _plan(self) -> tuple:
+        """(secure store or None, [(kind, secure table, column names)], landing query, secure query): one
+        UNION ALL of both (`landing query`, secure query None) when one engine reaches both, else two."""
+        secure = getattr(self.store, "secure", None)
+        if secure is not None and getattr(secure, "cipher", None) is None:
+            secure = None
+        if self._plan_cache is not None and self._plan_cache[0] is secure:
+            return self._plan_cache
+        auth = self.store.cols["auth_id"]
+        splan = [] if secure is None else [(kind, secure.tables[spec.table], [c.name for c in secure.tables[spec.table].table.columns])
+                                           for kind, spec in self.cfg.tables.items()
+                                           if kind in self._tables and spec.table in secure.tables]
+        together = bool(splan) and secure.engine is self.store.engine
+        width = max([len(cols) for _, cols, _ in self._landing] + [len(n) for *_, n in splan if together] + [0])
+
+        def part(kind: str, src: str, cols: list, where, w: int):
+            vals = [cast(c, String).label(f"v{i}") for i, c in enumerate(cols)]
+            vals += [cast(null(), String).label(f"v{i}") for i in range(len(vals), w)]
+            return select(literal(kind, String).label("_kind"), literal(src, String).label("_src"), *vals).where(where)
+
+        landing = [part(k, "L", cols, where, width) for k, cols, where in self._landing]
+        sparts = []
+        if splan:
+            sw = width if together else max(len(n) for *_, n in splan)
+            sparts = [part(k, "S", list(st.table.columns), st.table.c[auth].in_(bindparam("auth_ids", expanding=True)), sw)
+                      for k, st, _ in splan]
+        if together:
+            q_landing, q_secure = union_all(*landing, *sparts), None
+        else:
+            q_landing = union_all(*landing) if landing else None
+            q_secure = union_all(*sparts) if sparts else None
+        self._plan_cache = (secure, splan, q_landing, q_secure)
+        return self._plan_cache
+
     def patient(self, auth_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
-        """kind → rows (role names, plus org_code, org_name, _batch) of the given authorizations."""
+        """kind → rows (role names, plus org_code, org_name, _batch) of the given authorizations.
+
+        One round trip on a server database: the landing rows and the rows already moved into the
+        encrypted tables (sharing/secure.py) by one UNION ALL; the encrypted ones are MAC-checked and
+        decrypted. A tampered row is never data: it is left out and listed in `tampered` (this
+        thread's last call)."""
         out: dict[str, list[dict[str, Any]]] = {k: [] for k in self._tables}
-        if self._query is None or not auth_ids:
+        self.tampered = []
+        secure, splan, q_landing, q_secure = self._plan()
+        if q_landing is None or not auth_ids:
             return out
+        params = {"auth_ids": list(auth_ids)}
         for attempt in (1, 2):
             try:
                 with self.engine.connect() as conn:
-                    rows = conn.execute(self._query, {"auth_ids": list(auth_ids)}).all()
+                    rows = conn.execute(q_landing, params).all()
+                    if q_secure is not None:                      # SQLite: the encrypted tables in another file
+                        with secure.engine.connect() as sconn:
+                            stored = self._reveal_rows(sconn, splan, sconn.execute(q_secure, params).all())
+                    else:
+                        stored = self._reveal_rows(conn, splan, [r for r in rows if r[1] == "S"])
                 break
             except DBAPIError as exc:   # a pooled connection the server dropped: once more, else down
                 if attempt == 1 and exc.connection_invalidated:
@@ -91,48 +139,122 @@ class StoreReader:
             except SQLAlchemyError as exc:
                 raise StoreUnavailable(type(exc).__name__) from None
         spec = self.cfg.tables
+        nroles = len(self._roles)
         for r in rows:
+            if r[1] != "L":
+                continue
             kind = r[0]
             times = self._times[kind]
             have = spec[kind].columns
-            d: dict[str, Any] = {"org_code": r[1], "org_name": r[2], "_batch": r[3]}
-            for role, v in zip(self._roles, r[4:], strict=True):
+            d: dict[str, Any] = {"org_code": r[2], "org_name": r[3], "_batch": r[4]}
+            for role, v in zip(self._roles, r[5:5 + nroles], strict=True):
                 if role in have:
                     d[role] = _as_time(v) if role in times else v
             out[kind].append(d)
-        self.tampered = self._secure_rows(out, auth_ids)
+        self.tampered = self._reveal(out, stored)
         return out
 
-    def _secure_rows(self, out: dict[str, list[dict[str, Any]]], auth_ids: list[str]) -> list[dict[str, Any]]:
-        """Add the rows already moved into the encrypted tables (sharing/secure.py), MAC-checked and
-        decrypted, in the same shape; a tampered row is never data: it is left out and returned."""
-        from hipbridge.sharing.secure import read_rows
+    @property
+    def tampered(self) -> list[dict[str, Any]]:
+        """The rows of this thread's last `patient()` call that failed their MAC or decryption."""
+        return getattr(self._local, "tampered", [])
 
-        secure = getattr(self.store, "secure", None)
-        cipher = getattr(secure, "cipher", None)
-        tampered: list[dict[str, Any]] = []
-        if secure is None or cipher is None:
-            return tampered
-        batch = self.store.cols["batch_id"]
-        try:
-            for kind, spec in self.cfg.tables.items():
-                if kind not in self._tables or spec.table not in secure.tables:
+    @tampered.setter
+    def tampered(self, value: list[dict[str, Any]]) -> None:
+        self._local.tampered = value
+
+    def _reveal_rows(self, conn, splan: list, rows: list) -> list[tuple[str, Any]]:
+        """(kind, SharedRow) of the encrypted tables' rows read as text: each row's types restored from
+        its columns and its MAC checked over every stored column; only the columns the page uses are
+        decrypted (a name or ID number it never shows stays ciphertext). A row that fails the check as
+        text is read again typed from its table (the MAC's canonical form is over typed values) before
+        it is called tampered."""
+        from hipbridge.crypto.fields import verify_row_mac
+        from hipbridge.crypto.sm import CryptoError
+        from hipbridge.sharing.secure import MAC_COLUMN, SharedRow, reveal_row
+
+        if not rows:
+            return []
+        plan = {kind: (st, names) for kind, st, names in splan}
+        cipher = self.store.secure.cipher
+        out = []
+        for r in rows:
+            kind = r[0]
+            st, names = plan[kind]
+            raw = {n: _typed(st.table.c[n], v) for n, v in zip(names, r[2:], strict=False)}
+            if not verify_row_mac(cipher.ring, st.table.name, raw, st.mac_columns, raw.get(MAC_COLUMN)):
+                self.retyped += 1
+                typed = conn.execute(select(st.table).where(
+                    *[st.table.c[k] == raw[k] for k in st.pk])).mappings().first()
+                raw = dict(typed) if typed else raw
+                if not verify_row_mac(cipher.ring, st.table.name, raw, st.mac_columns, raw.get(MAC_COLUMN)):
+                    out.append((kind, reveal_row(st, raw, cipher)))      # tampered, with its reason
                     continue
-                for r in read_rows(secure, cipher, spec.table, auth_ids=list(auth_ids)):
-                    if r.tampered:
-                        tampered.append({"kind": kind, "key": r.key, "reason": r.reason})
-                        continue
-                    data = r.data
-                    d: dict[str, Any] = {"org_code": _text(data.get(self.org_code_col)),
-                                         "org_name": _text(data.get(self.org_name_col)), "_batch": _text(data[batch])}
-                    for role in self._roles:   # every configured role, in the UNION's order
-                        if role in spec.columns:
-                            v = data.get(spec.columns[role])
-                            d[role] = _as_time(v) if role in self._times[kind] else _text(v)
-                    out[kind].append(d)
-        except SQLAlchemyError as exc:
-            raise StoreUnavailable(type(exc).__name__) from None
+            data = {c: raw.get(c) for c in self._used(kind, st)}
+            try:
+                for c in st.encrypted:
+                    if c in data:
+                        data[c] = cipher.decrypt(data[c])
+            except (CryptoError, UnicodeDecodeError):
+                out.append((kind, reveal_row(st, raw, cipher)))          # undecryptable: tampered, with its reason
+                continue
+            out.append((kind, SharedRow(st.table_id, {k: raw.get(k) for k in st.pk}, False, data)))
+        return out
+
+    def _used(self, kind: str, st: Any) -> list[str]:
+        """The stored columns the page reads of a kind's rows: its roles, the institution, the batch."""
+        used = self._used_cols.get(kind)
+        if used is None:
+            want = {*self.cfg.tables[kind].columns.values(), self.org_code_col, self.org_name_col,
+                    self.store.cols["batch_id"]}
+            used = self._used_cols[kind] = [c.name for c in st.landing.columns if c.name in want]
+        return used
+
+    def _reveal(self, out: dict[str, list[dict[str, Any]]], stored: list[tuple[str, Any]]) -> list[dict[str, Any]]:
+        """Add the encrypted tables' rows in the UNION's shape; return the tampered ones (never data)."""
+        tampered: list[dict[str, Any]] = []
+        batch = self.store.cols["batch_id"]
+        for kind, r in stored:
+            if r.tampered:
+                tampered.append({"kind": kind, "key": r.key, "reason": r.reason,
+                                 "org_code": _text(r.key.get(self.org_code_col))})
+                continue
+            spec = self.cfg.tables[kind]
+            data = r.data
+            d: dict[str, Any] = {"org_code": _text(data.get(self.org_code_col)),
+                                 "org_name": _text(data.get(self.org_name_col)), "_batch": _text(data[batch])}
+            for role in self._roles:   # every configured role, in the UNION's order
+                if role in spec.columns:
+                    v = data.get(spec.columns[role])
+                    d[role] = _as_time(v) if role in self._times[kind] else _text(v)
+            out[kind].append(d)
         return tampered
+
+
+def _typed(column, v: Any) -> Any:
+    """A column's value read as text, back in the type the column gives it (for the row MAC)."""
+    if v is None or not isinstance(v, str):
+        return v
+    try:
+        t = column.type.python_type
+    except NotImplementedError:
+        return v
+    try:
+        if t is str:
+            return v
+        if t is datetime:
+            return datetime.fromisoformat(v)
+        if t is date:
+            return date.fromisoformat(v[:10])
+        if t is Decimal:
+            return Decimal(v)
+        if t is bool:
+            return v not in ("0", "false", "False")
+        if t in (int, float):
+            return t(v)
+    except (ValueError, ArithmeticError):
+        return v      # the MAC check then fails and the row is read again typed
+    return v
 
 
 def _text(v: Any) -> str | None:

@@ -25,7 +25,7 @@ from hipbridge.sharing.callers import require_role
 from hipbridge.sharing.door import caller_store
 from hipbridge.sharing.service import Lifecycle
 
-from .app import create_display_app
+from .app import DisplayGuard, create_display_app
 from .config import DisplayConfig, display_config, load_catalogs
 from .launch import Launcher
 from .records import StoreReader
@@ -46,7 +46,14 @@ def hot_engine(engine: Engine, *, read_only: bool) -> Engine:
     BEGIN / ROLLBACK round trips). A connection the server dropped fails once and is retried by the
     caller. SQLite (the embedded default) keeps its engine."""
     kw = frontend_dialect(engine).hot_engine_options(read_only)
-    return engine if kw is None else create_engine(engine.url, **kw)
+    if kw is None:
+        return engine
+    hot = create_engine(engine.url, **kw)
+    if read_only:
+        # SQLAlchemy still ends each use of an autocommit connection with connection.rollback(),
+        # which PyMySQL sends to the server: one more round trip per read that undoes nothing
+        hot.dialect.do_rollback = lambda dbapi_connection: None
+    return hot
 
 
 @dataclass
@@ -97,6 +104,7 @@ class DisplayService:
         _mount_recognition(svc.app, life, launcher, reader, writer, cfg, clock,   # CDS Hooks /cds-services
                            upload if upload_now else None)
         svc.app.state.callers = caller_store(life.keys)   # HIS's tokens: `hipbridge door-token create … --role workstation`
+        svc.app.add_middleware(DisplayGuard, store=svc.app.state.callers)
         return svc
 
 

@@ -454,10 +454,13 @@ class MySQL(FrontendDialect):
     def hot_engine_options(self, read_only: bool) -> dict | None:
         """No pre-ping round trip on every checkout; read-only engines autocommit (each read sees the latest
         commit — a revocation — with no BEGIN / ROLLBACK round trips)."""
-        kw: dict = {"pool_pre_ping": False, "pool_recycle": 300, "pool_size": 10, "max_overflow": 20,
-                    "connect_args": {"local_infile": True}}
+        # pool_reset_on_return None: a read-only connection autocommits, and the writer (the audit log)
+        # uses each connection in `engine.begin()`, which commits or rolls back before giving it back,
+        # so the pool's ROLLBACK on return would be one more round trip that undoes nothing
+        kw: dict = {"pool_pre_ping": False, "pool_recycle": 300, "pool_size": 20, "max_overflow": 20,
+                    "pool_reset_on_return": None, "connect_args": {"local_infile": True}}
         if read_only:
-            kw |= {"isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None}
+            kw |= {"isolation_level": "AUTOCOMMIT"}
         return kw
 
 

@@ -77,6 +77,11 @@
   function renderTimeline(data) {
     var t = document.getElementById("timeline");
     clear(t);
+    if (data.messages.tampered) {   /* rows that failed their integrity check: named, never shown as data */
+      var w = el("p", "tampered", data.messages.tampered);
+      w.title = (data.tampered || []).map(function (x) { return x.orgName + " · " + x.kindLabel; }).join("\n");
+      t.appendChild(w);
+    }
     if (!data.groups.length) { t.appendChild(el("p", "empty", data.messages.noData)); return; }
     data.groups.forEach(function (g) {
       var sec = el("section", "group");
