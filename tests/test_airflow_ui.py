@@ -142,7 +142,10 @@ def test_plugin_page_through_a_real_api_server(api_server):
         assert heading in html, heading
     assert "K04.visit.total" in html                         # the stored report run's problem list
     assert "his_sex" in html and ">41<" in html             # the gap snapshot, by frequency
-    assert "source unreachable" not in html and "failed" in html and "hipbridge_patient" in html
+    assert "source unreachable" not in html and "hipbridge_patient" in html
+    # the stored codes by their Chinese names: a failed window run, a published incremental one, an unreviewed gap
+    assert "<td>窗口重跑</td><td>失败</td>" in html and "<td>增量</td><td>已发布</td>" in html
+    assert "<td>未审核</td>" in html
     assert "Asia/Shanghai (UTC+08:00)" in html
     latest = httpx.get(f"{base}/hipbridge/reports/latest/quality.html", headers=bearer, timeout=30,
                        follow_redirects=True)
