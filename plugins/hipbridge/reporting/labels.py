@@ -12,6 +12,7 @@ LABELS: dict[str, dict[str, str]] = {
     "outbox_kind": {"grant": "授权", "revoke": "撤销授权"},
     "auth_status": {"PENDING": "待生效", "ACTIVE": "生效中", "REVOKED": "已撤销", "EXPIRED": "已过期",
                     "FAILED": "失败"},
+    "deletion_scope": {"shared": "外院共享数据", "uploaded": "本院已上传数据"},
     "deletion_run": {"RUNNING": "进行中", "OK": "完成", "ABORTED": "中止", "FAILED": "失败"},
     "deletion_result": {"DELETED": "已删除", "WOULD_DELETE": "演练(将删除)", "PURGE_FAILED": "删除失败"},
     "deletion_reason": {"visit_end": "就诊结束", "revoked": "授权撤销", "expired": "授权过期", "orphan": "无主数据",
