@@ -23,8 +23,12 @@ demo: venv
 	$(PY) -m hipbridge.cli demo run --days $(DEMO_DAYS) --scale $(DEMO_SCALE)
 	$(PY) -m hipbridge.cli display demo
 
+# Two steps: the suite, then the distributed test (tests/test_distributed.py: Airflow's components and two
+# Celery workers as local processes), which the first step deselects. Either step failing fails the
+# target, including pytest's exit code 5 when a step collected no test.
 test: venv
 	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -m distributed tests
 
 lint: venv
 	$(VENV)/bin/ruff check plugins dags tests bench

@@ -2,7 +2,7 @@
 
 `look(url)` opens a page in a 1,400 px wide window and returns what a reader sees: the document's
 width against the window's (horizontal overflow), the vertical position of each heading, the visible
-text, and a full-page screenshot. Screenshots are also copied to $HIPBRIDGE_SCREENSHOT_DIR when set,
+text, a full-page screenshot, and whether Chinese is drawn with real glyphs (not a missing font's boxes). Screenshots are also copied to $HIPBRIDGE_SCREENSHOT_DIR when set,
 so a person can look at them after the run.
 """
 
@@ -20,8 +20,9 @@ WIDTH = 1400
 
 def chromium_path() -> str:
     path = os.environ.get("HIPBRIDGE_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    if not path:
-        pytest.skip("chromium is not installed (.ci/run installs it: apt-get install -y chromium)")
+    if not path:  # on a developer's machine a skip; in CI (.ci/run installs it) a failure
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(
+            "chromium is not installed (.ci/run installs it: apt-get install -y chromium)")
     return path
 
 
@@ -35,6 +36,7 @@ class Look:
     headings: dict[str, int] = field(default_factory=dict)      # heading text -> y position (px)
     overflowing: list[str] = field(default_factory=list)        # elements wider than the window
     screenshot: Path | None = None
+    cjk_glyphs: bool = False   # Chinese is drawn with real glyphs, not the boxes of a missing font
 
 
 _MEASURE = """() => {
@@ -71,13 +73,34 @@ def look(url: str, shot: Path, *, headers: dict[str, str] | None = None, cookies
             m = page.evaluate(_MEASURE)
             shot.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(shot), full_page=full_page)
+            cjk = draws_cjk(page)
         finally:
             browser.close()
     keep = os.environ.get("HIPBRIDGE_SCREENSHOT_DIR")
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, Path(keep) / shot.name)
-    return Look(url, m["sw"], m["cw"], m["h"], m["text"], m["heads"], m["wide"], shot)
+    return Look(url, m["sw"], m["cw"], m["h"], m["text"], m["heads"], m["wide"], shot, cjk)
+
+
+def draws_cjk(page) -> bool:
+    """Two different Chinese words in the page's own font, each photographed: without a CJK font both
+    are the same row of boxes, so the pictures are equal. (Run after the page's screenshot.)"""
+    page.evaluate("""() => {
+      for (const [id, word] of [['hb-glyph-a', '巡检报告'], ['hb-glyph-b', '数据质量']]) {
+        const el = document.createElement('div');
+        el.id = id; el.textContent = word;
+        el.style.cssText = 'position:fixed;left:0;top:0;z-index:99999;background:#fff;color:#000;font-size:32px;'
+                         + 'padding:4px;font-family:inherit;visibility:hidden';
+        document.body.appendChild(el);
+      }
+    }""")
+    shots = []
+    for el_id in ("hb-glyph-a", "hb-glyph-b"):
+        page.evaluate(f"() => document.getElementById('{el_id}').style.visibility = 'visible'")
+        shots.append(page.locator(f"#{el_id}").screenshot())
+        page.evaluate(f"() => document.getElementById('{el_id}').remove()")
+    return shots[0] != shots[1]
 
 
 def assert_fits(seen: Look) -> None:
@@ -92,3 +115,4 @@ def assert_screenshot(seen: Look, min_bytes: int = 20_000) -> None:
     data = seen.screenshot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
     assert len(data) > min_bytes, f"screenshot of {seen.url} is {len(data)} bytes: blank?"
+    assert seen.cjk_glyphs, "Chinese is drawn as boxes: no CJK font (.ci/run installs fonts-wqy-zenhei)"

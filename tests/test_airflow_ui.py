@@ -142,7 +142,10 @@ def test_plugin_page_through_a_real_api_server(api_server):
         assert heading in html, heading
     assert "K04.visit.total" in html                         # the stored report run's problem list
     assert "his_sex" in html and ">41<" in html             # the gap snapshot, by frequency
-    assert "source unreachable" not in html and "failed" in html and "hipbridge_patient" in html
+    assert "source unreachable" not in html and "hipbridge_patient" in html
+    # the stored codes by their Chinese names: a failed window run, a published incremental one, an unreviewed gap
+    assert "<td>窗口重跑</td><td>失败</td>" in html and "<td>增量</td><td>已发布</td>" in html
+    assert "<td>未审核</td>" in html
     assert "Asia/Shanghai (UTC+08:00)" in html
     latest = httpx.get(f"{base}/hipbridge/reports/latest/quality.html", headers=bearer, timeout=30,
                        follow_redirects=True)
@@ -157,7 +160,7 @@ def test_plugin_inside_airflow_ui_in_chromium(api_server):
     with our page framed in it; the framed page fits its frame and the plugin page fits 1,400 px."""
     from playwright.sync_api import sync_playwright
 
-    from tests.browser import WIDTH, assert_fits, assert_screenshot, chromium_path, look
+    from tests.browser import WIDTH, assert_fits, assert_screenshot, chromium_path, draws_cjk, look
 
     base, token, tmp = api_server["base"], api_server["token"], api_server["tmp"]
     cookie = [{"name": "_token", "value": token, "url": base}]
@@ -179,6 +182,7 @@ def test_plugin_inside_airflow_ui_in_chromium(api_server):
                                   " document.body.innerText]")
             shot = tmp / "airflow_plugin_in_ui.png"
             page.screenshot(path=str(shot))
+            cjk = draws_cjk(page)
         finally:
             browser.close()
     keep = os.environ.get("HIPBRIDGE_SCREENSHOT_DIR")
@@ -188,7 +192,7 @@ def test_plugin_inside_airflow_ui_in_chromium(api_server):
     assert inner[0] <= inner[1] and outer[0] <= outer[1] <= WIDTH, (inner[:2], outer[:2])
     assert inner[3] == "/hipbridge/" and "一、数据质量" in inner[2] and "K04.visit.total" in inner[2]
     assert "数据质控" in outer[2]                        # our top-level entry in Airflow's own navigation
-    assert shot.stat().st_size > 20_000
+    assert shot.stat().st_size > 20_000 and cjk    # not blank; Chinese drawn with glyphs, not boxes
 
 
 _FRAMED = """() => {

@@ -10,11 +10,12 @@ killed worker's task is failed after 30 s without a heartbeat instead of 300 s a
 api-server's /auth/token) and checked in MariaDB against a reference load of the same demo
 hospital made by `hipbridge run all` in another database.
 
-Run on its own: `pytest -m distributed tests` (not yet a step of `make test`).
+The second step of `make test` (and so of .ci/run): `pytest -m distributed tests`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -450,7 +451,7 @@ def test_all_27_table_dags_run_on_the_celery_workers_and_load_what_a_reference_r
                 pending.pop(t)
         return not pending
 
-    _wait(all_done, 600, "the 27 table DAG runs", st, every=3)
+    _wait(all_done, 900, "the 27 table DAG runs", st, every=3)
     states = {t: api.run_state(f"hipbridge_{t}", rid) for t, rid in runs.items()}
     assert set(states.values()) == {"success"}, {t: s for t, s in states.items() if s != "success"}
     for t in TABLES:
@@ -469,7 +470,14 @@ def test_airflow_backfill_is_a_window_over_each_runs_data_interval_and_never_mov
     first, _ = _demo_days(stack)
 
     def backfill_runs(backfill_id):
-        rs = [r for r in api.runs(dag_id) if r["run_type"] == "backfill" and r.get("backfill_id") == backfill_id]
+        """The runs of one backfill once it is complete. A run does not name its backfill in the REST API
+        (DAGRunResponse has no backfill_id): they are the backfill runs whose logical date lies in its range."""
+        bf = api.get(f"/backfills/{backfill_id}")
+        if bf["completed_at"] is None:  # set by the scheduler when every run has finished
+            return None
+        lo, hi = (datetime.fromisoformat(bf[k]) for k in ("from_date", "to_date"))
+        rs = [r for r in api.runs(dag_id) if r["run_type"] == "backfill" and r["logical_date"]
+              and lo <= datetime.fromisoformat(r["logical_date"]) <= hi]
         return rs if rs and all(r["state"] in ("success", "failed") for r in rs) else None
 
     runs = _wait(lambda: backfill_runs(stack["backfill"]["id"]), 300, "the backfill runs", stack["stack"], every=3)
@@ -503,37 +511,63 @@ def test_hipbridge_backfill_survives_a_worker_killed_mid_window(stack):
     api, st = stack["api"], stack["stack"]
     first, last = _demo_days(stack)
     run_id = api.trigger("hipbridge_backfill", _backfill_conf(KILL_TABLE, first, last))
-    worker1 = st.procs["airflow-worker-1"]
+    workers = ("airflow-worker-1", "airflow-worker-2")
 
-    def running_on_worker1():
+    def worker_of(ti: dict) -> str | None:
+        """The worker whose process tree runs this task instance (Celery picks the worker, not the test)."""
+        try:
+            chain = {p.pid for p in psutil.Process(ti["pid"]).parents()}
+        except (psutil.NoSuchProcess, TypeError):
+            return None
+        return next((w for w in workers if st.procs[w].pid in chain), None)
+
+    def killed_mid_window():
+        """Freeze the worker running a window, make sure the window has not finished (a frozen task
+        reports nothing, so after the pause Airflow's state is final), then kill the worker's whole tree.
+        A window that finished in between: thaw the worker and wait for the next one."""
         for ti in api.task_instances("hipbridge_backfill", run_id):
-            if ti["task_id"] == "sync_window" and ti["state"] == "running" and ti.get("pid"):
-                try:
-                    chain = [p.pid for p in psutil.Process(ti["pid"]).parents()]
-                except psutil.NoSuchProcess:
-                    continue
-                if worker1.pid in chain:
-                    return ti
+            if ti["task_id"] != "sync_window" or ti["state"] != "running" or not ti.get("pid"):
+                continue
+            name = worker_of(ti)
+            if name is None:
+                continue
+            root = psutil.Process(st.procs[name].pid)
+            frozen = [root, *root.children(recursive=True)]
+            for p in frozen:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    p.suspend()
+            time.sleep(3)  # a success report already on its way lands meanwhile
+            now = {(t["task_id"], t["map_index"]): t for t in api.task_instances("hipbridge_backfill", run_id)}
+            same = now[("sync_window", ti["map_index"])]
+            if same["state"] == "running" and same["try_number"] == ti["try_number"]:
+                st.kill_tree(name)
+                return name, ti
+            for p in frozen:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    p.resume()
         return None
 
-    victim = _wait(running_on_worker1, 240, "a backfill window running on worker 1", st, every=0.2)
-    killed = st.kill_tree("airflow-worker-1")
-    assert worker1.pid in killed
+    victim_worker, victim = _wait(killed_mid_window, 240, "a backfill window running on a worker", st, every=0.2)
+    survivor = next(w for w in workers if w != victim_worker)
     state = _wait(lambda: _finished(api, "hipbridge_backfill", run_id), 300, "the backfill run after the kill", st,
                   every=2)
     tis = {(t["task_id"], t["map_index"]): t for t in api.task_instances("hipbridge_backfill", run_id)}
     retried = tis[("sync_window", victim["map_index"])]
     assert state == "success", tis
-    assert retried["state"] == "success" and retried["try_number"] == 2  # attempt 1 died with worker 1
-    assert worker1.poll() is not None  # so attempt 2 ran on worker 2, the only worker left
+    assert retried["state"] == "success" and retried["try_number"] == victim["try_number"] + 1  # the try died
+    assert st.procs[victim_worker].poll() is not None and st.procs[survivor].poll() is None
+    # so the retry ran on the survivor, the only worker left; its log says so
+    attempt = f"run_id={run_id}/task_id=sync_window/map_index={victim['map_index']}/attempt={retried['try_number']}.log"
+    assert any("Executing workload" in line and attempt in line
+               for line in st.logs[survivor].read_text(errors="replace").splitlines()), attempt
     batches = [b for b in _batches(stack, KILL_TABLE) if b["run_id"] == run_id]
     assert {b["status"] for b in batches} >= {"published"} and all(b["extracted"] > 0 for b in batches
                                                                    if b["status"] == "published")
     n_fe, n_ref, only_fe, only_ref = _differences(stack, KILL_TABLE)
     assert (n_fe, only_fe, only_ref) == (n_ref, 0, 0)  # the data is right: nothing lost, doubled or changed
     # docker-compose restarts a dead worker (restart: unless-stopped): so does the test
-    st.start("airflow-worker-1", [*service_command("airflow-worker-1"), "--celery-hostname",
-                                  f"celery@{stack['workers']['airflow-worker-1']}-2"], stack["envs"]["airflow-worker-1"])
+    st.start(victim_worker, [*service_command(victim_worker), "--celery-hostname",
+                             f"celery@{stack['workers'][victim_worker]}-2"], stack["envs"][victim_worker])
 
 
 def test_a_window_rerun_with_params_rewrites_nothing_and_keeps_the_watermark(stack):
@@ -545,7 +579,11 @@ def test_a_window_rerun_with_params_rewrites_nothing_and_keeps_the_watermark(sta
                  stack["stack"]) == "success"
     (batch,) = [b for b in _batches(stack, RERUN_TABLE) if b["run_id"] == rid]
     assert batch["mode"] == "window" and batch["status"] == "published"
-    assert (batch["inserted"], batch["updated"]) == (0, 0) and batch["unchanged"] == batch["published"] > 0
+    # every row read again, none written (batch_log.published counts rows written: new + changed + voided)
+    assert (batch["published"], batch["inserted"], batch["updated"], batch["voided"]) == (0, 0, 0, 0)
+    assert batch["unchanged"] == batch["extracted"] > 0
+    n_fe, n_ref, only_fe, only_ref = _differences(stack, RERUN_TABLE)
+    assert (n_fe, only_fe, only_ref) == (n_ref, 0, 0)
     assert _watermark(stack, RERUN_TABLE) == before
     print(f"\n[distributed] stack ready after {stack['boot_seconds']:.0f} s; all tests done after "
           f"{time.monotonic() - stack['started']:.0f} s", file=sys.stderr)

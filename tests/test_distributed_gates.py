@@ -12,10 +12,9 @@ import threading
 import time
 from datetime import datetime
 
-from sqlalchemy import create_engine, text
-
 from hipbridge.quality.engine import RuleResult
 from hipbridge.quality.store import load_results, save_run
+from sqlalchemy import create_engine, text
 
 
 def _result(table: str, n: int = 0) -> RuleResult:

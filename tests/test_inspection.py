@@ -131,6 +131,10 @@ def test_weekly_report_from_what_was_recorded(tmp_path, hb_home, mariadb_url):
     assert "source database unreachable" in page and "未对码: XMLBDM=99" in page and "平台应答 500" in page
     assert "水位落后 50 小时" in page and "平台不可达" in page and "上周的积压" not in page
     assert page.count("<svg") >= 4 and "Asia/Shanghai (UTC+08:00)" in page
+    # stored codes are shown by their Chinese names
+    assert "本周调用 · 已确认" in page and "本周授权 · 已撤销" in page and "ACKED" not in page
+    assert "已删除：就诊结束 2" in page and "删除失败：授权撤销 1" in page and "<td>失败</td>" in page
+    assert "<td>外院共享数据</td>" in page
     assert "http://" not in page.replace("http://www.w3.org/2000/svg", "") and "https://" not in page
     wb = load_workbook(out["xlsx"])
     assert wb.sheetnames[:3] == ["概述", "整改建议", "运行情况"]

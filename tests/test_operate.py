@@ -392,3 +392,59 @@ def test_monitoring_config_rejects_unknown_rules(tmp_path):
     path.write_text("alerts:\n  rules:\n    failed_runs: {}\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"monitoring.yaml: alerts.rules: .*failed_runs"):
         monitoring_config(path)
+
+
+def test_monitor_cli_and_the_15_minute_dag_send_through_the_configured_channels(mini, mariadb_url, receivers,
+                                                                                 monkeypatch, tmp_path):
+    """`hipbridge monitor check` and the task of dags/hipbridge_monitor.py read config/monitoring.yaml (here a
+    copy with both channels on), send to the local receivers, and fail when a channel cannot be reached."""
+    import importlib.util
+    from zoneinfo import ZoneInfo
+
+    from hipbridge.io.engines import engine_for
+    from hipbridge.io.ops import ensure_ops
+
+    config = tmp_path / "config"
+    shutil.copytree(ROOT / "config", config)
+    (config / "monitoring.yaml").write_text(
+        "alerts:\n  channels:\n"
+        "    webhook: {enabled: true, url: env:HB_TEST_HOOK, format: wecom}\n"
+        f"    email: {{enabled: true, smtp_port: {receivers['smtp_port']}, sender: hb@test.local, "
+        "recipients: [xxk@test.local]}\n"
+        "  rules:\n    failed_run: {enabled: true, severity: 严重}\n"
+        + "".join(f"    {r}: {{enabled: false}}\n" for r in ("watermark_lag", "platform_unreachable",
+                                                             "outbox_backlog", "quality_drop", "purge_failure")),
+        encoding="utf-8")
+    env = {"HIPBRIDGE_CONFIG": str(config), "HB_TEST_HOOK": receivers["webhook_url"],
+           "HIPBRIDGE_FRONTEND_URL": mariadb_url}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    now = datetime.now(ZoneInfo("Asia/Shanghai")).replace(tzinfo=None, microsecond=0)
+    engine = engine_for(mariadb_url, os.environ["HIPBRIDGE_OPS_SCHEMA"])
+    import hipbridge.monitor.alerts  # noqa: F401 - registers alert_state
+
+    ops = ensure_ops(engine, os.environ["HIPBRIDGE_OPS_SCHEMA"])
+    _seed_ops(engine, ops, now)
+
+    done = cli("monitor", "check", "--json", env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout)["sent"] == ["failed_run:b-fail"]
+    assert len(receivers["hook"].received) == 1 and len(receivers["mails"]) == 1
+
+    spec = importlib.util.spec_from_file_location("hb_monitor_dag", ROOT / "dags" / "hipbridge_monitor.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    dag = module.monitor_dag
+    assert dag.timetable._expression == "*/15 * * * *" and str(dag.timetable._timezone.name) == "Asia/Shanghai"
+    round_ = dag.get_task("monitor_round").python_callable
+    with engine.begin() as c:
+        c.execute(ops.table("batch_log").insert(), [
+            {"batch_id": "b-fail-2", "table_id": "diag", "mode": "incremental", "status": "blocked",
+             "started_at": now - timedelta(minutes=5), "message": "致命规则未通过"}])
+    receivers["hook"].fail = True
+    with pytest.raises(RuntimeError, match="告警发送失败"):   # the task fails: Airflow shows alerts are not getting out
+        round_()
+    receivers["hook"].fail = False
+    assert round_()["sent"] == ["failed_run:b-fail-2"]       # sent on the next round, once
+    assert "diag 质控拦截未发布" in receivers["hook"].received[-1]["text"]["content"]
+    engine.dispose()

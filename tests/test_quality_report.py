@@ -191,6 +191,8 @@ def test_report_reads_right_in_a_1400px_chromium_window(tmp_path, hb_home):
     assert seen.headings["一、问题清单"] < seen.headings["七、数据元明细"]
     assert seen.text.index("目录") < seen.text.index("一、问题清单")
     assert "K04.visit.total" in seen.text and "Asia/Shanghai" in seen.text
+    # a table without data is not "all elements up to standard"
+    assert "空表 (KB) · 6 个数据元 · 无数据，未评估" in seen.text and "空表 (KB) · 6 个数据元 · 全部达标" not in seen.text
 
 
 def _project_rules_run_cleanly(url: str) -> None:

@@ -68,21 +68,27 @@ def _short(label: str) -> str:
 
 def bar_chart(values: dict[str, float], width: int = 760, height: int = 220, highlight_zero: bool = True,
               unit: str = "") -> str:
-    """One bar per label; a zero bar is drawn red (a gap day) when `highlight_zero`."""
-    left, top, bottom = 56, 14, 40
-    w, h = width - left - 14, height - top - bottom
+    """One bar per label; a zero bar is drawn red (a gap day) when `highlight_zero`.
+
+    A bar is at most 80 px wide; with few bars the chart is narrower rather than ending in an empty
+    stretch of axis that reads as days without data."""
+    left, top, bottom, right = 56, 14, 40, 14
+    h = height - top - bottom
     n = max(len(values), 1)
     vmax = max([*values.values(), 1])
-    bw = min(w / n, 80)
+    bw = min((width - left - right) / n, 80)
+    w = bw * n
+    width = round(left + w + right)
+    gap = max(2.0, bw * 0.15)
     out = [_svg_open(width, height),
-           f'<line x1="{left}" y1="{top + h}" x2="{left + w}" y2="{top + h}" stroke="#999"/>',
+           f'<line x1="{left}" y1="{top + h}" x2="{left + w:.1f}" y2="{top + h}" stroke="#999"/>',
            f'<text x="{left - 6}" y="{top + 10}" font-size="11" text-anchor="end">{vmax:g}{html.escape(unit)}</text>',
            f'<text x="{left - 6}" y="{top + h}" font-size="11" text-anchor="end">0</text>']
     step = max(1, n // 10)
     for i, (lab, v) in enumerate(values.items()):
         bh = h * v / vmax
         color = "#d9534f" if (highlight_zero and v == 0) else "#1f6fb2"
-        out.append(f'<rect x="{left + i * bw + 1:.1f}" y="{top + h - bh:.1f}" width="{max(bw - 2, 1):.1f}" '
+        out.append(f'<rect x="{left + i * bw + gap / 2:.1f}" y="{top + h - bh:.1f}" width="{max(bw - gap, 1):.1f}" '
                    f'height="{max(bh, 0 if v else 2):.1f}" fill="{color}"><title>{html.escape(lab)}: {v:g}'
                    f'{html.escape(unit)}</title></rect>')
         if i % step == 0:

@@ -12,6 +12,7 @@ from typing import Any
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
 
+from .labels import zh
 from .xlsx import rounded
 
 _BASE = Path(__file__).parent / "templates"
@@ -47,6 +48,7 @@ def environment(*template_dirs: Path) -> Environment:
     env.filters["pct"] = pct
     env.globals["pct"] = pct
     env.filters["num"] = num
+    env.filters["zh"] = zh
     return env
 
 
