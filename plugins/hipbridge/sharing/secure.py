@@ -173,7 +173,7 @@ def reveal_row(st: SecureTable, stored: dict[str, Any], cipher: FieldCipher) -> 
     key = {k: stored.get(k) for k in st.pk}
     if not verify_row_mac(cipher.ring, st.table.name, stored, st.mac_columns, stored.get(MAC_COLUMN)):
         return SharedRow(st.table_id, key, True, None, "行完整性校验失败 (HMAC-SM3 不符): 数据可能被篡改")
-    data = {c.name: stored.get(c.name) for c in st.landing.columns if c.name in st.table.c}
+    data = {c.name: stored.get(c.name) for c in st.landing.columns}   # the row signature (Q09): not kept, None
     try:
         for c in st.encrypted:
             data[c] = cipher.decrypt(data[c])
