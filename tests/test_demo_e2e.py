@@ -242,3 +242,111 @@ def test_a_record_cancelled_after_its_upload_goes_up_voided(loaded):
     assert result.status == "published", result.message
     rows = _query(ctx.engine, f"SELECT XGBZ, COUNT(*) FROM {spec.target.name} WHERE ZDLSH = '{diag_id}' GROUP BY XGBZ")
     assert rows == [("3", 1)]
+
+
+# ---------------------------------------------------------------- 退号 and 退费 (docs/transfer.md, "退号, 退费, 作废")
+def _his(sql: str, *params):
+    import sqlite3
+
+    with sqlite3.connect(source_engine("his").url.database) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def test_a_return_falls_inside_the_window_like_its_refund():
+    """The demo's 退号 time is inside the window, where his_fees writes the 红冲 of the registration fee: a late
+    emergency registration whose return would fall after the window stays a registration (before, 28 of 38,000
+    all-day registrations here were 退号 with a return time after the window and no refund)."""
+    import numpy as np
+    from hipbridge.demo import his_org, his_outp
+    from hipbridge.demo.context import Ctx
+    from hipbridge.demo.people import NamePool, patients
+
+    ctx = Ctx(rng=np.random.default_rng(5), end_date=date(2026, 11, 27), days=1, scale=1.0, seed=5)
+    pool = NamePool(5)
+    pats = patients(ctx.rng, pool, 2000, ctx.end_date)
+    sched = his_org.schedules(ctx, his_org.staff(ctx, pool), 100)
+    sched["TIME_SPAN"] = "全天"        # every session an emergency one: arrivals at every hour, 23:xx included
+    regs = his_outp.registrations(ctx, pats, sched, 40000)
+    returned = regs[regs.RETURN_FLAG == "1"]
+    assert len(returned) > 500
+    assert (returned.RETURN_TIME < ctx.w1).all() and (returned.RETURN_TIME > returned.REG_TIME).all()
+    assert regs[regs.RETURN_FLAG == "0"].RETURN_TIME.isna().all()
+    assert (regs._change < ctx.w1).all()
+
+
+def test_every_returned_registration_is_voided_or_never_sent(loaded):
+    """A 退号 registration is either 修改标志 3 (sent before its 退号, 退号时间 its change time) or absent (withdrawn
+    before its first upload: first_seen_voided: skip); never a live registration."""
+    ctx, _, _ = loaded
+    returned = {r[0]: r[1] for r in _his("SELECT REG_NO, RETURN_TIME FROM CLINIC_MASTER WHERE RETURN_FLAG = '1'")}
+    assert returned
+    sent = {r[0]: r[1:] for r in _query(ctx.engine, "SELECT GHLSH, XGBZ, THBZ, THSJ, SJGXSJ FROM MZGHJL")}
+    for reg_no, back in returned.items():
+        if reg_no in sent:
+            flag, thbz, thsj, updated = sent[reg_no]
+            assert (flag, thbz) == ("3", "1"), reg_no
+            assert str(thsj)[:19] == str(updated)[:19] == back[:19], reg_no
+    # the fixture uploads the demo in one run, after every 退号: none of them is sent
+    assert not set(returned) & set(sent)
+    assert not _query(ctx.engine, "SELECT GHLSH FROM MZGHJL WHERE THBZ = '1' AND XGBZ <> '3'")
+
+
+def test_each_refund_names_an_original_in_the_frontend(loaded):
+    """退费 is the HIS's own 红冲 row, sent as a new record with 退费标志 1: it names its original (原结算流水号 /
+    原收费明细流水号), which is in the front-end, not revoked, for the same visit and patient, and mirrors it."""
+    ctx, _, _ = loaded
+    for table, key, orig, amount in (("FYJS", "JSLSH", "YJSLSH", "ZFY"), ("FYMX", "SFMXLSH", "YSFMXLSH", "JE")):
+        rows = _query(ctx.engine, f"""
+            SELECT r.{key}, r.XGBZ, o.{key}, o.XGBZ, r.{amount}, o.{amount}, r.MZJZLSH, o.MZJZLSH, r.ZYJZLSH,
+                   o.ZYJZLSH, r.HZWYBSH, o.HZWYBSH
+            FROM {table} r LEFT JOIN {table} o ON o.{key} = r.{orig} AND o.YLJGDM = r.YLJGDM
+            WHERE r.TFBZ = '1'""")
+        assert rows, f"{table}: the demo has no refund"
+        for r in rows:
+            assert r[2] is not None, f"{table} {r[0]}: its original {orig} is not in the front-end"
+            assert r[1] == "1" and r[3] == "1", r
+            assert abs(float(r[4]) + float(r[5])) < 0.005, r
+            assert (r[6], r[8], r[10]) == (r[7], r[9], r[11]), r      # same visit pair, same patient
+        # and a row that names an original is a refund
+        assert not _query(ctx.engine, f"SELECT {key} FROM {table} WHERE {orig} IS NOT NULL AND COALESCE(TFBZ, '0') <> '1'")
+
+
+def test_a_returned_registrations_fee_is_refunded_and_its_visit_explained(loaded):
+    """Every 退号 in the source has its registration fee (挂号 settlement and lines) and their 红冲 in the
+    front-end, netting to zero; the only fee rows whose 门诊就诊流水号 has no 门诊就诊记录 are those of 退号
+    registrations (a 退号 never reaches a doctor), and each such registration is 3 in the front-end or was never
+    sent. Nothing sent names a record that was never sent except that visit number, for that reason."""
+    ctx, _, _ = loaded
+    returned = {r[0]: r[1] for r in _his("SELECT VISIT_NO, REG_NO FROM CLINIC_MASTER WHERE RETURN_FLAG = '1'")}
+    for visit_no in returned:
+        settle = _query(ctx.engine, f"SELECT TFBZ, ZFY FROM FYJS WHERE MZJZLSH = '{visit_no}'")
+        assert sorted(r[0] for r in settle) == ["0", "1"], (visit_no, settle)
+        assert abs(sum(float(r[1]) for r in settle)) < 0.005 and any(float(r[1]) > 0 for r in settle), visit_no
+        lines = _query(ctx.engine, f"SELECT TFBZ, JE FROM FYMX WHERE MZJZLSH = '{visit_no}'")
+        assert {r[0] for r in lines} == {"0", "1"} and abs(sum(float(r[1]) for r in lines)) < 0.005, visit_no
+    registrations = {r[0]: r[1] for r in _query(ctx.engine, "SELECT GHLSH, XGBZ FROM MZGHJL")}
+    for table in ("FYJS", "FYMX"):
+        orphan = {r[0] for r in _query(ctx.engine, f"""
+            SELECT DISTINCT f.MZJZLSH FROM {table} f WHERE f.MZJZLSH <> '-'
+            AND NOT EXISTS (SELECT 1 FROM MZJZJL v WHERE v.MZJZLSH = f.MZJZLSH AND v.YLJGDM = f.YLJGDM)""")}
+        assert orphan == set(returned), table
+        assert all(registrations.get(returned[v]) in (None, "3") for v in orphan), table
+
+
+def test_outpatient_settlement_totals_reconcile_with_the_his(loaded):
+    """数据对账表.门诊结算总额 of each day equals the HIS's own net outpatient takings that day: every settlement and
+    every 红冲 (a 退号's refund included) counted on its own settlement time, 作废 settlements left out."""
+    ctx, _, summary = loaded
+    start, end = (date.fromisoformat(summary["window"][k]) for k in ("start", "end"))
+    reconcile(ctx.engine, ctx.specs, start, end, ctx.now())
+    recon = load_control(ctx.specs).reconciliation
+    day_col = recon.columns.period_start.name
+    sent = {str(d)[:10]: float(v) for d, v in _query(ctx.engine, f"SELECT DISTINCT {day_col}, MZJSZE FROM {recon.name}")}
+    his = {d: float(v) for d, v in _his("""
+        SELECT substr(SETTLE_TIME, 1, 10), SUM(TOTAL) FROM FEE_SETTLE
+        WHERE VISIT_TYPE <> 'I' AND CANCEL_FLAG = '0' GROUP BY substr(SETTLE_TIME, 1, 10)""")}
+    assert len(sent) == (end - start).days + 1
+    assert sent.keys() == his.keys() and all(abs(sent[d] - his[d]) < 0.005 for d in his), (sent, his)
+    refunds = _his("SELECT COUNT(*) FROM FEE_SETTLE WHERE VISIT_TYPE <> 'I' AND REFUND_FLAG = '1'")[0][0]
+    voided = _his("SELECT COUNT(*) FROM FEE_SETTLE WHERE CANCEL_FLAG = '1'")[0][0]
+    assert refunds and voided        # both kinds of reversal are in the sample the totals are compared on
