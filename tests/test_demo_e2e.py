@@ -225,7 +225,8 @@ def test_a_record_the_source_cancels_is_not_sent_before_its_first_upload(loaded,
 
 def test_a_record_cancelled_after_its_upload_goes_up_voided(loaded):
     """An uploaded 诊断 the doctor then deletes (CANCEL_FLAG = '1', a later change time) is re-sent with
-    修改标志 = 3 and keeps its row; the other rows are not re-sent. Runs last: it changes the demo HIS."""
+    修改标志 = 3 and keeps its row; the other rows are not re-sent. Runs after the tests that read the source: it
+    changes the demo HIS."""
     import sqlite3
 
     ctx, _, summary = loaded
@@ -350,3 +351,76 @@ def test_outpatient_settlement_totals_reconcile_with_the_his(loaded):
     refunds = _his("SELECT COUNT(*) FROM FEE_SETTLE WHERE VISIT_TYPE <> 'I' AND REFUND_FLAG = '1'")[0][0]
     voided = _his("SELECT COUNT(*) FROM FEE_SETTLE WHERE CANCEL_FLAG = '1'")[0][0]
     assert refunds and voided        # both kinds of reversal are in the sample the totals are compared on
+
+
+def test_a_return_and_a_void_after_upload(loaded):
+    """After the upload the HIS does what a 退号 does — the registration's own row gets 退号标志 1 and 退号时间 (its
+    change time), and the registration fee is refunded by a 红冲 settlement and lines naming the originals — and a
+    cashier voids (作废) another settlement with its lines. The rerun of the window sends the registration with
+    修改标志 3 and 数据更新时间 = 退号时间, the 红冲 rows as new records (1, 退费标志 1) naming originals that stay
+    as sent, and the voided settlement and lines with 3. Runs last: it changes the demo HIS."""
+    import sqlite3
+
+    ctx, _, summary = loaded
+    start, end = (date.fromisoformat(summary["window"][k]) for k in ("start", "end"))
+    reg_no, visit_no, reg_time, settle_no = _his(f"""
+        SELECT c.REG_NO, c.VISIT_NO, c.REG_TIME, s.SETTLE_NO FROM CLINIC_MASTER c
+        JOIN FEE_SETTLE s ON s.VISIT_NO = c.VISIT_NO AND s.SETTLE_TYPE = 'GH' AND s.CANCEL_FLAG = '0'
+        WHERE c.RETURN_FLAG = '0' AND c.REG_TIME < '{start} 20:00:00'
+        AND s.SETTLE_NO NOT IN (SELECT ORIG_SETTLE_NO FROM FEE_SETTLE WHERE ORIG_SETTLE_NO IS NOT NULL)
+        ORDER BY c.REG_NO LIMIT 1""")[0]
+    void_no = _his(f"""
+        SELECT SETTLE_NO FROM FEE_SETTLE WHERE SETTLE_TYPE = 'MZ' AND CANCEL_FLAG = '0' AND REFUND_FLAG = '0'
+        AND SETTLE_TIME < '{start} 20:00:00'
+        AND SETTLE_NO NOT IN (SELECT ORIG_SETTLE_NO FROM FEE_SETTLE WHERE ORIG_SETTLE_NO IS NOT NULL)
+        ORDER BY SETTLE_NO LIMIT 1""")[0][0]
+    assert _query(ctx.engine, f"SELECT XGBZ FROM MZGHJL WHERE GHLSH = '{reg_no}'") == [("1",)]
+    before = dict(_query(ctx.engine, f"SELECT SFMXLSH, SJCJSJ FROM FYMX WHERE JSLSH = '{settle_no}'"))
+    before_settle = _query(ctx.engine, f"SELECT XGBZ, SJCJSJ FROM FYJS WHERE JSLSH = '{settle_no}'")
+    back = (datetime.fromisoformat(reg_time) + timedelta(minutes=30)).strftime("%Y-%m-%d %H:%M:%S")
+    red_no = f"JS{start:%Y%m%d}9{reg_no[-5:]}"
+    with sqlite3.connect(source_engine("his").url.database) as conn:       # the HIS's 退号 transaction
+        conn.execute("UPDATE CLINIC_MASTER SET RETURN_FLAG = '1', RETURN_TIME = ?, UPDATE_TIME = ? WHERE REG_NO = ?",
+                     (back, back, reg_no))
+        cols = [r[1] for r in conn.execute("PRAGMA table_info(FEE_SETTLE)")]
+        row = dict(zip(cols, conn.execute("SELECT * FROM FEE_SETTLE WHERE SETTLE_NO = ?", (settle_no,)).fetchone()))
+        row.update({k: -row[k] for k in ("TOTAL", "FUND_PAY", "ACCOUNT_PAY", "CASH_PAY", "OTHER_PAY", "SELF_PAY")})
+        row.update(SETTLE_NO=red_no, SETTLE_TIME=back, UPDATE_TIME=back, REFUND_FLAG="1", ORIG_SETTLE_NO=settle_no)
+        conn.execute(f"INSERT INTO FEE_SETTLE ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                     [row[c] for c in cols])
+        cols = [r[1] for r in conn.execute("PRAGMA table_info(FEE_DETAIL)")]
+        lines = conn.execute("SELECT * FROM FEE_DETAIL WHERE SETTLE_NO = ?", (settle_no,)).fetchall()
+        for i, line in enumerate(lines):
+            d = dict(zip(cols, line))
+            d.update(DETAIL_ID=f"9{reg_no[-9:]}{i:02d}", SETTLE_NO=red_no, QUANTITY=-d["QUANTITY"], AMOUNT=-d["AMOUNT"],
+                     FEE_TIME=back, BILL_TIME=back, UPDATE_TIME=back, REFUND_FLAG="1", ORIG_DETAIL_ID=d["DETAIL_ID"])
+            conn.execute(f"INSERT INTO FEE_DETAIL ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                         [d[c] for c in cols])
+        voided_at = conn.execute("SELECT SETTLE_TIME FROM FEE_SETTLE WHERE SETTLE_NO = ?", (void_no,)).fetchone()[0]
+        voided_at = (datetime.fromisoformat(voided_at) + timedelta(minutes=20)).strftime("%Y-%m-%d %H:%M:%S")
+        for t in ("FEE_SETTLE", "FEE_DETAIL"):                            # the cashier's 作废
+            conn.execute(f"UPDATE {t} SET CANCEL_FLAG = '1', UPDATE_TIME = ? WHERE SETTLE_NO = ?", (voided_at, void_no))
+    void_lines = _his("SELECT COUNT(*) FROM FEE_DETAIL WHERE SETTLE_NO = ?", void_no)[0][0]
+    assert lines and void_lines
+
+    results = {t: sync_table(t, "window", start, end, ctx=ctx) for t in ("op_registration", "fee_settlement", "fee_detail")}
+    assert all(r.status == "published" for r in results.values()), results
+    assert (results["op_registration"].voided, results["op_registration"].published) == (1, 1)
+    assert (results["fee_settlement"].inserted, results["fee_settlement"].voided) == (1, 1)
+    assert (results["fee_detail"].inserted, results["fee_detail"].voided) == (len(lines), void_lines)
+    assert results["fee_detail"].published == len(lines) + void_lines and results["fee_detail"].updated == 0
+
+    flag, thbz, thsj, updated = _query(ctx.engine, f"SELECT XGBZ, THBZ, THSJ, SJGXSJ FROM MZGHJL WHERE GHLSH = '{reg_no}'")[0]
+    assert (flag, thbz) == ("3", "1") and str(thsj)[:19] == str(updated)[:19] == back
+    red = _query(ctx.engine, f"SELECT XGBZ, TFBZ, YJSLSH, ZFY, SJGXSJ FROM FYJS WHERE JSLSH = '{red_no}'")
+    assert [(r[0], r[1], r[2]) for r in red] == [("1", "1", settle_no)] and str(red[0][4])[:19] == back
+    assert _query(ctx.engine, f"SELECT XGBZ, SJCJSJ FROM FYJS WHERE JSLSH = '{settle_no}'") == before_settle
+    assert dict(_query(ctx.engine, f"SELECT SFMXLSH, SJCJSJ FROM FYMX WHERE JSLSH = '{settle_no}'")) == before
+    red_lines = _query(ctx.engine, f"SELECT XGBZ, TFBZ, YSFMXLSH FROM FYMX WHERE JSLSH = '{red_no}'")
+    assert sorted(red_lines) == sorted(("1", "1", k) for k in before)
+    net = _query(ctx.engine, f"SELECT SUM(ZFY) FROM FYJS WHERE MZJZLSH = '{visit_no}' AND XGBZ <> '3'")[0][0]
+    assert abs(float(net) - sum(float(r[0]) for r in _query(
+        ctx.engine, f"SELECT ZFY FROM FYJS WHERE MZJZLSH = '{visit_no}' AND JSLSH NOT IN ('{settle_no}', '{red_no}')"
+        " AND XGBZ <> '3'"))) < 0.005                                 # the registration fee nets to zero
+    assert _query(ctx.engine, f"SELECT DISTINCT XGBZ FROM FYJS WHERE JSLSH = '{void_no}'") == [("3",)]
+    assert _query(ctx.engine, f"SELECT DISTINCT XGBZ FROM FYMX WHERE JSLSH = '{void_no}'") == [("3",)]
