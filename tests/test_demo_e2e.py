@@ -357,6 +357,26 @@ def test_outpatient_settlement_totals_reconcile_with_the_his(loaded):
     assert refunds and voided        # both kinds of reversal are in the sample the totals are compared on
 
 
+def test_the_source_change_time_of_a_return_a_refund_and_a_void(loaded):
+    """The change time (UPDATE_TIME, the watermark column) of each reversal is the time it happened: 退号时间 on the
+    registration, the 红冲's own 结算时间 on a refund (the original keeps its own), the 作废 time on a voided
+    settlement and all its lines (after the settlement, the same day)."""
+    _, _, summary = loaded
+    end = date.fromisoformat(summary["window"]["end"]) + timedelta(days=1)
+    assert _his("SELECT COUNT(*) FROM CLINIC_MASTER WHERE RETURN_FLAG = '1'")[0][0]
+    assert not _his("SELECT REG_NO FROM CLINIC_MASTER WHERE RETURN_FLAG = '1' AND "
+                    "(UPDATE_TIME <> RETURN_TIME OR RETURN_TIME <= REG_TIME OR RETURN_TIME >= ?)", str(end))
+    assert not _his("SELECT SETTLE_NO FROM FEE_SETTLE WHERE CANCEL_FLAG = '0' AND UPDATE_TIME <> SETTLE_TIME")
+    voided = _his("SELECT SETTLE_NO, SETTLE_TIME, UPDATE_TIME FROM FEE_SETTLE WHERE CANCEL_FLAG = '1'")
+    assert voided
+    for settle_no, settled, changed in voided:
+        assert settled < changed and changed[:10] == settled[:10], settle_no
+        lines = _his("SELECT DISTINCT CANCEL_FLAG, UPDATE_TIME FROM FEE_DETAIL WHERE SETTLE_NO = ?", settle_no)
+        assert lines == [("1", changed)], settle_no
+    assert not _his("""SELECT r.DETAIL_ID FROM FEE_DETAIL r JOIN FEE_SETTLE s ON s.SETTLE_NO = r.SETTLE_NO
+                       WHERE r.REFUND_FLAG = '1' AND r.UPDATE_TIME <> s.SETTLE_TIME""")
+
+
 def test_a_return_and_a_void_after_upload(loaded):
     """After the upload the HIS does what a 退号 does — the registration's own row gets 退号标志 1 and 退号时间 (its
     change time), and the registration fee is refunded by a 红冲 settlement and lines naming the originals — and a
