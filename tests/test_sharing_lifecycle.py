@@ -436,3 +436,130 @@ def test_a_pushed_row_of_another_patient_is_rejected_q11(world):
     assert [(p.rule_id, p.severity, p.violated) for p in visit.problems] == [("Q11", "blocking", 1)]
     others = [b for b in v.batches if b.table_name != t.name]
     assert others and all(not any(p.rule_id == "Q11" for p in b.problems) for b in others)
+
+
+def _push(w, table_id: str, batch: str, auth_id: str, rows: list[tuple[dict, int]]) -> None:
+    """The platform pushes `rows` ((data columns, data_num) each) as one batch with a consistent manifest."""
+    from hipbridge.sharing.store import batch_digest, row_digest
+
+    store = w.life.store
+    t, cols, mc = store.tables[table_id], store.cols, store.mcols
+    data_cols = store.data_columns(table_id)
+    now = w.clock()
+    out = [{**data, cols["batch_id"]: batch, cols["auth_id"]: auth_id, cols["instock_time"]: now,
+            cols["data_num"]: num, cols["row_digest"]: row_digest(data, data_cols)} for data, num in rows]
+    with store.engine.begin() as c:
+        c.execute(t.insert(), out)
+        c.execute(store.manifest.insert().values({
+            mc["batch_id"]: batch, mc["table_name"]: t.name, mc["auth_id"]: auth_id, mc["row_count"]: len(out),
+            mc["digest"]: batch_digest([r[cols["row_digest"]] for r in out]), mc["min_instock"]: now,
+            mc["max_instock"]: now, mc["created"]: now}))
+
+
+def test_a_pushed_conflict_on_the_same_data_num_is_rejected_and_the_first_row_kept_q07(world):
+    """Q07: the same business key and data_num with other content rejects the batch, and ingest keeps the first
+    received row; a higher data_num replaces it (a correction), a lower one never does."""
+    w = world
+    w.book("Q0701", ID_A, datetime(2026, 3, 3, 8, 30))
+    w.drain()
+    auth_id = w.auth("Q0701")["auth_id"]
+    store = w.life.store
+    t, cols = store.tables["op_visit"], store.cols
+    data_cols = store.data_columns("op_visit")
+    with store.engine.connect() as c:
+        first = [dict(r) for r in c.execute(select(t).order_by(t.c.YLJGDM, t.c.MZJZLSH)).mappings()]
+    assert len(first) == 4 and {r[cols["data_num"]] for r in first} == {1}
+    assert all(b.status == "PASSED" for b in w.life.verify(w.clock(), run_quality=False).batches)
+    assert w.life.ingest(w.clock()).moved[t.name] == 4
+    key = {"YLJGDM", "MZJZLSH"}
+    conflict, same, newer, untouched = ({c: r[c] for c in data_cols} for r in first)
+    other_time = datetime(2026, 2, 27, 10, 0)
+    w.clock.advance(minutes=5)
+    _push(w, "op_visit", "B-Q07-2", auth_id, [({**conflict, "JZKSSJ": other_time}, 1),   # Q07
+                                              (same, 1),                                 # the same row again
+                                              ({**newer, "JZKSSJ": other_time}, 2)])     # a correction
+    v = w.life.verify(w.clock(), run_quality=False)
+    assert [(b.table_name, b.status) for b in v.batches] == [(t.name, "REJECTED")]
+    assert [(p.rule_id, p.severity, p.violated) for p in v.batches[0].problems] == [("Q07", "blocking", 1)]
+    rep = w.life.ingest(w.clock())
+    assert (rep.moved[t.name], rep.kept[t.name]) == (2, 1)
+
+    def stored(row):
+        got = w.life.read("op_visit", keys=[{k: row[k] for k in key}])
+        assert len(got) == 1 and not got[0].tampered
+        return got[0].data
+
+    assert stored(conflict)["JZKSSJ"] == first[0]["JZKSSJ"] != other_time              # the first row stays
+    assert stored(conflict)[cols["batch_id"]] == first[0][cols["batch_id"]]
+    assert stored(same)[cols["batch_id"]] == "B-Q07-2"
+    assert (stored(newer)["JZKSSJ"], stored(newer)[cols["data_num"]]) == (other_time, 2)
+    assert stored(untouched)[cols["batch_id"]] == first[3][cols["batch_id"]]
+    # an older version (data_num 1 after 2) with other content: no Q07, and it never replaces the newer one
+    w.clock.advance(minutes=5)
+    _push(w, "op_visit", "B-Q07-3", auth_id, [({**newer, "JZKSSJ": datetime(2026, 2, 1, 8, 0)}, 1)])
+    v = w.life.verify(w.clock(), run_quality=False)
+    assert [(b.batch_id, b.status) for b in v.batches] == [("B-Q07-3", "PASSED")]
+    rep = w.life.ingest(w.clock())
+    assert rep.kept == {t.name: 1} and t.name not in rep.moved
+    assert (stored(newer)["JZKSSJ"], stored(newer)[cols["data_num"]]) == (other_time, 2)
+    with store.engine.connect() as c:
+        assert c.execute(select(t)).first() is None                                    # landing emptied
+
+
+def test_a_pushed_row_whose_platform_signature_does_not_verify_is_rejected_q09(world):
+    """Q09: a row carrying the platform's per-row signature (SM3withSM2 over its row digest, base64 DER) must
+    verify with the platform's signing key; unsigned rows are not checked, a fully signed batch passes."""
+    import base64
+
+    from hipbridge.crypto.sm import sm2_sign
+    from hipbridge.sharing.store import row_digest
+
+    w = world
+    w.book("Q0901", ID_A, datetime(2026, 3, 3, 8, 30))
+    w.drain()
+    store = w.life.store
+    cols = store.cols
+    platform_key, hospital_key = w.platform_keys.sm2("sign").private_key, w.life.keys.sm2("sign").private_key
+
+    def sign(private: str, row: dict, data_cols: list[str]) -> str:
+        return base64.b64encode(sm2_sign(private, row_digest(row, data_cols).encode("ascii"))).decode("ascii")
+
+    t, data_cols = store.tables["op_visit"], store.data_columns("op_visit")
+    with store.engine.begin() as c:
+        rows = [dict(r) for r in c.execute(select(t).order_by(t.c.YLJGDM, t.c.MZJZLSH)).mappings()]
+        assert len(rows) == 4
+        signs = [sign(platform_key, {**rows[0], "JZKSSJ": datetime(2026, 1, 1)}, data_cols),  # other content
+                 sign(hospital_key, rows[1], data_cols),                                     # not the platform's
+                 "not base64 at all!",
+                 None]                                                                       # unsigned
+        for r, s in zip(rows, signs, strict=True):
+            c.execute(t.update().where(t.c.YLJGDM == r["YLJGDM"], t.c.MZJZLSH == r["MZJZLSH"]).values(
+                {cols["sign"]: s}))
+        lab, lab_cols = store.tables["lab_report"], store.data_columns("lab_report")
+        for r in [dict(x) for x in c.execute(select(lab)).mappings()]:                  # every row signed properly
+            c.execute(lab.update().where(lab.c.YLJGDM == r["YLJGDM"], lab.c.JYBGLSH == r["JYBGLSH"]).values(
+                {cols["sign"]: sign(platform_key, r, lab_cols)}))
+    v = w.life.verify(w.clock(), run_quality=False)
+    by = {b.table_name: b for b in v.batches}
+    assert by[t.name].digest_ok and by[t.name].status == "REJECTED"
+    assert [(p.rule_id, p.severity, p.violated) for p in by[t.name].problems] == [("Q09", "blocking", 3)]
+    assert by[lab.name].status == "PASSED" and all(b.status == "PASSED" for n, b in by.items() if n != t.name)
+    pp = w.life.ops.table("push_problem")
+    with w.life.frontend.connect() as c:
+        assert c.execute(select(pp.c.violated).where(pp.c.rule_id == "Q09")).scalars().all() == [3]
+    # the signature is checked at landing only: the encrypted tables do not keep it
+    w.life.ingest(w.clock())
+    assert cols["sign"] not in w.life.secure.tables["op_visit"].table.c
+    assert all(not r.tampered and r.data[cols["sign"]] is None for r in w.life.read("op_visit"))
+
+
+def test_a_shared_store_of_an_earlier_version_gains_the_signature_column(world):
+    from hipbridge.sharing.store import open_store
+    from sqlalchemy import inspect
+
+    w = world
+    land = w.life.store.tables["op_visit"]
+    with w.life.store.engine.begin() as c:
+        c.execute(text(f"ALTER TABLE `{land.name}` DROP COLUMN row_sign"))
+    store = open_store(w.life.frontend_url, w.life.specs)
+    assert "row_sign" in {c["name"] for c in inspect(store.engine).get_columns(land.name)}

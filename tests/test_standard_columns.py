@@ -26,6 +26,8 @@ def test_the_standard_covers_the_27_tables_and_parses():
         assert any(c.required == "PK" for c in cols) or table == "org_info", table
         for c in cols:
             parse_type(c.type)
+    # every element names its physical column, so the comparison checks the name of each one
+    assert [(t, c.label) for t, cols in std.items() for c in cols if not c.name] == []
 
 
 def test_every_spec_matches_the_standard_or_says_why():

@@ -463,7 +463,7 @@ def _voids(rng: np.random.Generator, his: dict) -> None:
 
     A doctor deletes a secondary diagnosis entered in error; a 手术记录 is withdrawn; the 病案室 voids a
     首页 (with its diagnoses and operations) or a 出院小结 to re-issue it; the cashier voids a settlement
-    together with its charge lines, so header and detail still add up.
+    together with its charge lines, so header and detail still add up, and the 作废 time becomes their change time.
     """
     for name, share, cand in (("OUTP_DIAGNOSIS", 0.01, lambda f: f.MAIN_FLAG == "0"),
                               ("INP_DIAGNOSIS", 0.01, lambda f: f.MAIN_FLAG == "0"),
@@ -487,9 +487,18 @@ def _voids(rng: np.random.Generator, his: dict) -> None:
     voided = _pick(rng, (settle.REFUND_FLAG == "0").to_numpy() & settle.ORIG_SETTLE_NO.isna().to_numpy()
                    & ~settle.SETTLE_NO.isin(settle.ORIG_SETTLE_NO.dropna()).to_numpy(), 0.005)
     settle["CANCEL_FLAG"] = np.where(voided, "1", "0")
+    # The 作废 is the row's last change (5–60 minutes after the settlement, the same day, so inside the window):
+    # its time is the change time of the settlement and of its lines, as 退号时间 is the registration's.
+    t = _secs(settle.SETTLE_TIME)
+    day_end = (t // 86_400 + 1) * 86_400 - 1
+    cancel_at = np.minimum(t + rng.integers(5, 61, len(settle)) * 60, day_end)
+    settle["UPDATE_TIME"] = np.where(voided, _ts(cancel_at), settle.UPDATE_TIME.to_numpy())
     his["FEE_SETTLE"] = (settle, *his["FEE_SETTLE"][1:])
     detail = his["FEE_DETAIL"][0].copy()
-    detail["CANCEL_FLAG"] = np.where(detail.SETTLE_NO.isin(set(settle.SETTLE_NO[voided])).to_numpy(), "1", "0")
+    gone = detail.SETTLE_NO.isin(set(settle.SETTLE_NO[voided])).to_numpy()
+    detail["CANCEL_FLAG"] = np.where(gone, "1", "0")
+    detail["UPDATE_TIME"] = np.where(gone, settle.set_index("SETTLE_NO").UPDATE_TIME.reindex(detail.SETTLE_NO).to_numpy(),
+                                     detail.UPDATE_TIME.to_numpy())
     his["FEE_DETAIL"] = (detail, *his["FEE_DETAIL"][1:])
 
 

@@ -48,7 +48,11 @@ def sample_patients(ctx: Ctx, pats: pd.DataFrame, dept_codes: np.ndarray) -> np.
 
 
 def registrations(ctx: Ctx, pats: pd.DataFrame, sched: pd.DataFrame, per_day: float) -> pd.DataFrame:
-    """CLINIC_MASTER rows: one registration per visit, ~2% returned (退号) before being seen."""
+    """CLINIC_MASTER rows: one registration per visit, ~2% returned (退号) before being seen.
+
+    A 退号 sets RETURN_FLAG / RETURN_TIME on the registration's own row (its change time becomes the return
+    time); the money goes back through a 红冲 of the registration fee (his_fees), never an edit of the charge.
+    """
     rng = ctx.rng
     days = ctx.day_starts()
     n_day = rng.poisson(per_day * DAY_FACTOR[_weekday(days)])
@@ -88,7 +92,11 @@ def registrations(ctx: Ctx, pats: pd.DataFrame, sched: pd.DataFrame, per_day: fl
     channel[~appt] = ctx.pick(["CK", "ZZJ"], int((~appt).sum()), [0.6, 0.4])
     appt_time = np.where(appt, reg_time - rng.integers(1, 6 * 24, n) * HOUR, np.nan)
     returned = rng.random(n) < 0.02
-    return_time = np.where(returned, reg_time + rng.integers(5, 90, n) * MINUTE, np.nan)
+    return_time = reg_time + rng.integers(5, 90, n) * MINUTE
+    # A 退号 happens inside the window, like the refund (红冲) of its registration fee that his_fees writes for
+    # it: an emergency registration at 23:xx whose return would fall after the window stays a registration.
+    returned &= return_time < ctx.w1
+    return_time = np.where(returned, return_time, np.nan)
     pat = sample_patients(ctx, pats, dept)
     order = np.lexsort((reg_time,))
     df = pd.DataFrame({

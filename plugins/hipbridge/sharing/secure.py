@@ -40,7 +40,7 @@ from hipbridge.crypto.sm import CryptoError
 from hipbridge.io.dialects import frontend_dialect
 from hipbridge.io.engines import engine_for
 
-from .store import SharedStore
+from .store import SharedStore, row_digest
 
 log = logging.getLogger("hipbridge.sharing.secure")
 MAC_COLUMN = "row_mac"
@@ -91,6 +91,8 @@ def _secure_table(store: SharedStore, table_id: str, md: MetaData, schema: str |
     encrypted = [c.name for c in landing.columns if c.name in wanted and c.name not in pk]
     cols = []
     for c in landing.columns:
+        if c.name == store.cols.get("sign"):   # the platform's row signature is checked at landing (Q09), not kept
+            continue
         if c.name in encrypted:
             cols.append(Column(c.name, Text, comment=f"{c.comment or ''} (SM4 密文)"))
         else:
@@ -165,7 +167,7 @@ def reveal_row(st: SecureTable, stored: dict[str, Any], cipher: FieldCipher) -> 
     key = {k: stored.get(k) for k in st.pk}
     if not verify_row_mac(cipher.ring, st.table.name, stored, st.mac_columns, stored.get(MAC_COLUMN)):
         return SharedRow(st.table_id, key, True, None, "行完整性校验失败 (HMAC-SM3 不符): 数据可能被篡改")
-    data = {c.name: stored.get(c.name) for c in st.landing.columns}
+    data = {c.name: stored.get(c.name) for c in st.landing.columns}   # the row signature (Q09): not kept, None
     try:
         for c in st.encrypted:
             data[c] = cipher.decrypt(data[c])
@@ -181,9 +183,40 @@ def reveal_row(st: SecureTable, stored: dict[str, Any], cipher: FieldCipher) -> 
 class IngestReport:
     moved: dict[str, int] = field(default_factory=dict)
     waiting: dict[str, int] = field(default_factory=dict)   # rows left in landing (batch not verified yet)
+    kept: dict[str, int] = field(default_factory=dict)      # landing rows dropped: the stored version stays
 
     def as_dict(self) -> dict[str, Any]:
-        return {"moved": self.moved, "waiting": self.waiting}
+        return {"moved": self.moved, "waiting": self.waiting, "kept": self.kept}
+
+
+def stored_wins(stored: tuple[int, str] | None, pushed: tuple[int, str]) -> bool:
+    """Whether the stored version of a key stays when a pushed one arrives ((data_num, row digest) each).
+
+    The highest data_num wins (the platform re-pushes corrections as new versions, interfaces.md §A8);
+    the same data_num with other content is the Q07 conflict, where the first received row stays.
+    """
+    if stored is None:
+        return False
+    return stored[0] > pushed[0] or (stored[0] == pushed[0] and stored[1] != pushed[1])
+
+
+def stored_versions(secure: SecureStore, st: SecureTable, keys: list[tuple], conn=None) -> dict[tuple, tuple[int, str]]:
+    """Primary key → (data_num, row digest) of the rows the secure table already holds for `keys`."""
+    cols = secure.store.cols
+    t = st.table
+    pk = [t.c[k] for k in st.pk]
+    out: dict[tuple, tuple[int, str]] = {}
+    own = conn is None
+    conn = conn if conn is not None else secure.engine.connect()
+    try:
+        for i in range(0, len(keys), 500):
+            q = select(*pk, t.c[cols["data_num"]], t.c[cols["row_digest"]]).where(tuple_(*pk).in_(keys[i:i + 500]))
+            for r in conn.execute(q):
+                out[tuple(r[:len(pk)])] = (r[len(pk)], r[len(pk) + 1])
+    finally:
+        if own:
+            conn.close()
+    return out
 
 
 def ingest(secure: SecureStore, cipher: FieldCipher, keys: KeyStore, verified: set[tuple[str, str]],
@@ -193,7 +226,9 @@ def ingest(secure: SecureStore, cipher: FieldCipher, keys: KeyStore, verified: s
     verified: (batch id, table name) pairs the push verification has checked; rows of other
     batches wait, but never longer than `landing_max_minutes`. Each chunk is one transaction
     (insert-or-replace into the secure table + delete from landing), so a crash leaves every row
-    in exactly one of the two places and a rerun finishes the move.
+    in exactly one of the two places and a rerun finishes the move. A pushed row never replaces a
+    stored one with a higher data_num, nor one with the same data_num and other content (Q07:
+    the first received row stays); such landing rows are deleted and counted in `kept`.
     """
     cfg = cfg or crypto_config()
     cutoff = now - timedelta(minutes=cfg.shared_store.landing_max_minutes)
@@ -202,6 +237,9 @@ def ingest(secure: SecureStore, cipher: FieldCipher, keys: KeyStore, verified: s
     report = IngestReport()
     for st in secure.tables.values():
         land = st.landing
+        data_cols = store.data_columns(st.table_id)
+        ncol = store.cols["data_num"]
+        kept = 0
         ready = sorted(b for b, t in verified if t == land.name)
         cond = land.c[icol] < cutoff
         if ready:
@@ -213,15 +251,23 @@ def ingest(secure: SecureStore, cipher: FieldCipher, keys: KeyStore, verified: s
                 if not rows:
                     break
                 keys_ = [tuple(r[k] for k in st.pk) for r in rows]
-                pk = tuple_(*[st.table.c[k] for k in st.pk])
-                conn.execute(delete(st.table).where(pk.in_(keys_)))
-                conn.execute(st.table.insert(), [protect_row(st, r, cipher, keys) for r in rows])
+                stored = stored_versions(secure, st, keys_, conn)
+                take = [(k, r) for k, r in zip(keys_, rows, strict=True)
+                        if not stored_wins(stored.get(k), (r[ncol], row_digest(r, data_cols)))]
+                if take:
+                    pk = tuple_(*[st.table.c[k] for k in st.pk])
+                    conn.execute(delete(st.table).where(pk.in_([k for k, _ in take])))
+                    conn.execute(st.table.insert(), [protect_row(st, {c: v for c, v in r.items() if c in st.table.c},
+                                                                 cipher, keys) for _, r in take])
                 conn.execute(delete(land).where(tuple_(*[land.c[k] for k in st.pk]).in_(keys_)))
-            moved += len(rows)
+            moved += len(take)
+            kept += len(rows) - len(take)
             if len(rows) < batch_rows:
                 break
         if moved:
             report.moved[land.name] = moved
+        if kept:
+            report.kept[land.name] = kept
         with secure.engine.connect() as conn:
             left = conn.execute(select(land.c[bcol]).limit(1)).first()
             if left is not None:
@@ -230,6 +276,8 @@ def ingest(secure: SecureStore, cipher: FieldCipher, keys: KeyStore, verified: s
                 report.waiting[land.name] = conn.execute(select(func.count()).select_from(land)).scalar_one()
     if report.moved:
         log.info("共享数据入库加密: %s", report.moved)
+    if report.kept:
+        log.warning("回推行未入库 (已存版本更新或先到, Q07): %s", report.kept)
     return report
 
 

@@ -2,7 +2,7 @@
 
 Each shared table has the layout of a front-end table (built from the same spec with
 `io.frontend.target_table`), plus the platform's bookkeeping columns from config (push batch,
-authId, INSTOCK_TIME, data_num, row digest), and lives in its own database/schema (P2's
+authId, INSTOCK_TIME, data_num, row digest, and the optional per-row signature of Q09), and lives in its own database/schema (P2's
 `sharedata`). A manifest table lists every pushed batch. On SQLite the store is a separate file.
 """
 
@@ -15,12 +15,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, text
+from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, inspect, text
 from sqlalchemy.engine import Engine, make_url
 
 from hipbridge.crypto.sm import sm3_hex
 from hipbridge.io.engines import engine_for
-from hipbridge.io.frontend import target_table
+from hipbridge.io.frontend import target_columns, target_table
+from hipbridge.io.ops import add_missing_columns
 from hipbridge.platform.config import SharingConfig, sharing_config
 from hipbridge.spec import Defaults, SpecSet, TableSpec
 
@@ -100,6 +101,9 @@ def build_tables(specs: SpecSet, dialect: str, cfg: SharingConfig | None = None,
         table.append_column(Column(cols["instock_time"], DateTime, nullable=False, comment="入库时间"))
         table.append_column(Column(cols["data_num"], Integer, nullable=False, default=1, comment="数据版本"))
         table.append_column(Column(cols["row_digest"], String(64), nullable=False, comment="行摘要 SM3"))
+        if cols.get("sign"):   # Q09: the platform's optional per-row signature (not kept in the secure tables)
+            table.append_column(Column(cols["sign"], String(200), nullable=True,
+                                       comment="平台行签名 SM3withSM2 (base64 DER, 可选)"))
         Index(f"ix_{table.name}_auth", table.c[cols["auth_id"]])
         Index(f"ix_{table.name}_batch", table.c[cols["batch_id"]])
         tables[t] = table
@@ -136,6 +140,11 @@ def open_store(frontend_url: str, specs: SpecSet, cfg: SharingConfig | None = No
         log.warning("共享库缺少表规格, 已跳过: %s", ", ".join(missing))
     if create:
         md.create_all(engine)
+        insp = inspect(engine)
+        for table in tables.values():   # a store created by an earlier version gains the new bookkeeping columns
+            added = add_missing_columns(engine, table, insp)
+            if added:
+                log.warning("共享库表 %s 增加列: %s", table.name, ", ".join(added))
     return SharedStore(engine, url, tables, chosen, manifest, dict(cfg.store.columns),
                        dict(cfg.store.manifest.columns), missing, specs.defaults)
 

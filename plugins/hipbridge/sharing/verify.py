@@ -4,7 +4,10 @@ Per batch and table: Q08 manifest reconciliation (row count and SM3 of the row d
 row's digest recomputed from its content), Q01 privacy guard (the batch's authId must be a live
 authorization here, otherwise its rows are deleted at once), Q02 required fields, Q04 references
 to the header table (blocking after the orphan grace), Q11 identity (a row's 证件类型 + 证件号码 must be
-the authorized patient's: compared through the blind index, so no plaintext ID is needed). Then the quality engine
+the authorized patient's: compared through the blind index, so no plaintext ID is needed), Q07 duplicates (a
+business key the secure store already holds with the same data_num and other content; `secure.ingest`
+keeps the first), Q09 row signature (a row carrying the platform's optional SM3withSM2 signature over its
+recomputed row digest must verify with the platform's signing key). Then the quality engine
 (`hipbridge.quality.check.check_database`) runs over the touched shared tables; its results are
 saved as a quality run of kind `push`, so they appear in the quality report, and its failed rules
 are listed as warnings here. Outcome: `push_check` (one row per batch × table) and `push_problem`.
@@ -12,6 +15,8 @@ are listed as warnings here. Outcome: `push_check` (one row per batch × table) 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,6 +26,7 @@ from sqlalchemy import and_, func, select, tuple_
 from sqlalchemy.engine import Engine
 
 from hipbridge.crypto.keys import KeyStore
+from hipbridge.crypto.sm import sm2_verify
 from hipbridge.io.ops import Ops
 from hipbridge.platform.config import SharingConfig, sharing_config
 from hipbridge.settings import ops_schema_name
@@ -110,7 +116,8 @@ def verify_batches(frontend: Engine, ops: Ops, store: SharedStore, specs: SpecSe
             spec = store.specs[tid]
             data_cols = store.data_columns(tid)
             in_batch = table.c[cols["batch_id"]] == out.batch_id
-            rows = sconn.execute(select(*[table.c[c] for c in data_cols], table.c[cols["row_digest"]])
+            book = [cols["row_digest"], cols["data_num"]] + ([cols["sign"]] if cols.get("sign") in table.c else [])
+            rows = sconn.execute(select(*[table.c[c] for c in data_cols], *[table.c[c] for c in book])
                                  .where(in_batch)).mappings().all()
             out.received_rows = len(rows)
             digests = [r[cols["row_digest"]] for r in rows]
@@ -153,6 +160,15 @@ def verify_batches(frontend: Engine, ops: Ops, store: SharedStore, specs: SpecSe
                 if other:
                     out.problems.append(Problem("Q11", "blocking", other,
                                                 f"{other} 行的证件类型/证件号码不是本批次授权的患者 (误关联记录)"))
+            conflicts = _conflicts(store, tid, rows, data_cols)
+            if conflicts:
+                out.problems.append(Problem("Q07", "blocking", conflicts,
+                                            f"{conflicts} 行与已接收记录的业务主键和数据版本 (data_num) 相同而内容不同: "
+                                            "保留先接收的记录"))
+            if cols.get("sign") in table.c:
+                bad, why = _bad_signatures(rows, data_cols, cols["sign"], keys)
+                if bad:
+                    out.problems.append(Problem("Q09", "blocking", bad, why))
     if orphan_batches:
         report.orphans_deleted = purge_orphans(frontend, ops, store, keys, now)
     use_quality = cfg.verification.quality_engine if run_quality is None else run_quality
@@ -160,6 +176,42 @@ def verify_batches(frontend: Engine, ops: Ops, store: SharedStore, specs: SpecSe
         report.quality_run_id = _quality(frontend, store, specs, report, now, cfg.verification.skip_quality_rules)
     _save(frontend, ops, report, now)
     return report
+
+
+def _conflicts(store: SharedStore, table_id: str, rows, data_cols: list[str]) -> int:
+    """Q07: rows whose business key the secure store already holds with the same data_num and other content."""
+    from .secure import open_secure, stored_versions
+
+    secure = store.secure if store.secure is not None else open_secure(store)
+    st = secure.tables.get(table_id)
+    if st is None or not rows:
+        return 0
+    num = store.cols["data_num"]
+    pushed = {tuple(r[k] for k in st.pk): (r[num], row_digest(dict(r), data_cols)) for r in rows}
+    stored = stored_versions(secure, st, list(pushed))
+    return sum(1 for k, (n, digest) in pushed.items() if k in stored and stored[k][0] == n and stored[k][1] != digest)
+
+
+def _bad_signatures(rows, data_cols: list[str], sign_col: str, keys: KeyStore) -> tuple[int, str]:
+    """Q09: signed rows whose SM3withSM2 signature (base64 DER, platform's signing key) does not verify
+    over the row digest recomputed from the row's content. Unsigned rows are not checked."""
+    signed = [r for r in rows if r[sign_col]]
+    if not signed:
+        return 0, ""
+    try:
+        public = keys.peer("platform_sign")
+    except FileNotFoundError as exc:
+        return len(signed), f"{len(signed)} 行带平台行签名, 但无法核验: {exc}"
+    bad = 0
+    for r in signed:
+        try:
+            sig = base64.b64decode(str(r[sign_col]), validate=True)
+        except (binascii.Error, ValueError):
+            bad += 1
+            continue
+        if not sm2_verify(public, row_digest(dict(r), data_cols).encode("ascii"), sig):
+            bad += 1
+    return bad, f"{bad} 行的平台行签名 (SM3withSM2) 核验失败: 签名与行内容不符或不是平台签名密钥所签"
 
 
 def _identity_columns(spec) -> tuple[str, str] | None:
@@ -191,7 +243,7 @@ def _quality(frontend: Engine, store: SharedStore, specs: SpecSet, report: Verif
         return None
     save_run(frontend, ops_schema_name(specs.defaults, frontend), outcome.run_id, "push", outcome.started, outcome.finished,
              outcome.results + _push_rule_results(report), outcome.scores, tables, database=safe_url(store.engine),
-             message="数据回推核验 (共享库): 质控规则 + 回推核验规则 Q01/Q02/Q04/Q08")
+             message="数据回推核验 (共享库): 质控规则 + 回推核验规则 Q01/Q02/Q04/Q07/Q08/Q09/Q11")
     failed = {}
     for r in outcome.results:
         # "Error" = the rule could not run (e.g. it references a table that is not in the shared store):
@@ -209,7 +261,9 @@ _PUSH_RULES = {  # rule → (quality dimension, advice shown in the report)
     "Q01": ("一致性", "回推数据须有本院有效授权; 已立即删除, 请与省平台核对授权状态"),
     "Q02": ("完整性", "请省平台补全必填字段后重新回推"),
     "Q04": ("关联性", "明细缺少主记录: 请省平台补推主记录"),
+    "Q07": ("唯一性", "同一业务主键、同一数据版本的内容冲突: 已保留先接收的记录, 请省平台以新的 data_num 回推更正"),
     "Q08": ("一致性", "批次行数或摘要与清单不符: 请省平台重新回推该批次"),
+    "Q09": ("一致性", "平台行签名核验失败: 已拒收, 请省平台核对签名密钥与行内容后重新回推"),
     "Q11": ("一致性", "回推数据的患者身份与授权患者不一致 (误关联): 已拒收, 请省平台核对后重新回推"),
 }
 
