@@ -149,9 +149,8 @@ def test_the_extract_refuses_a_write_before_it_reaches_the_source(tmp_path, hb_h
 
 def test_the_zero_row_probe_is_guarded_too(postgres_url):
     """The probe is the first SQL a run sends: a write is refused by the guard, not left to the server."""
-    from sqlalchemy import create_engine, text
-
     from hipbridge.io.extract import probe_columns
+    from sqlalchemy import create_engine, text
 
     engine = create_engine(postgres_url)
     try:

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine, make_url
 
 from hipbridge.crypto.sm import sm3_hex
 from hipbridge.io.engines import engine_for
-from hipbridge.io.frontend import target_columns, target_table
+from hipbridge.io.frontend import target_table
 from hipbridge.io.ops import add_missing_columns
 from hipbridge.platform.config import SharingConfig, sharing_config
 from hipbridge.spec import Defaults, SpecSet, TableSpec
