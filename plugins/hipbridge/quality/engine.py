@@ -368,9 +368,9 @@ class Evaluator:
 
     def _idcards_unsafe(self, rules: list[Rule], scope: Scope) -> list[RuleResult]:
         gbcfg = self.cfg.gb11643
-        prefixes = [str(p) for p in gbcfg.get("address_prefixes") or []] or None
-        min_year = int(gbcfg.get("min_birth_year", 1880))
-        parity_codes = {k: str(v) for k, v in (gbcfg.get("sex_by_parity") or {"odd": "1", "even": "2"}).items()}
+        prefixes = list(gbcfg.address_prefixes) or None
+        min_year = gbcfg.min_birth_year
+        parity_codes = dict(gbcfg.sex_by_parity)
         today = self.base_params.get("hb_today") or date.today()
         by_id: dict[tuple, list[Rule]] = {}
         for r in rules:
