@@ -51,6 +51,10 @@ class Profile(_Strict):
     platform: PlatformProfile
     institution: InstitutionProfile | None = None
     key_provider: Literal["software", "sdf"]
+    mapping_hospital: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_\-]+$",
+        description="folder of mappings/local/ with this hospital's reviewed code mappings (env HIPBRIDGE_HOSPITAL "
+                    "overrides); no default: a profile without it and no env is an error naming both")
     web: WebProfile = WebProfile()
     credentials: dict[str, str] = Field(default_factory=dict)
     checklist: list[str] = Field(default_factory=list)

@@ -14,7 +14,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from hipbridge.platform.config import _load, _Strict, config_dir
+from hipbridge.settings import config_dir
+from hipbridge.yamlconfig import StrictModel as _Strict
+from hipbridge.yamlconfig import load_model
 
 
 class Sdf(_Strict):
@@ -51,7 +53,7 @@ class CryptoConfig(_Strict):
 
 @lru_cache(maxsize=8)
 def _cached(directory: str) -> CryptoConfig:
-    return _load("crypto.yaml", CryptoConfig, Path(directory))
+    return load_model(CryptoConfig, Path(directory) / "crypto.yaml")
 
 
 def crypto_config(directory: Path | None = None) -> CryptoConfig:

@@ -25,11 +25,24 @@ def default_mappings_dir() -> Path:
 
 
 def default_hospital() -> str:
-    return os.environ.get("HIPBRIDGE_HOSPITAL") or "demo"
+    """The hospital whose local mappings apply: env HIPBRIDGE_HOSPITAL, else the active profile's
+    `mapping_hospital`. No default: production must never pick up the demo's mappings silently."""
+    env = os.environ.get("HIPBRIDGE_HOSPITAL")
+    if env:
+        return env
+    from hipbridge import profiles  # profiles reads config/ through settings; mapping stays import-light
+
+    profile = profiles.active()
+    if profile.mapping_hospital:
+        return profile.mapping_hospital
+    raise MappingConfigError(
+        f"no hospital for the local code mappings: set HIPBRIDGE_HOSPITAL to a folder of "
+        f"{default_mappings_dir() / 'local'} or `mapping_hospital:` in "
+        f"{profiles.profiles_dir() / (profile.name + '.yaml')} (profile {profile.name!r})")
 
 
 def load_catalog(mappings_dir: Path | str | None = None, hospital: str | None = None) -> Catalog:
-    """Standard domains + the hospital's local sets (default `demo`, env HIPBRIDGE_HOSPITAL).
+    """Standard domains + the hospital's local sets (`default_hospital()`: env HIPBRIDGE_HOSPITAL or the profile).
 
     Never raises for a bad file: the errors are in `catalog.errors`, and `apply` refuses a column
     whose domain or local set failed validation (nothing is applied from an invalid file).

@@ -13,20 +13,19 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hipbridge import profiles
 from hipbridge.settings import config_dir
 from hipbridge.spec import parse_duration
+from hipbridge.yamlconfig import ConfigError, load_model
+from hipbridge.yamlconfig import StrictModel as _Strict
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+__all__ = ["ConfigError", "PlatformConfig", "RetentionConfig", "SharingConfig", "config_dir", "load_model",
+           "platform_config", "retention_config", "sharing_config"]
 
 
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 # ---------------------------------------------------------------- platform.yaml
@@ -240,28 +239,8 @@ class RetentionConfig(_Strict):
 # ---------------------------------------------------------------- loading
 
 
-class ConfigError(ValueError):
-    pass
-
-
 def _load(name: str, model: type[BaseModel], directory: Path | None):
     return load_model(model, (directory or config_dir()) / name)
-
-
-def load_model(model: type[BaseModel], path: Path):
-    """One YAML file of `config/` as `model`; every problem names the file and the key."""
-    try:
-        with path.open(encoding="utf-8") as fh:  # from a stream, so PyYAML names the file
-            data = yaml.load(fh, Loader=_Loader)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: missing configuration file") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: YAML syntax error: {exc}") from None
-    try:
-        return model.model_validate(data or {})
-    except ValidationError as exc:
-        lines = [f"{path}: {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)]
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
 
 
 @lru_cache(maxsize=8)
