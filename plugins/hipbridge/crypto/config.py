@@ -7,14 +7,13 @@ Unknown keys are errors naming the file (as for the other config files). Environ
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
-from hipbridge.settings import config_dir
+from hipbridge.settings import config_dir, settings
 from hipbridge.yamlconfig import StrictModel as _Strict
 from hipbridge.yamlconfig import load_model
 
@@ -25,7 +24,7 @@ class Sdf(_Strict):
 
     @property
     def library(self) -> str | None:
-        return os.environ.get("HIPBRIDGE_SDF_LIBRARY") or self.library_
+        return settings().sdf_library or self.library_
 
 
 class Identity(_Strict):

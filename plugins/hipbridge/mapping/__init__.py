@@ -6,8 +6,9 @@ hospital's `mappings/local/<hospital>/`, validates every file and caches the par
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from hipbridge.settings import settings
 
 from . import ops as _ops  # noqa: F401 - registers the mapping_gap table in the operations schema
 from .catalog import COUNT_KEYS, Catalog, MappingResult
@@ -20,14 +21,13 @@ _PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
 
 def default_mappings_dir() -> Path:
-    env = os.environ.get("HIPBRIDGE_MAPPINGS")
-    return Path(env) if env else _PROJECT_ROOT / "mappings"
+    return settings().mappings
 
 
 def default_hospital() -> str:
     """The hospital whose local mappings apply: env HIPBRIDGE_HOSPITAL, else the active profile's
     `mapping_hospital`. No default: production must never pick up the demo's mappings silently."""
-    env = os.environ.get("HIPBRIDGE_HOSPITAL")
+    env = settings().hospital
     if env:
         return env
     from hipbridge import profiles  # profiles reads config/ through settings; mapping stays import-light

@@ -22,7 +22,7 @@ import hipbridge.quality.store
 import hipbridge.sharing.state  # noqa: F401 - registers the deletion run table read here
 from hipbridge.io import engines
 from hipbridge.io.ops import Ops, ensure_ops, register_ops_tables
-from hipbridge.settings import ops_schema_name
+from hipbridge.settings import hospital_now, ops_schema_name
 from hipbridge.spec import SpecSet, load_specs
 
 from .channels import ChannelError, send
@@ -202,7 +202,7 @@ def run_monitor(frontend_url: str | None = None, now: datetime | None = None, se
     cfg = cfg or monitoring_config()
     specs = specs or load_specs()
     tz = specs.defaults.timezone
-    now = now or datetime.now(ZoneInfo(tz)).replace(tzinfo=None, microsecond=0)
+    now = now or hospital_now(tz)
     url = frontend_url or engines.default_frontend_url()
     schema = ops_schema_name(specs.defaults, url)
     engine = engines.engine_for(url, schema)

@@ -7,7 +7,6 @@ Folder: env `HIPBRIDGE_CONFIG`, else `<repo>/config`.
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hipbridge import profiles
-from hipbridge.settings import config_dir
+from hipbridge.settings import config_dir, hospital_now, settings
 from hipbridge.spec import parse_duration
 from hipbridge.yamlconfig import ConfigError, load_model
 from hipbridge.yamlconfig import StrictModel as _Strict
@@ -109,14 +108,11 @@ class PlatformConfig(_Strict):
     @property
     def url(self) -> str:
         """HIPBRIDGE_PLATFORM_URL, else the active profile's platform address, else `base_url`."""
-        return os.environ.get("HIPBRIDGE_PLATFORM_URL") or profiles.active().platform.base_url or self.base_url
+        return settings().platform_url or profiles.active().platform.base_url or self.base_url
 
     def local_now(self):
         """Naive local time in `timezone` (the time base of every stored and exchanged datetime)."""
-        from datetime import datetime
-        from zoneinfo import ZoneInfo
-
-        return datetime.now(ZoneInfo(self.timezone)).replace(tzinfo=None, microsecond=0)
+        return hospital_now(self.timezone)
 
     def service(self, role: str) -> Service:
         try:
@@ -163,7 +159,7 @@ class Store(_Strict):
 
     @property
     def schema_name(self) -> str:
-        return os.environ.get("HIPBRIDGE_SHARE_SCHEMA") or self.schema_
+        return settings().share_schema or self.schema_
 
 
 class Verification(_Strict):

@@ -9,7 +9,6 @@ in `templates.py`; `_rules.yaml` holds its policy (dimension, severity, threshol
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from hipbridge.settings import settings
 from hipbridge.spec import parse_duration
 from hipbridge.spec.load import line_of, load_yaml_model
 
@@ -240,10 +240,7 @@ class QualityConfig:
 
 
 def default_dir() -> Path:
-    env = os.environ.get("HIPBRIDGE_EXPECTATIONS")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[3] / "expectations"
+    return settings().expectations
 
 
 def _load(path: Path, model: type[BaseModel]) -> Any:

@@ -23,6 +23,8 @@ from typing import Any
 from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection
 
+from hipbridge.settings import hospital_today
+
 from . import gb11643
 from .config import QualityConfig
 from .dialect import SqlDialect, prepare_connection
@@ -316,7 +318,7 @@ class Evaluator:
     def _days(self, rule: Rule, scope: Scope) -> RuleResult:
         col = f"t.{self.sql.q(rule.extra['column'])}"
         day = self.sql.day(col)
-        today = self.base_params.get("hb_today") or date.today()
+        today = self.base_params.get("hb_today") or hospital_today()
         since = today - timedelta(days=int(rule.extra["days"]))
         params = {**self._params(scope, rule), "hb_since": f"{since:%Y-%m-%d} 00:00:00",
                   "hb_until": f"{today:%Y-%m-%d} 00:00:00"}
@@ -371,7 +373,7 @@ class Evaluator:
         prefixes = list(gbcfg.address_prefixes) or None
         min_year = gbcfg.min_birth_year
         parity_codes = dict(gbcfg.sex_by_parity)
-        today = self.base_params.get("hb_today") or date.today()
+        today = self.base_params.get("hb_today") or hospital_today()
         by_id: dict[tuple, list[Rule]] = {}
         for r in rules:
             key = (r.extra["id"], r.extra.get("type"), r.extra.get("sex"), r.extra.get("birth"))

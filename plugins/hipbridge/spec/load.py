@@ -12,13 +12,14 @@ own errors, so a run of one table never fails because of another table's file.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
+
+from hipbridge.settings import settings
 
 from .models import Defaults, TableSpec
 
@@ -128,10 +129,7 @@ class SpecSet:
 
 
 def default_spec_dir() -> Path:
-    env = os.environ.get("HIPBRIDGE_SPECS")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[3] / "table_specs"
+    return settings().specs or Path(__file__).resolve().parents[3] / "table_specs"
 
 
 # ---------------------------------------------------------------- line lookup
