@@ -18,6 +18,7 @@ from airflow.timetables.trigger import CronTriggerTimetable
 
 from hipbridge.settings import settings
 from hipbridge.spec import SpecSet, TableSpec, default_spec_dir, load_specs
+from hipbridge.statuses import BatchStatus
 
 _PRESETS = {"@daily": "0 0 * * *", "@hourly": "0 * * * *", "@weekly": "0 0 * * 1", "@monthly": "0 0 1 * *"}
 # The first retry's delay is Airflow's [core] default_task_retry_delay (docker-compose.yml: 120 s),
@@ -413,7 +414,7 @@ def build_backfill_dag(specs: SpecSet | None = None, max_parallel: int | None = 
 
             run = get_current_context().get("dag_run")
             r = run_window(_context(), window["table"], Window.from_dict(window), run_id=getattr(run, "run_id", None))
-            if r.status != "published":
+            if r.status != BatchStatus.PUBLISHED:
                 raise AirflowFailException(f"{window['table']} {window['start']}…{window['end']}: {r.status}: {r.message}")
             return {"window": f"{window['start']}…{window['end']}", "extracted": r.extracted,
                     "published": r.published, "quarantined": r.quarantined}

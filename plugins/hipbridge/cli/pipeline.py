@@ -6,6 +6,8 @@ import json
 import sys
 from datetime import date, timedelta
 
+from hipbridge.statuses import BatchStatus
+
 
 def _context(args):
     from hipbridge.pipeline.run import Context
@@ -29,7 +31,7 @@ def _run(args) -> int:
     for table in tables:
         r = sync_table(table, mode, args.from_date, args.to_date, ctx=ctx)
         print(f"{r.table}: {r.status}  {counts_text(vars(r))}  window {r.window_start} … {r.window_end}")
-        if r.status != "published":
+        if r.status != BatchStatus.PUBLISHED:
             print(f"  blocked: {r.message}", file=sys.stderr)
             worst = 3
     return worst

@@ -24,14 +24,15 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection
 
 from hipbridge.settings import hospital_today
+from hipbridge.statuses import RuleStatus
 
 from . import gb11643
 from .config import QualityConfig
 from .dialect import SqlDialect, prepare_connection
 from .rules import Rule, render
 
-ERROR, NOT_APPLICABLE, FAILED, PASSED = "Error", "Not Applicable", "Failed", "Passed"
-STATUS_LABELS = {ERROR: "执行错误", NOT_APPLICABLE: "不适用", FAILED: "未通过", PASSED: "通过"}
+ERROR, NOT_APPLICABLE, FAILED, PASSED = RuleStatus.ERROR, RuleStatus.NOT_APPLICABLE, RuleStatus.FAILED, RuleStatus.PASSED
+STATUS_LABELS = {s: s.label for s in RuleStatus}
 
 
 @dataclass

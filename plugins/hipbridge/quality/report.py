@@ -25,6 +25,7 @@ from hipbridge.reporting.page import environment, num, pct
 from hipbridge.reporting.xlsx import ReportBook
 from hipbridge.settings import ops_schema_name, org_code, org_name
 from hipbridge.spec import SpecSet
+from hipbridge.statuses import BatchStatus
 
 from .check import RunOutcome, period_volume
 from .config import QualityConfig
@@ -54,7 +55,7 @@ def _batches(engine: Engine, schema: str, since: datetime) -> dict[str, int]:
         with engine.connect() as conn:
             row = conn.execute(select(func.count(), func.sum(bl.c.extracted), func.sum(bl.c.published),
                                       func.sum(bl.c.quarantined)).where(bl.c.started_at >= since)).one()
-            blocked = conn.execute(select(func.count()).where(bl.c.started_at >= since, bl.c.status == "blocked")
+            blocked = conn.execute(select(func.count()).where(bl.c.started_at >= since, bl.c.status == BatchStatus.BLOCKED)
                                    .select_from(bl)).scalar()
         out.update(batches=int(row[0] or 0), extracted=int(row[1] or 0), published=int(row[2] or 0),
                    quarantined=int(row[3] or 0), blocked=int(blocked or 0))
