@@ -25,6 +25,7 @@ from pandas.api.types import is_datetime64_any_dtype
 from sqlalchemy import Column, Date, DateTime, Index, MetaData, String, Table, Text, text
 from sqlalchemy.engine import Connection
 
+from hipbridge.settings import hospital_now, settings
 from hipbridge.spec import Defaults, TableSpec
 
 from .frontend import target_columns
@@ -76,7 +77,7 @@ def batch_staging_table(staging: Table, batch_id: str, primary_key: list[str], d
         cols.append(Column(FLAG_COLUMN, String(4), nullable=True))
     extra = [] if heap else [Index(f"ix_{name}", *primary_key)]
     kwargs = {"mysql_charset": "utf8mb4"} if heap else {}
-    if mariadb and os.environ.get("HIPBRIDGE_STAGING_ENGINE", "aria") == "aria":
+    if mariadb and settings().staging_engine == "aria":
         kwargs.update({"mysql_engine": "Aria", "mysql_transactional": "0"})
     table = Table(name, md, *cols, *extra, schema=staging.schema, **kwargs)
     table.info["per_batch"] = True  # every row belongs to the batch: no hb_batch filter needed
@@ -214,7 +215,7 @@ def _copy_postgresql(conn: Connection, staging: Table, frame: pd.DataFrame, cols
 
 
 def _spool_dir() -> str | None:
-    return os.environ.get("HIPBRIDGE_SPOOL_DIR") or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
+    return settings().spool_dir or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
 
 
 def spool_prefix() -> str:
@@ -267,7 +268,7 @@ def stage_rows(conn: Connection, staging: Table, frame: pd.DataFrame) -> int:
         return 0
     cols = loaded_columns(staging)
     dialect = conn.dialect.name
-    bulk = os.environ.get("HIPBRIDGE_BULK_LOAD", "1").lower() not in ("0", "false", "no", "off")
+    bulk = settings().bulk_load
     if bulk and dialect in ("mysql", "mariadb"):
         _load_data_mysql(conn, staging, frame, cols)
     elif bulk and dialect == "postgresql":
@@ -585,7 +586,7 @@ def publish_batch(conn: Connection, spec: TableSpec, defaults: Defaults, staging
                            updated=by_flag.get(flags.changed, 0), voided=by_flag.get(flags.voided, 0),
                            older=by_flag.get(OLDER_MARK, 0), unsent=by_flag.get(UNSENT_MARK, 0))
     def stamp() -> object:
-        now = (clock or (lambda: datetime.now().replace(microsecond=0)))()
+        now = (clock or hospital_now)()
         return now.strftime("%Y-%m-%d %H:%M:%S") if sql.dialect == "sqlite" else now  # SQLite: the province's text
 
     if reconcile:
@@ -629,7 +630,7 @@ class StagingWriter:
         self.dialect = engine.dialect.name
         self.cols = loaded_columns(staging)
         self.date_only = _date_only(staging)
-        bulk = os.environ.get("HIPBRIDGE_BULK_LOAD", "1").lower() not in ("0", "false", "no", "off")
+        bulk = settings().bulk_load
         self.threaded = bulk and self.dialect in ("mysql", "mariadb", "postgresql")
         self.error: BaseException | None = None
         self.rows = 0

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -30,7 +29,7 @@ from hipbridge.io.extract import filters_own_window, read_chunks
 from hipbridge.io.frontend import create_frontend, ledger_table, staging_table
 from hipbridge.io.load import PublishCounts, publish_batch
 from hipbridge.io.ops import Ops, ensure_ops
-from hipbridge.settings import ops_schema_name, org_code, org_name
+from hipbridge.settings import hospital_now, ops_schema_name, org_code, org_name, settings
 from hipbridge.spec import SpecSet, TableSpec, load_specs
 
 from .batch_lock import try_lock
@@ -139,7 +138,7 @@ class Context:
 
     def now(self) -> datetime:
         """Hospital-local wall time, naive like the source systems' timestamps."""
-        return datetime.now(self.tz).replace(tzinfo=None, microsecond=0)
+        return hospital_now(self.defaults.timezone)
 
     def ensure_frontend(self, tables: list[str] | None = None) -> None:
         _ = self.ops
@@ -254,8 +253,7 @@ def is_transient(exc: BaseException) -> bool:
 
 def retry_policy() -> tuple[int, float]:
     """(attempts, first delay in seconds): HIPBRIDGE_RETRY_ATTEMPTS (4), HIPBRIDGE_RETRY_DELAY (2 s, doubling)."""
-    return (max(1, int(os.environ.get("HIPBRIDGE_RETRY_ATTEMPTS", "4"))),
-            float(os.environ.get("HIPBRIDGE_RETRY_DELAY", "2")))
+    return max(1, settings().retry_attempts), settings().retry_delay
 
 
 def with_retries(what: str, fn, *args, **kwargs):
