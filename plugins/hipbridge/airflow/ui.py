@@ -21,7 +21,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
-from hipbridge.settings import settings
+from hipbridge.settings import ops_schema_name, org_name, settings
 
 REPORT_NAME = re.compile(r"^(quality|inspection)_[0-9A-Za-z_+\-]+\.(html|xlsx)$")
 SECTIONS = [("quality", "一、数据质量"), ("gaps", "二、对码缺口"), ("tables", "三、各表状态")]
@@ -56,7 +56,6 @@ def _setup() -> SimpleNamespace:
     from hipbridge.io.engines import default_frontend_url, engine_for
     from hipbridge.io.ops import ops_for
     from hipbridge.reporting import ReportClock
-    from hipbridge.settings import ops_schema_name, org_name
     from hipbridge.spec import load_specs
 
     specs = load_specs().require_valid()

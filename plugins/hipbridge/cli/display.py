@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
+from hipbridge.settings import org_code
+
 
 def _serve(args) -> int:
     import uvicorn
@@ -61,7 +63,6 @@ def _open(args) -> int:
     import httpx
 
     from hipbridge.demo.external import demo_file
-    from hipbridge.settings import org_code
     from hipbridge.spec import load_specs
 
     demo = json.loads(demo_file().read_text(encoding="utf-8")) if demo_file().exists() else {}

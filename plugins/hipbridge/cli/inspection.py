@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hipbridge.settings import settings
+from hipbridge.settings import ops_schema_name, settings
 
 
 def _report(args) -> int:
     from hipbridge.inspection.config import load_inspection_config
     from hipbridge.inspection.report import write_inspection
     from hipbridge.io.engines import default_frontend_url, engine_for, home
-    from hipbridge.settings import ops_schema_name
     from hipbridge.spec import load_specs
 
     specs = load_specs(args.specs).require_valid()

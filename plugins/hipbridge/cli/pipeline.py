@@ -6,6 +6,7 @@ import json
 import sys
 from datetime import date, timedelta
 
+from hipbridge.settings import ops_schema_name
 from hipbridge.statuses import BatchStatus
 
 
@@ -68,7 +69,6 @@ def _status(args) -> int:
 def _frontend_init(args) -> int:
     from hipbridge.io.engines import engine_for
     from hipbridge.io.frontend import create_frontend
-    from hipbridge.settings import ops_schema_name
     from hipbridge.spec import load_specs
 
     specs = load_specs(args.specs).require_valid()

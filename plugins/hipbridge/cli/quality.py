@@ -12,13 +12,12 @@ import json
 import sys
 from pathlib import Path
 
-from hipbridge.settings import settings
+from hipbridge.settings import ops_schema_name, settings
 
 
 def _setup(args):
     from hipbridge.io.engines import default_frontend_url, engine_for
     from hipbridge.quality.config import load_config
-    from hipbridge.settings import ops_schema_name
     from hipbridge.spec import load_specs
 
     specs = load_specs(args.specs).require_valid()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hipbridge import profiles
 from hipbridge.settings import settings
 
 from . import ops as _ops  # noqa: F401 - registers the mapping_gap table in the operations schema
@@ -30,8 +31,6 @@ def default_hospital() -> str:
     env = settings().hospital
     if env:
         return env
-    from hipbridge import profiles  # profiles reads config/ through settings; mapping stays import-light
-
     profile = profiles.active()
     if profile.mapping_hospital:
         return profile.mapping_hospital

@@ -22,7 +22,7 @@ import hipbridge.quality.store
 import hipbridge.sharing.state  # noqa: F401 - registers the deletion run table read here
 from hipbridge.io import engines
 from hipbridge.io.ops import Ops, ensure_ops, register_ops_tables
-from hipbridge.settings import hospital_now, ops_schema_name
+from hipbridge.settings import hospital_now, ops_schema_name, org_name
 from hipbridge.spec import SpecSet, load_specs
 from hipbridge.statuses import BatchStatus
 
@@ -198,7 +198,6 @@ def _message(org_name: str, alert: Alert, now: datetime, tz: str, resolved: bool
 def run_monitor(frontend_url: str | None = None, now: datetime | None = None, send_alerts: bool = True,
                 cfg: MonitoringConfig | None = None, specs: SpecSet | None = None) -> MonitorReport:
     """Evaluate every rule, announce what is new or due again, and what has cleared."""
-    from hipbridge.settings import org_name
 
     cfg = cfg or monitoring_config()
     specs = specs or load_specs()

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Engine, make_url
 from hipbridge import profiles
 from hipbridge.io import engines
 from hipbridge.io.extract import probe_columns
-from hipbridge.settings import hospital_now, hospital_tz
+from hipbridge.settings import hospital_now, hospital_tz, ops_schema_name
 from hipbridge.spec import SpecSet, load_specs
 
 from .config import DoctorConfig, monitoring_config
@@ -145,7 +145,6 @@ _MYSQL_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "ALTER", 
 
 
 def frontend_checks(cfg: DoctorConfig, specs: SpecSet, frontend_url: str) -> list[Check]:
-    from hipbridge.settings import ops_schema_name
 
     area = "前置机数据库"
     ops_schema = ops_schema_name(specs.defaults, frontend_url)

@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from hipbridge.settings import org_code as configured_org
 from hipbridge.spec import SpecSet, TableSpec
 
 from .config import QualityConfig
@@ -112,7 +113,6 @@ def inactive_custom_rules(specs: SpecSet, cfg: QualityConfig) -> list[tuple[str,
 def build_rules(spec: TableSpec, specs: SpecSet, cfg: QualityConfig, sql: SqlDialect, *,
                 domains: DomainCodes | None = None, org_code: str | None = None) -> list[Rule]:
     """Every rule for one table: generated from the spec, then the custom rules naming it (or `*`)."""
-    from hipbridge.settings import org_code as configured_org
 
     if domains is None:
         domains = catalog_domains()
