@@ -124,9 +124,19 @@ def _hand_made_clocks(tree: ast.AST) -> list[int]:
     return lines
 
 
+def _zone_defaults(tree: ast.AST) -> list[int]:
+    """`timezone: str = "Asia/…"` and `def f(tz="Asia/…")`: a default zone written again."""
+    zone = re.compile(r"^[A-Z][a-z]+/[A-Za-z_]+$")
+    values = [n.value for n in ast.walk(tree) if isinstance(n, ast.AnnAssign | ast.Assign)]
+    values += [d for n in ast.walk(tree) if isinstance(n, ast.arguments) for d in n.defaults + n.kw_defaults]
+    return [v.lineno for v in values
+            if isinstance(v, ast.Constant) and isinstance(v.value, str) and zone.match(v.value)]
+
+
 def test_one_clock_and_one_time_zone(monkeypatch):
     found = [f"{path.relative_to(ROOT)}:{line}" for path in _sources()
-             for line in _hand_made_clocks(ast.parse(path.read_text(encoding="utf-8")))]
+             for line in _hand_made_clocks(ast.parse(path.read_text(encoding="utf-8")))
+             + _zone_defaults(ast.parse(path.read_text(encoding="utf-8")))]
     assert not found, f"use hipbridge.settings.hospital_now / hospital_tz: {found}"
     monkeypatch.delenv("HIPBRIDGE_TZ", raising=False)
     assert hospital_tz().key == "Asia/Shanghai" and hospital_tz("Europe/Paris").key == "Europe/Paris"

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from hipbridge.settings import hospital_now
+from hipbridge.settings import DEFAULT_TIMEZONE, hospital_now
 
 from .catalog import EMPTY, MAPPED, Catalog, normalise_value
 from .files import MappingConfigError
@@ -70,7 +70,7 @@ class GapReport:
     entries: list[GapEntry] = field(default_factory=list)
     coverage: list[ColumnCoverage] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
-    timezone: str = "Asia/Shanghai"
+    timezone: str = DEFAULT_TIMEZONE
 
     def as_json(self) -> list[dict]:
         return [e.as_json() for e in self.entries]

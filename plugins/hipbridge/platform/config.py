@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hipbridge import profiles
-from hipbridge.settings import config_dir, hospital_now, settings
+from hipbridge.settings import DEFAULT_TIMEZONE, config_dir, hospital_now, settings
 from hipbridge.spec import parse_duration
 from hipbridge.yamlconfig import ConfigError, load_model
 from hipbridge.yamlconfig import StrictModel as _Strict
@@ -96,7 +96,7 @@ class PlatformConfig(_Strict):
     app_id: str
     timeout_s: float = 10
     time_format: str
-    timezone: str = "Asia/Shanghai"
+    timezone: str = DEFAULT_TIMEZONE
     envelope: Envelope
     services: dict[str, Service]
     messages: dict[str, dict[str, str]]

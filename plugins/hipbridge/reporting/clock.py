@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from hipbridge.settings import hospital_now
+from hipbridge.settings import DEFAULT_TIMEZONE, hospital_now
 
 
 @dataclass(frozen=True)
 class ReportClock:
-    timezone: str = "Asia/Shanghai"
+    timezone: str = DEFAULT_TIMEZONE
 
     @property
     def tz(self) -> ZoneInfo:
