@@ -86,10 +86,12 @@ def bench_sm4(ring, n: int) -> dict:
 def bench_transfer(admin: str, rows: int, runs: int) -> dict:
     from hipbridge.io.engines import dispose_all
     from hipbridge.pipeline import run as pipeline_run
+    from hipbridge.pipeline import transfer as pipeline_transfer
+    from hipbridge.pipeline.context import Context
 
     from tests.transfer_helpers import SourceHospital
 
-    real = pipeline_run.quarantine_protector
+    real = pipeline_transfer.quarantine_protector
     times: dict[str, list[float]] = {"encrypted": [], "baseline": []}
     counts = {}
     tmp = Path(tempfile.mkdtemp(prefix="hb_bench_crypto_"))
@@ -107,9 +109,9 @@ def bench_transfer(admin: str, rows: int, runs: int) -> dict:
                     c.execute(text(f"CREATE DATABASE `{fe}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"))
                 url = f"{admin.rstrip('/')}/{fe}?charset=utf8mb4&local_infile=1"
                 try:
-                    pipeline_run.quarantine_protector = real if variant == "encrypted" else (
+                    pipeline_transfer.quarantine_protector = real if variant == "encrypted" else (
                         lambda *_a, **_k: (lambda rows: rows))
-                    ctx = pipeline_run.Context.create(src.specs, url)
+                    ctx = Context.create(src.specs, url)
                     ctx.ensure_frontend(["visit"])
                     if variant == "encrypted":
                         real(ctx.engine, ctx.ops_schema, ctx.specs.get("visit"))   # key made before timing
@@ -118,7 +120,7 @@ def bench_transfer(admin: str, rows: int, runs: int) -> dict:
                     times[variant].append(time.perf_counter() - t0)
                     counts = {"extracted": r.extracted, "quarantined": r.quarantined, "published": r.published}
                 finally:
-                    pipeline_run.quarantine_protector = real
+                    pipeline_transfer.quarantine_protector = real
                     dispose_all()
                     with eng.begin() as c:
                         c.execute(text(f"DROP DATABASE IF EXISTS `{fe}`"))

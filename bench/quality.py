@@ -100,11 +100,12 @@ def main() -> int:
     from hipbridge.airflow.embedded import dependency_order
     from hipbridge.demo import build
     from hipbridge.pipeline import run as pipeline
+    from hipbridge.pipeline.context import Context
 
     t0 = time.perf_counter()
     build(home / "demo", days=args.days, scale=args.scale)
     build_s = time.perf_counter() - t0
-    ctx = pipeline.Context.create()
+    ctx = Context.create()
     ctx.ensure_frontend()
 
     gate_seconds: dict[str, float] = {}

@@ -209,7 +209,7 @@ def _pipeline_env() -> None:
 def _pipeline(scenario: str) -> dict:
     """One `sync_table` of the bench table: `first` into fresh databases, later ones into what it filled."""
     from hipbridge.pipeline import run
-    from hipbridge.pipeline.run import Context
+    from hipbridge.pipeline.context import Context
 
     if scenario == "first":
         _fresh_db(FRONTEND_DB)
@@ -277,9 +277,9 @@ def _raw_copy(since_changed: bool) -> dict:
 
     import connectorx as cx
     import pyarrow.csv as pcsv
+    from hipbridge.io.bulktext import LOADER_NULL, MYSQL_LOAD_FORMAT
     from hipbridge.io.engines import engine_for
     from hipbridge.io.extract import connectorx_url
-    from hipbridge.io.load import LOADER_NULL, MYSQL_LOAD_FORMAT
     from sqlalchemy import create_engine, text
 
     if not since_changed:

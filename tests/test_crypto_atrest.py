@@ -280,7 +280,7 @@ def test_sdf_boundary_refuses_clearly_and_production_refuses_development_keys(hb
 
 
 def test_spool_files_of_a_killed_process_are_removed_at_once(tmp_path, monkeypatch):
-    from hipbridge.io.load import clear_stale_spool, spool_prefix
+    from hipbridge.io.spool import clear_stale_spool, spool_prefix
 
     monkeypatch.setenv("HIPBRIDGE_SPOOL_DIR", str(tmp_path))
     dead = subprocess.Popen([sys.executable, "-c", "pass"])

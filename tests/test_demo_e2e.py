@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 from hipbridge.airflow.embedded import dependency_order
 from hipbridge.io.engines import dispose_all, source_engine
+from hipbridge.pipeline.context import Context
 from hipbridge.pipeline.reconcile import load_control, reconcile
-from hipbridge.pipeline.run import Context, sync_table
+from hipbridge.pipeline.run import sync_table
 from sqlalchemy import text
 
 

@@ -9,7 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-from hipbridge.pipeline.run import Context, sync_table
+from hipbridge.pipeline.context import Context
+from hipbridge.pipeline.run import sync_table
 from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parents[1]

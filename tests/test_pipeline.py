@@ -7,7 +7,10 @@ from datetime import date, datetime, timedelta
 
 import pytest
 from hipbridge.io import state
-from hipbridge.pipeline.run import Context, PipelineError, hospital_day_bounds, sync_table
+from hipbridge.pipeline.context import Context
+from hipbridge.pipeline.failures import PipelineError
+from hipbridge.pipeline.plan import hospital_day_bounds
+from hipbridge.pipeline.run import sync_table
 from sqlalchemy import text
 
 from tests.minihospital import MiniHospital
@@ -178,12 +181,12 @@ def test_gate_in_two_parallel_halves_counts_like_one_scan(ctx, mini, monkeypatch
     if ctx.engine.dialect.name == "sqlite":
         pytest.skip("halves run on server databases only")
     import hipbridge.quality.gate as qgate
-    from hipbridge.pipeline import run
+    from hipbridge.pipeline import plan, transfer
 
     mini.execute("INSERT INTO CLINIC_VISIT VALUES ('V8', 'P8', '2099-01-01 08:00:00', 3, '周八', 'N', "
                  "'2026-11-21 12:00:00')")  # a visit in the future: P02 fails, not fatal
-    batch = run.plan(ctx, "visit", "full")
-    run.transfer(ctx, batch)
+    batch = plan.plan(ctx, "visit", "full")
+    transfer.transfer(ctx, batch)
     spec = ctx.specs.get("visit")
     staging, _ = ctx.tables_for(spec, batch)
     one = qgate.run_gate(ctx.engine, spec, ctx.specs, batch.batch_id, staging, store=False)

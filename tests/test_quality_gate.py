@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from hipbridge.io.frontend import staging_table, target_table
+from hipbridge.io.dialects import frontend_dialect
+from hipbridge.io.frontend import target_table
+from hipbridge.io.staging import batch_staging_table
 from hipbridge.quality.gate import run_gate
 from hipbridge.quality.store import load_results, past_runs
 from hipbridge.settings import ops_schema_name
@@ -12,12 +14,15 @@ from tests.test_quality_rules import DOMAINS, ORG, build_fixture, patient_rows
 
 
 def _stage(engine, specs, rows, batch):
+    """Stage rows as transfer does: into the batch's own staging table."""
     ops = ops_schema_name(specs.defaults, engine)
     spec = specs.get("patient")
-    stg = staging_table(spec, specs.defaults, ops, MetaData(), engine.dialect.name)
+    stg = batch_staging_table(spec, specs.defaults, ops, batch, frontend_dialect(engine))
+    stg.create(engine)
     staged = [{**r, "hb_batch": batch, "hb_rownum": i, "hb_digest": f"d{i}", "hb_void": 0} for i, r in enumerate(rows)]
-    with engine.begin() as conn:
-        conn.execute(insert(stg), staged)
+    if staged:
+        with engine.begin() as conn:
+            conn.execute(insert(stg), staged)
     return spec, stg
 
 
@@ -28,9 +33,9 @@ def _check(url, tmp_path):
     rows[3]["XM"] = "司马相"    # the fixture's staging follows the checking spec: varchar(4)
     # batch A: the fixture rows (row 9 carries another hospital's 医疗机构代码 → S10 fatal)
     spec, stg = _stage(engine, specs, rows, "batch-A")
-    # batch B: the same rows without the fatal fault, staged beside A (the gate filters hb_batch)
+    # batch B: the same rows without the fatal fault, in its own staging table beside A's
     clean = [r for r in rows if r["YLJGDM"] == ORG]
-    _stage(engine, specs, [{**r, "HZWYBSH": r["HZWYBSH"] + "b"} for r in clean], "batch-B")
+    _, stg_b = _stage(engine, specs, [{**r, "HZWYBSH": r["HZWYBSH"] + "b"} for r in clean], "batch-B")
 
     a = run_gate(engine, spec, specs, "batch-A", stg, cfg=cfg, domains=DOMAINS.get)
     assert a.blocked
@@ -42,7 +47,7 @@ def _check(url, tmp_path):
     # batch-level only: no coverage / references / timeliness in the gate
     assert not any(r.template in ("C04", "R01", "T01") for r in a.results)
 
-    b = run_gate(engine, spec, specs, "batch-B", stg, cfg=cfg, domains=DOMAINS.get)
+    b = run_gate(engine, spec, specs, "batch-B", stg_b, cfg=cfg, domains=DOMAINS.get)
     assert not b.blocked and b.message is None
     assert any(r.status == "Failed" for r in b.results)          # errors recorded, but not blocking
     by_id = {r.rule_id: r for r in b.results}
@@ -71,8 +76,7 @@ def test_gate_blocks_fatal_mariadb(tmp_path, hb_home, mariadb_url):
 
 def test_gate_empty_batch_is_not_applicable_and_passes(tmp_path, hb_home):
     engine, specs, cfg = build_fixture(f"sqlite:///{tmp_path / 'e.db'}", tmp_path)
-    spec = specs.get("patient")
-    stg = staging_table(spec, specs.defaults, ops_schema_name(specs.defaults, engine), MetaData(), "sqlite")
-    out = run_gate(engine, spec, specs, "no-such-batch", stg, cfg=cfg, domains=DOMAINS.get)
+    spec, stg = _stage(engine, specs, [], "empty-batch")  # a batch that read nothing: its table is empty
+    out = run_gate(engine, spec, specs, "empty-batch", stg, cfg=cfg, domains=DOMAINS.get)
     assert not out.blocked
     assert {r.status for r in out.results} == {"Not Applicable"}

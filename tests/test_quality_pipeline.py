@@ -6,7 +6,8 @@ import shutil
 
 import pytest
 from hipbridge.io import state
-from hipbridge.pipeline.run import Context, sync_table
+from hipbridge.pipeline.context import Context
+from hipbridge.pipeline.run import sync_table
 from hipbridge.quality.store import load_results
 from sqlalchemy import inspect, text
 

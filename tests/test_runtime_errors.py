@@ -16,9 +16,11 @@ import uuid
 
 import pytest
 from hipbridge.io.engines import dispose_all
+from hipbridge.pipeline.context import Context
 from hipbridge.pipeline.failures import SourceQueryError, is_deterministic
 from hipbridge.pipeline.probe import SourceColumnsMissing
-from hipbridge.pipeline.run import Context, is_transient, sync_table
+from hipbridge.pipeline.retry import is_transient
+from hipbridge.pipeline.run import sync_table
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
@@ -41,7 +43,7 @@ def retry_log():
     seen: list[str] = []
     handler = logging.Handler(logging.WARNING)
     handler.emit = lambda record: seen.append(record.getMessage())
-    logger = logging.getLogger("hipbridge.pipeline.run")
+    logger = logging.getLogger("hipbridge.pipeline.retry")
     logger.addHandler(handler)
     logger.disabled = False
     yield seen
@@ -77,7 +79,7 @@ def test_a_from_column_the_sql_does_not_return_is_found_before_anything_is_writt
     assert str(e) == (f"{mini.specs / 'diag.yaml'}:12: columns[2] (XYZDDM).from: the source query "
                       f"({mini.specs / 'diag.yaml'}: source.query) returns no column 'icd_code' "
                       f"(it returns: id, visit_id, icd, upd) (got 'icd_code')")
-    from hipbridge.io.load import BATCH_TABLE_SEP
+    from hipbridge.io.staging import BATCH_TABLE_SEP
 
     assert not [t for t in _ops_tables(ctx) if BATCH_TABLE_SEP in t]  # no batch's staging table was created
     last = _last_batch(ctx, "diag")

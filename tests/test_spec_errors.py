@@ -301,7 +301,8 @@ def test_misspelled_key_in_op_visit_leaves_the_four_tables_referencing_it_upload
 
     from hipbridge.airflow.factory import build_all
     from hipbridge.demo import build
-    from hipbridge.pipeline.run import Context, sync_table
+    from hipbridge.pipeline.context import Context
+    from hipbridge.pipeline.run import sync_table
 
     specs_dir = tmp_path / "table_specs"
     shutil.copytree(ROOT / "table_specs", specs_dir)

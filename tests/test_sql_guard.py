@@ -107,7 +107,8 @@ def test_spec_check_names_file_and_line(tmp_path):
 
 def test_the_extract_refuses_a_write_before_it_reaches_the_source(tmp_path, hb_home, monkeypatch):
     """A spec that slipped past `spec check`: the CREATE never runs on the HIS."""
-    from hipbridge.pipeline.run import Context, sync_table
+    from hipbridge.pipeline.context import Context
+    from hipbridge.pipeline.run import sync_table
 
     mini = MiniHospital(tmp_path / "mini")
     monkeypatch.setenv("HIPBRIDGE_CONN_MINI", mini.url)

@@ -20,11 +20,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from hipbridge.io import state
+from hipbridge.io.bulktext import bulk_text
 from hipbridge.io.engines import dispose_all
 from hipbridge.io.extract import connectorx_url, literal_window_sql, slices, windowed_sql
-from hipbridge.io.load import StagingWriter, bulk_text, stage_rows
+from hipbridge.io.load import StagingWriter, stage_rows
 from hipbridge.pipeline.conform import digest_frame
-from hipbridge.pipeline.run import Context, sync_table
+from hipbridge.pipeline.context import Context
+from hipbridge.pipeline.run import sync_table
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import (
@@ -289,7 +291,7 @@ def test_loader_files_left_by_a_killed_process_are_removed(tmp_path, monkeypatch
     import os
     import time
 
-    from hipbridge.io.load import clear_stale_spool
+    from hipbridge.io.spool import clear_stale_spool
 
     monkeypatch.setenv("HIPBRIDGE_SPOOL_DIR", str(tmp_path))
     old, fresh, other = tmp_path / "hb_stage_old.tsv", tmp_path / "hb_stage_new.tsv", tmp_path / "keep.tsv"

@@ -12,7 +12,8 @@ from hipbridge.airflow.embedded import airflow_env, migrate
 from hipbridge.cli import main as cli_main
 from hipbridge.io import state
 from hipbridge.pipeline.backfill import Window, split_windows
-from hipbridge.pipeline.run import Context, PipelineError
+from hipbridge.pipeline.context import Context
+from hipbridge.pipeline.failures import PipelineError
 from sqlalchemy import create_engine, text
 
 from tests.minihospital import MiniHospital

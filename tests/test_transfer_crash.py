@@ -23,7 +23,9 @@ from hipbridge.io import state
 from hipbridge.io.engines import dispose_all
 from hipbridge.io.extract import read_chunks
 from hipbridge.pipeline.conform import conform_chunk
-from hipbridge.pipeline.run import Context, FrontendUnavailable, SourceUnavailable, sync_table
+from hipbridge.pipeline.context import Context
+from hipbridge.pipeline.retry import FrontendUnavailable, SourceUnavailable
+from hipbridge.pipeline.run import sync_table
 from hipbridge.settings import org_code
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -178,7 +180,7 @@ def test_source_gone_before_run_retries_then_fails_naming_the_connection(tmp_pat
         seen: list[str] = []
         handler = logging.Handler(logging.WARNING)
         handler.emit = lambda record: seen.append(record.getMessage())
-        logger = logging.getLogger("hipbridge.pipeline.run")
+        logger = logging.getLogger("hipbridge.pipeline.retry")
         logger.addHandler(handler)
         logger.disabled = False
         try:

@@ -24,8 +24,10 @@ import pytest
 from hipbridge.io import state
 from hipbridge.io.engines import dispose_all
 from hipbridge.io.ops import OpsSchemaError, derive_ops_schema
-from hipbridge.pipeline import run
-from hipbridge.pipeline.run import Context, PipelineError, sync_table
+from hipbridge.pipeline import gate, plan, publish, transfer
+from hipbridge.pipeline.context import Context
+from hipbridge.pipeline.failures import PipelineError
+from hipbridge.pipeline.run import sync_table
 from hipbridge.spec import load_specs
 from sqlalchemy import create_engine, text
 
@@ -321,14 +323,14 @@ def any_frontend(request, tmp_path, hb_home):
 def test_a_window_that_read_an_older_version_never_overwrites_a_newer_one(mini, any_frontend):
     ctx = Context.create(mini.specs, any_frontend)
     # a backfill window reads V1 as it was at 09:00 …
-    backfill = run.plan(ctx, "visit", "window", date(2026, 11, 20), date(2026, 11, 21))
-    run.transfer(ctx, backfill)
+    backfill = plan.plan(ctx, "visit", "window", date(2026, 11, 20), date(2026, 11, 21))
+    transfer.transfer(ctx, backfill)
     # … the HIS changes V1, and the daily run publishes the new version first
     mini.execute("UPDATE CLINIC_VISIT SET FEE = 99, UPDATE_TIME = '2026-11-21 12:00:00' WHERE VISIT_NO = 'V1'")
     daily = sync_table("visit", "window", date(2026, 11, 20), date(2026, 11, 21), ctx=ctx)
     assert daily.inserted == 3
-    assert not run.gate(ctx, backfill)["blocked"]
-    late = run.publish(ctx, backfill)  # the backfill window publishes last
+    assert not gate.gate(ctx, backfill)["blocked"]
+    late = publish.publish(ctx, backfill)  # the backfill window publishes last
     assert (late.older, late.updated, late.written) == (1, 0, 0)
     q = ctx.engine.dialect.identifier_preparer.quote
     with ctx.engine.connect() as c:
@@ -373,7 +375,7 @@ def test_run_status_and_task_log_show_every_count_and_why_a_table_failed(mini, t
     assert last["diag"]["status"] == "failed" and "no such table" in last["diag"]["message"]
     # the task log (publish, as Airflow's task runs it) carries the same line
     ctx = Context.create(mini.specs, fe)
-    with caplog.at_level(logging.INFO, logger="hipbridge.pipeline.run"):
+    with caplog.at_level(logging.INFO, logger="hipbridge.pipeline.publish"):
         sync_table("visit", "window", date(2026, 11, 20), date(2026, 11, 21), ctx=ctx)
     assert any("published 0 (new 0, changed 0, voided 0), unchanged 3, quarantined 0, skipped 2" in m
                for m in caplog.messages), caplog.messages
@@ -386,11 +388,11 @@ def test_collection_time_is_the_publish_time_not_the_extraction_time(mini, front
     ctx = Context.create(mini.specs, frontend_url)
     extracted, published = datetime(2026, 11, 21, 23, 0), datetime(2026, 11, 22, 1, 30)
     ctx.now = lambda: extracted
-    batch = run.plan(ctx, "visit", "full")
-    run.transfer(ctx, batch)
-    run.gate(ctx, batch)
+    batch = plan.plan(ctx, "visit", "full")
+    transfer.transfer(ctx, batch)
+    gate.gate(ctx, batch)
     ctx.now = lambda: published  # a long gate, or a publish task retried later
-    run.publish(ctx, batch)
+    publish.publish(ctx, batch)
     with ctx.engine.connect() as c:
         stamps = {str(v)[:19] for v in c.execute(text("SELECT SJCJSJ FROM MZJZJL")).scalars()}
     assert stamps == {"2026-11-22 01:30:00"}
@@ -428,23 +430,23 @@ def test_two_publishes_at_once_keep_the_newer_row(mini, dialect, request, tmp_pa
     import threading
     import time
 
-    from hipbridge.io.load import publish_batch
+    from hipbridge.pipeline.publish import publish_batch
 
     url = request.getfixturevalue("mariadb_url" if dialect == "mariadb" else "postgres_url")
     ctx = Context.create(mini.specs, url)
-    backfill = run.plan(ctx, "visit", "window", date(2026, 11, 20), date(2026, 11, 21))
-    run.transfer(ctx, backfill)
-    assert not run.gate(ctx, backfill)["blocked"]
+    backfill = plan.plan(ctx, "visit", "window", date(2026, 11, 20), date(2026, 11, 21))
+    transfer.transfer(ctx, backfill)
+    assert not gate.gate(ctx, backfill)["blocked"]
     mini.execute("UPDATE CLINIC_VISIT SET FEE = 99, UPDATE_TIME = '2026-11-21 12:00:00' WHERE VISIT_NO = 'V1'")
-    daily = run.plan(ctx, "visit", "window", date(2026, 11, 20), date(2026, 11, 21))
-    run.transfer(ctx, daily)
+    daily = plan.plan(ctx, "visit", "window", date(2026, 11, 20), date(2026, 11, 21))
+    transfer.transfer(ctx, daily)
     spec = ctx.specs.get("visit")
     staging, ledger = ctx.tables_for(spec, daily)
     conn = ctx.engine.connect()
     tx = conn.begin()
-    publish_batch(conn, spec, ctx.defaults, staging, ledger, daily.batch_id, clear=False, clock=ctx.now)
+    publish_batch(conn, spec, ctx.defaults, staging, ledger, daily.batch_id, clock=ctx.now)
     done: dict = {}
-    worker = threading.Thread(target=lambda: done.update(counts=run.publish(ctx, backfill)))
+    worker = threading.Thread(target=lambda: done.update(counts=publish.publish(ctx, backfill)))
     worker.start()
     waiting = ("SELECT COUNT(*) FROM information_schema.INNODB_TRX t JOIN information_schema.PROCESSLIST p "
                "ON p.ID = t.trx_mysql_thread_id WHERE t.trx_state = 'LOCK WAIT' AND p.DB = DATABASE()"

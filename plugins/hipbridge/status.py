@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, inspect, select, table
 
 from hipbridge.io import state
-from hipbridge.pipeline.run import counts_text
+from hipbridge.pipeline.publish import counts_text
 from hipbridge.statuses import BatchStatus
 
 

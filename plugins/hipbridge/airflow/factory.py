@@ -190,7 +190,7 @@ def backfill_window(params: dict, start: datetime | None, end: datetime | None, 
 
 
 def _context():
-    from hipbridge.pipeline.run import Context
+    from hipbridge.pipeline.context import Context
 
     return Context.create(settings().specs)
 
@@ -220,7 +220,7 @@ def build_dag(spec: TableSpec, specs: SpecSet) -> DAG:
 
             from airflow.sdk.exceptions import AirflowFailException
 
-            from hipbridge.pipeline.run import plan
+            from hipbridge.pipeline.plan import plan
 
             context = get_current_context()
             params = context["params"]
@@ -252,7 +252,8 @@ def build_dag(spec: TableSpec, specs: SpecSet) -> DAG:
         @task(task_id="transfer")
         def transfer_batch(batch: dict) -> dict:
             from hipbridge.io.state import Batch
-            from hipbridge.pipeline.run import fail, transfer
+            from hipbridge.pipeline.run import fail
+            from hipbridge.pipeline.transfer import transfer
 
             ctx = _context()
             b = Batch.from_dict(batch)
@@ -268,7 +269,7 @@ def build_dag(spec: TableSpec, specs: SpecSet) -> DAG:
             from airflow.sdk.exceptions import AirflowFailException
 
             from hipbridge.io.state import Batch
-            from hipbridge.pipeline.run import gate
+            from hipbridge.pipeline.gate import gate
 
             outcome = gate(_context(), Batch.from_dict(batch))
             if outcome["blocked"]:
@@ -278,7 +279,7 @@ def build_dag(spec: TableSpec, specs: SpecSet) -> DAG:
         @task(task_id="publish", outlets=[asset_for(spec)])
         def publish_batch(batch: dict, _gate: dict) -> dict:
             from hipbridge.io.state import Batch
-            from hipbridge.pipeline.run import publish
+            from hipbridge.pipeline.publish import publish
 
             try:
                 counts = publish(_context(), Batch.from_dict(batch))
@@ -394,7 +395,7 @@ def build_backfill_dag(specs: SpecSet | None = None, max_parallel: int | None = 
             from airflow.sdk.exceptions import AirflowFailException
 
             from hipbridge.pipeline.backfill import split_windows
-            from hipbridge.pipeline.run import PipelineError
+            from hipbridge.pipeline.failures import PipelineError
 
             params = get_current_context()["params"]
             if not params.get("window_start") or not params.get("window_end"):

@@ -13,7 +13,7 @@ def _backfill(args) -> int:
     from tqdm import tqdm
 
     from hipbridge.pipeline.backfill import backfill, split_windows
-    from hipbridge.pipeline.run import Context
+    from hipbridge.pipeline.context import Context
 
     ctx = Context.create(args.specs, args.db)
     windows = split_windows(args.from_date, args.to_date, args.days)

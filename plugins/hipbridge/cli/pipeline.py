@@ -11,13 +11,14 @@ from hipbridge.statuses import BatchStatus
 
 
 def _context(args):
-    from hipbridge.pipeline.run import Context
+    from hipbridge.pipeline.context import Context
 
     return Context.create(args.specs, getattr(args, "db", None))
 
 
 def _run(args) -> int:
-    from hipbridge.pipeline.run import counts_text, sync_table
+    from hipbridge.pipeline.publish import counts_text
+    from hipbridge.pipeline.run import sync_table
 
     ctx = _context(args)
     if args.full and (args.from_date or args.to_date):

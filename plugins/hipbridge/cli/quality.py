@@ -91,14 +91,14 @@ def _report(args) -> int:
 def _rules(args) -> int:
     from sqlalchemy.dialects import sqlite
 
+    from hipbridge.io.dialects import frontend_dialect
     from hipbridge.quality.config import load_config
-    from hipbridge.quality.dialect import SqlDialect
     from hipbridge.quality.rules import build_rules, inactive_custom_rules
     from hipbridge.spec import load_specs
 
     specs = load_specs(args.specs).require_valid()
     cfg = load_config(args.expectations)
-    sql = SqlDialect(sqlite.dialect())
+    sql = frontend_dialect(sqlite.dialect())
     tables = [t.strip() for t in args.tables.split(",")] if args.tables else sorted(specs.specs)
     for tid in tables:
         for r in build_rules(specs.get(tid), specs, cfg, sql):

@@ -13,7 +13,7 @@ def run_demo(days: int, scale: float, seed: int = 7, env: dict | None = None, ta
     """`make demo`: build the demo hospital, create the front-end, run every table DAG (or `tables`), print a summary."""
     from hipbridge.demo import build
     from hipbridge.demo.build import reset_demo_frontend
-    from hipbridge.pipeline.run import Context
+    from hipbridge.pipeline.context import Context
     from hipbridge.status import format_table, table_status
 
     out = home() / "demo"

@@ -15,7 +15,6 @@ from sqlalchemy import (
     Column,
     Date,
     DateTime,
-    Index,
     Integer,
     MetaData,
     Numeric,
@@ -25,8 +24,6 @@ from sqlalchemy import (
     Text,
     inspect,
 )
-from sqlalchemy import text as sql_text
-from sqlalchemy.dialects.mysql import VARCHAR as MYSQL_VARCHAR
 from sqlalchemy.dialects.sqlite import DATETIME as SQLITE_DATETIME
 from sqlalchemy.engine import Engine
 from sqlalchemy.types import TypeEngine
@@ -34,15 +31,10 @@ from sqlalchemy.types import TypeEngine
 from hipbridge.settings import ops_schema_name
 from hipbridge.spec import ColumnType, Defaults, SpecSet, TableSpec
 
+from .dialects import FrontendDialect, MySQL, dialect_class, frontend_dialect
 from .ops import add_missing_columns, ensure_ops, register_ops_tables
 
-# MariaDB/InnoDB rows may hold at most 65,535 bytes of VARCHAR (utf8mb4: 4 bytes a character).
-_MYSQL_ROW_BUDGET = 60_000
-# Keys are compared exactly, whatever the database's default collation: on a case- or
-# accent-insensitive collation `pcase1` and `PCASE1` would be one row. utf8mb4 everywhere, so a
-# character outside the BMP (common in Chinese names: 𠀀) fits a front-end created utf8mb3.
-MYSQL_CHARSET, MYSQL_KEY_COLLATION = "utf8mb4", "utf8mb4_bin"
-_MYSQL_TABLE = {"mysql_charset": MYSQL_CHARSET}
+_MYSQL_TABLE = {"mysql_charset": MySQL.CHARSET}  # ignored by the other dialects
 
 
 @register_ops_tables
@@ -98,30 +90,21 @@ def sa_type(ct: ColumnType) -> TypeEngine:
     return Text()
 
 
-def _key_type(ct: ColumnType, dialect: str | None) -> TypeEngine:
-    """A key column's type: on MySQL/MariaDB a VARCHAR with an explicit binary collation."""
-    if dialect in ("mysql", "mariadb") and ct.kind == "varchar":
-        return MYSQL_VARCHAR(ct.length, charset=MYSQL_CHARSET, collation=MYSQL_KEY_COLLATION)
-    return sa_type(ct)
+def _key_type(ct: ColumnType, dialect: type[FrontendDialect]) -> TypeEngine:
+    """A key column's type: the dialect's when it needs one (MySQL/MariaDB: a binary collation)."""
+    return dialect.key_type(ct) or sa_type(ct)
 
 
-def _column_type(c: TargetColumn, pk: set[str], as_text: set[str], dialect: str | None) -> TypeEngine:
+def column_type(c: TargetColumn, pk: set[str], as_text: set[str], dialect: type[FrontendDialect]) -> TypeEngine:
+    """A front-end or staging column's type: keys by `_key_type`, long VARCHARs in `as_text` as TEXT."""
     if c.name in pk:
         return _key_type(c.ctype, dialect)
     return Text() if c.name in as_text else sa_type(c.ctype)
 
 
-def _mysql_text_columns(cols: list[TargetColumn], pk: set[str]) -> set[str]:
-    """Which long VARCHARs become TEXT on MySQL so the row fits; lengths stay checked by quality rules."""
-    widths = {c.name: c.ctype.length * 4 for c in cols if c.ctype.kind == "varchar"}
-    total = sum(widths.values())
-    out: set[str] = set()
-    for name in sorted((n for n in widths if n not in pk), key=lambda n: -widths[n]):
-        if total <= _MYSQL_ROW_BUDGET:
-            break
-        out.add(name)
-        total -= widths[name]
-    return out
+def text_columns(cols: list[TargetColumn], pk: set[str], dialect: type[FrontendDialect]) -> set[str]:
+    """Which VARCHAR columns the dialect stores as TEXT so a row fits (`FrontendDialect.text_columns`)."""
+    return dialect.text_columns({c.name: c.ctype.length for c in cols if c.ctype.kind == "varchar"}, pk)
 
 
 def target_table(spec: TableSpec, defaults: Defaults, metadata: MetaData | None = None,
@@ -130,41 +113,15 @@ def target_table(spec: TableSpec, defaults: Defaults, metadata: MetaData | None 
     md = metadata if metadata is not None else MetaData()
     cols = target_columns(spec, defaults)
     pk = set(spec.target.primary_key)
-    as_text = _mysql_text_columns(cols, pk) if dialect in ("mysql", "mariadb") else set()
+    kind = dialect_class(dialect)
+    as_text = text_columns(cols, pk, kind)
     return Table(
         name or spec.target.name, md,
-        *[Column(c.name, _column_type(c, pk, as_text, dialect), nullable=c.name not in pk, comment=c.label)
+        *[Column(c.name, column_type(c, pk, as_text, kind), nullable=c.name not in pk, comment=c.label)
           for c in cols],
         PrimaryKeyConstraint(*spec.target.primary_key),  # in the spec's order, as the province declares it
         comment=spec.label,
         schema=schema,
-        **_MYSQL_TABLE,
-    )
-
-
-STAGING_EXTRA = ("hb_batch", "hb_rownum", "hb_digest", "hb_void")
-
-
-def staging_table(spec: TableSpec, defaults: Defaults, ops_schema: str, metadata: MetaData | None = None,
-                  dialect: str | None = None) -> Table:
-    """Staging copy of the target in the ops schema: all columns nullable, plus batch bookkeeping.
-
-    `hb_rownum` orders rows of a batch (the last one per key wins), `hb_digest` is the row's
-    content digest, `hb_void` marks source rows that are voided (修改标志 = voided).
-    """
-    md = metadata if metadata is not None else MetaData()
-    cols = target_columns(spec, defaults)
-    pk = set(spec.target.primary_key)
-    as_text = _mysql_text_columns(cols, pk) if dialect in ("mysql", "mariadb") else set()
-    return Table(
-        f"stg_{spec.table}", md,
-        Column("hb_batch", String(64), nullable=False),
-        Column("hb_rownum", BigInteger, nullable=False),
-        Column("hb_digest", String(32), nullable=False),
-        Column("hb_void", Integer, nullable=False),
-        *[Column(c.name, _column_type(c, pk, as_text, dialect), nullable=True) for c in cols],
-        Index(f"ix_stg_{spec.table}_batch", "hb_batch", *spec.target.primary_key),
-        schema=ops_schema,
         **_MYSQL_TABLE,
     )
 
@@ -181,7 +138,8 @@ def ledger_table(spec: TableSpec, defaults: Defaults, ops_schema: str, metadata:
     by_name = {c.name: c for c in target_columns(spec, defaults)}
     return Table(
         f"ledger_{spec.table}", md,
-        *[Column(k, _key_type(by_name[k].ctype, dialect), primary_key=True) for k in spec.target.primary_key],
+        *[Column(k, _key_type(by_name[k].ctype, dialect_class(dialect)), primary_key=True)
+          for k in spec.target.primary_key],
         Column("hb_digest", String(32), nullable=False),
         Column("hb_flag", String(4), nullable=False),
         Column("hb_batch", String(64), nullable=False),
@@ -205,45 +163,6 @@ class FrontendReport:
     converted: dict[str, list[str]] = field(default_factory=dict)  # table → what was made exact / utf8mb4
 
 
-def _mysql_exact_keys(engine: Engine, table: Table) -> list[str]:
-    """Bring an existing MySQL/MariaDB table to utf8mb4 with binary key columns; returns what changed.
-
-    Tables of an earlier version took the database's defaults (a case-insensitive collation, or
-    utf8mb3 where a 4-byte character fails the whole batch). Converting never merges rows: a
-    binary collation tells apart more values than any other, and utf8mb4 holds all of utf8mb3.
-    """
-    prep = engine.dialect.identifier_preparer
-    schema = table.schema
-    with engine.connect() as conn:
-        cols = conn.execute(sql_text(
-            "SELECT COLUMN_NAME, CHARACTER_SET_NAME, COLLATION_NAME FROM information_schema.COLUMNS "
-            "WHERE TABLE_SCHEMA = COALESCE(:s, DATABASE()) AND TABLE_NAME = :t AND CHARACTER_SET_NAME IS NOT NULL"),
-            {"s": schema, "t": table.name}).all()
-    done: list[str] = []
-    stmts: list[str] = []
-    full = prep.format_table(table)
-    if any(cs != MYSQL_CHARSET for _, cs, _ in cols):
-        stmts.append(f"ALTER TABLE {full} CONVERT TO CHARACTER SET {MYSQL_CHARSET}")
-        done.append(MYSQL_CHARSET)
-    keys = {c.name for c in table.primary_key.columns if isinstance(c.type, String) and not isinstance(c.type, Text)}
-    bad = sorted(n for n, cs, coll in cols if n in keys and (coll != MYSQL_KEY_COLLATION or stmts))
-    if bad:
-        mods = ", ".join(f"MODIFY {prep.quote(n)} {table.c[n].type.compile(dialect=engine.dialect)} NOT NULL"
-                         + (f" COMMENT {_sql_string(table.c[n].comment)}" if table.c[n].comment else "")
-                         for n in bad)
-        stmts.append(f"ALTER TABLE {full} {mods}")
-        done += [f"{n} {MYSQL_KEY_COLLATION}" for n in bad]
-    if stmts:
-        with engine.begin() as conn:
-            for stmt in stmts:
-                conn.execute(sql_text(stmt))
-    return done
-
-
-def _sql_string(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
-
-
 def create_frontend(engine: Engine, specs: SpecSet, tables: list[str] | None = None, *,
                     ops_legacy: str = "auto") -> FrontendReport:
     """Create missing front-end tables and add missing columns to existing ones (never drops).
@@ -255,6 +174,7 @@ def create_frontend(engine: Engine, specs: SpecSet, tables: list[str] | None = N
     ops_schema = ops_schema_name(defaults, engine)
     ops = ensure_ops(engine, ops_schema, legacy=ops_legacy)
     dialect = engine.dialect.name
+    frontend = frontend_dialect(engine)
     report = FrontendReport([], {}, [])
     insp = inspect(engine)
     existing = set(insp.get_table_names())
@@ -263,26 +183,22 @@ def create_frontend(engine: Engine, specs: SpecSet, tables: list[str] | None = N
         spec = specs.get(table_id)
         md = MetaData()
         table = target_table(spec, defaults, md, dialect)
-        mysql = dialect in ("mysql", "mariadb")
         if table.name not in existing:
             table.create(engine)
             report.created.append(table.name)
         else:
             added = add_missing_columns(engine, table, insp)
-            converted = _mysql_exact_keys(engine, table) if mysql else []
+            converted = frontend.upgrade_table(engine, table)
             if converted:
                 report.converted[table.name] = converted
             if added:
                 report.upgraded[table.name] = added
             elif not converted:
                 report.unchanged.append(table.name)
-        stg_md = MetaData()
-        staging_table(spec, defaults, ops_schema, stg_md, dialect)
-        ledger = ledger_table(spec, defaults, ops_schema, stg_md, dialect)
-        stg_md.create_all(engine)
+        ledger = ledger_table(spec, defaults, ops_schema, MetaData(), dialect)
+        ledger.create(engine, checkfirst=True)
         add_missing_columns(engine, ledger)
-        if mysql:
-            _mysql_exact_keys(engine, ledger)
+        frontend.upgrade_table(engine, ledger)
         for i, c in enumerate(target_columns(spec, defaults)):
             catalog_rows.append({"table_name": table.name, "column_name": c.name, "table_id": spec.table,
                                  "table_label": spec.label, "column_label": c.label, "ordinal": i,

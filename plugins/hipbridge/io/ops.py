@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -37,6 +35,8 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import IntegrityError
 
 from hipbridge.settings import hospital_now, settings
+
+from .dialects import frontend_dialect
 
 log = logging.getLogger(__name__)
 _DEFINERS: list[Callable[[MetaData], None]] = []
@@ -167,13 +167,9 @@ def ops_for(schema: str) -> Ops:
 
 
 def ensure_schema(engine: Engine, schema: str) -> None:
-    dialect = engine.dialect.name
+    """A database on MariaDB, a schema on PostgreSQL; on SQLite the engine attaches it (engines._attach_ops)."""
     with engine.begin() as conn:
-        if dialect in ("mysql", "mariadb"):
-            conn.execute(text(f"CREATE DATABASE IF NOT EXISTS `{schema}` CHARACTER SET utf8mb4"))
-        elif dialect == "postgresql":
-            conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
-        # sqlite: attached by the engine (engines._attach_ops)
+        frontend_dialect(engine).create_schema(conn, schema)
 
 
 def ensure_ops(engine: Engine, schema: str, *, legacy: str = "auto") -> Ops:
@@ -200,17 +196,8 @@ def ensure_ops(engine: Engine, schema: str, *, legacy: str = "auto") -> Ops:
 
 def frontend_identity(engine: Engine) -> tuple[str, str]:
     """(database, server) of a front-end engine, as the server reports them."""
-    dialect = engine.dialect.name
     with engine.connect() as conn:
-        if dialect in ("mysql", "mariadb"):
-            db, host, port = conn.execute(text("SELECT DATABASE(), @@hostname, @@port")).one()
-            return str(db), f"{host}:{port}"
-        if dialect == "postgresql":
-            db, addr, port = conn.execute(text(
-                "SELECT current_database(), host(inet_server_addr()), inet_server_port()")).one()
-            return str(db), f"{addr or 'local'}:{port or ''}"
-    db = engine.url.database or ":memory:"
-    return os.path.basename(db), f"sqlite@{socket.gethostname()}"
+        return frontend_dialect(engine).identity(conn, engine)
 
 
 def _claim(engine: Engine, ops: Ops) -> None:
@@ -235,14 +222,6 @@ def _claim(engine: Engine, ops: Ops) -> None:
             f"(each front-end then uses its own, named after its database) or set it to a schema of this front-end")
 
 
-def _schema_exists(conn, dialect: str, schema: str) -> bool:
-    if dialect in ("mysql", "mariadb"):
-        sql = "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = :s"
-    else:
-        sql = "SELECT 1 FROM information_schema.schemata WHERE schema_name = :s"
-    return conn.execute(text(sql), {"s": schema}).first() is not None
-
-
 def _tables_in(conn, schema: str) -> list[str]:
     return [r[0] for r in conn.execute(text(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = :s"), {"s": schema})]
@@ -250,8 +229,8 @@ def _tables_in(conn, schema: str) -> list[str]:
 
 def _migrate_legacy(engine: Engine, schema: str, legacy: str) -> None:
     """Move an earlier version's server-wide operations schema to this front-end's own name."""
-    dialect = engine.dialect.name
-    if dialect not in ("mysql", "mariadb", "postgresql") or legacy == "fresh":
+    dialect = frontend_dialect(engine)
+    if not dialect.had_server_wide_ops or legacy == "fresh":
         return
     database, _ = frontend_identity(engine)
     if legacy == "auto":
@@ -261,7 +240,7 @@ def _migrate_legacy(engine: Engine, schema: str, legacy: str) -> None:
     else:
         old, forced = legacy, True
     with engine.connect() as conn:
-        if old == schema or _schema_exists(conn, dialect, schema) or not _schema_exists(conn, dialect, old):
+        if old == schema or dialect.schema_exists(conn, schema) or not dialect.schema_exists(conn, old):
             return
         tables = _tables_in(conn, old)
         if "watermark" not in tables:
@@ -271,7 +250,7 @@ def _migrate_legacy(engine: Engine, schema: str, legacy: str) -> None:
             if conn.execute(text(f"SELECT 1 FROM {prep.quote_schema(old)}.ops_owner")).first() is not None:
                 return  # already some front-end's own schema (named explicitly): not an earlier version's
         others: list[str] = []
-        if dialect != "postgresql" and not forced and "frontend_catalog" in tables:
+        if dialect.server_wide_catalog and not forced and "frontend_catalog" in tables:
             prep = engine.dialect.identifier_preparer
             names = [r[0] for r in conn.execute(text(
                 f"SELECT DISTINCT table_name FROM {prep.quote_schema(old)}.frontend_catalog"))]
@@ -288,17 +267,8 @@ def _migrate_legacy(engine: Engine, schema: str, legacy: str) -> None:
             f"front-end it belongs to run `hipbridge frontend init --adopt-ops {old}` (it moves there as that "
             f"front-end's own schema); in the others `hipbridge frontend init --fresh-ops` (they start with an "
             f"empty ledger, so their next upload sends every row as new)")
-    prep = engine.dialect.identifier_preparer
     with engine.begin() as conn:
-        if dialect == "postgresql":
-            conn.execute(text(f"ALTER SCHEMA {prep.quote_schema(old)} RENAME TO {prep.quote_schema(schema)}"))
-        else:
-            conn.execute(text(f"CREATE DATABASE {prep.quote_schema(schema)} CHARACTER SET utf8mb4"))
-            pairs = ", ".join(f"{prep.quote_schema(old)}.{prep.quote(t)} TO {prep.quote_schema(schema)}.{prep.quote(t)}"
-                              for t in tables)
-            conn.execute(text(f"RENAME TABLE {pairs}"))
-            if not _tables_in(conn, old):
-                conn.execute(text(f"DROP DATABASE {prep.quote_schema(old)}"))
+        dialect.move_schema(conn, old, schema, tables)
     log.warning("moved the operations schema %s of an earlier version to %s (this front-end's own)", old, schema)
 
 
@@ -318,10 +288,4 @@ def add_missing_columns(engine: Engine, table: Table, insp=None) -> list[str]:
 
 
 def _add_column_sql(engine: Engine, table: Table, column: Column) -> str:
-    q = engine.dialect.identifier_preparer
-    coltype = column.type.compile(dialect=engine.dialect)
-    sql = f"ALTER TABLE {q.format_table(table)} ADD COLUMN {q.quote(column.name)} {coltype}"
-    if engine.dialect.name in ("mysql", "mariadb") and column.comment:
-        sql += " COMMENT " + engine.dialect.statement_compiler(engine.dialect, None).render_literal_value(
-            column.comment, String())
-    return sql
+    return frontend_dialect(engine).add_column_sql(table, column)

@@ -17,7 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from .run import BatchResult, Context, PipelineError, sync_table
+from .context import Context
+from .failures import PipelineError
+from .run import BatchResult, sync_table
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Which failures are worth retrying: an outage comes back, a mistake does not.
 
 A source or front-end that went away (connection refused, lost, timed out, a deadlock) is retried
-with back-off, by `pipeline.run.with_retries` and then by Airflow's task retries. A mistake —
+with back-off, by `pipeline.retry.with_retries` and then by Airflow's task retries. A mistake —
 the SQL has a syntax error, names a column or table that does not exist, the account may not
 read it, the spec names a column the query does not return, a spec file is invalid — fails the
 same way on every attempt, so retrying it only delays the message and, with `max_active_runs=1`,
@@ -33,6 +33,10 @@ _TEXT = ("syntax error", "you have an error in your sql syntax", "unknown column
          "incorrect syntax", "invalid identifier", "insufficient privilege")
 
 
+class PipelineError(RuntimeError):
+    """A batch cannot go on (bad mode or window, rows lost, a batch in the wrong state)."""
+
+
 class DeterministicError(RuntimeError):
     """A failure that would recur on every retry (a mistake in the spec, the SQL or the account)."""
 
@@ -55,7 +59,7 @@ def is_deterministic(exc: BaseException) -> bool:
 
     seen = 0
     while exc is not None and seen < 5:  # the pipeline wraps driver errors; look through the chain
-        inner = getattr(exc, "exc", None)  # pipeline.run._SourceFailure
+        inner = getattr(exc, "exc", None)  # pipeline.retry.SourceFailure
         if isinstance(exc, (DeterministicError, SpecLoadError)):
             return True
         number, pgcode = _codes(exc)

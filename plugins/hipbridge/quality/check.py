@@ -16,11 +16,11 @@ from typing import Any
 from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
 
+from hipbridge.io.dialects import frontend_dialect
 from hipbridge.settings import hospital_now, ops_schema_name, org_code, org_name
 from hipbridge.spec import SpecSet
 
 from .config import QualityConfig, cached_config
-from .dialect import SqlDialect
 from .engine import ERROR, Evaluator, RuleResult, Scope, _result, physical_names
 from .rules import DomainCodes, Rule, build_rules
 from .scoring import score
@@ -115,7 +115,7 @@ def check_database(engine: Engine, specs: SpecSet, tables: list[str] | None = No
     cfg = cfg or cached_config()
     started = clock(specs)
     now = now or local_now(specs)
-    sql = SqlDialect(engine.dialect)
+    sql = frontend_dialect(engine)
     chosen = tables or sorted(specs.specs)
     for t in chosen:
         specs.get(t)   # KeyError naming the known tables
@@ -176,20 +176,19 @@ def period_volume(engine: Engine, specs: SpecSet, tables: list[str], days: int =
     """Rows per day of 数据采集时间 for the trend of uploads and gap days (断档日)."""
     from sqlalchemy import text
 
-    sql = SqlDialect(engine.dialect)
+    sql = frontend_dialect(engine)
     col = specs.defaults.audit("extracted_at").name
     now = now or local_now(specs)
     since = (now - timedelta(days=days)).strftime("%Y-%m-%d 00:00:00")
     existing = set(inspect(engine).get_table_names())
     out: dict[str, dict[str, int]] = {}
-    day = {"mysql": "DATE({c})", "postgresql": "CAST({c} AS DATE)"}.get(sql.name, "date({c})")
     with engine.connect() as conn:
         for tid in tables:
             spec = specs.get(tid)
             if spec.target.name not in existing:
                 continue
             c = f"t.{sql.q(col)}"
-            d = day.format(c=c)
+            d = sql.day(c)
             q = (f"SELECT {d} AS d, COUNT(*) FROM {sql.table(spec.target.name)} t WHERE {c} >= :since "
                  f"GROUP BY {d} ORDER BY 1")
             try:

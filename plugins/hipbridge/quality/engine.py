@@ -23,12 +23,12 @@ from typing import Any
 from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection
 
+from hipbridge.io.dialects import FrontendDialect
 from hipbridge.settings import hospital_today
 from hipbridge.statuses import RuleStatus
 
 from . import gb11643
 from .config import QualityConfig
-from .dialect import SqlDialect, prepare_connection
 from .rules import Rule, render
 
 ERROR, NOT_APPLICABLE, FAILED, PASSED = RuleStatus.ERROR, RuleStatus.NOT_APPLICABLE, RuleStatus.FAILED, RuleStatus.PASSED
@@ -110,12 +110,12 @@ def _stmt(sql: str, params: Mapping[str, Any]):
 
 
 class Evaluator:
-    def __init__(self, conn: Connection, cfg: QualityConfig, sql: SqlDialect, base_params: Mapping[str, Any]):
+    def __init__(self, conn: Connection, cfg: QualityConfig, sql: FrontendDialect, base_params: Mapping[str, Any]):
         self.conn, self.cfg, self.sql = conn, cfg, sql
         self.base_params = dict(base_params)
         self.last_seconds = 0.0
         self._scope_rows: int | None = None  # COUNT(*) of the scope, once the row rules have run
-        prepare_connection(conn)
+        sql.prepare_connection(conn)
 
     # ------------------------------------------------------------ helpers
     def _where(self, scope: Scope, *conds: str | None) -> str:
@@ -257,7 +257,7 @@ class Evaluator:
         def run_part(part: str):
             stmt, bound = _stmt(select(part), params)
             with self.conn.engine.connect() as conn:
-                prepare_connection(conn)
+                self.sql.prepare_connection(conn)
                 return conn.execute(stmt, bound).one()
 
         with ThreadPoolExecutor(len(scope.partitions)) as pool:
@@ -436,5 +436,5 @@ class Evaluator:
         return out
 
 
-def physical_names(sql: SqlDialect, specs, schema: str | None = None) -> dict[str, str]:
+def physical_names(sql: FrontendDialect, specs, schema: str | None = None) -> dict[str, str]:
     return {tid: sql.table(s.target.name, schema) for tid, s in specs.specs.items()}

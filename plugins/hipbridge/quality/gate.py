@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from sqlalchemy import Table
 from sqlalchemy.engine import Engine
 
+from hipbridge.io.dialects import FrontendDialect, frontend_dialect
 from hipbridge.settings import ops_schema_name
 from hipbridge.spec import SpecSet, TableSpec
 
 from .check import base_params, clock, local_now, safe_url
 from .config import QualityConfig, cached_config
-from .dialect import SqlDialect
 from .engine import ERROR, FAILED, Evaluator, RuleResult, Scope, physical_names
 from .rules import DomainCodes, Rule, build_rules, catalog_domains
 from .scoring import score
@@ -47,7 +47,7 @@ PARALLEL_FROM_ROWS = 100_000  # below this, one scan is quicker than two connect
 _DOMAINS: list[DomainCodes] = []
 
 
-def gate_rules(spec: TableSpec, specs: SpecSet, cfg: QualityConfig, sql: SqlDialect,
+def gate_rules(spec: TableSpec, specs: SpecSet, cfg: QualityConfig, sql: FrontendDialect,
                domains: DomainCodes | None = None) -> list[Rule]:
     """The gate's rules for a table, cached per spec object, dialect and configuration."""
     key = (spec.table, id(spec), sql.name, id(cfg), id(domains))
@@ -75,24 +75,22 @@ def run_gate(engine: Engine, spec: TableSpec, specs: SpecSet, batch_id: str, sta
              cfg: QualityConfig | None = None, domains: DomainCodes | None = None,
              store: bool = True, unique_keys: list[frozenset[str]] | None = None,
              rows: int | None = None) -> GateOutcome:
-    """Check the rows of `staging_table` with hb_batch = batch_id; store results; say whether to block.
+    """Check the rows of the batch's own `staging_table`; store results under batch_id; say whether to block.
 
     unique_keys: column sets already known to be unique in the batch (default: the staging
     table's primary key, if it has one); uniqueness rules on them are not re-checked.
-    rows: the batch's row count when known; a large batch in a per-batch table on a server
-    database is checked in two halves by row number, in parallel.
+    rows: the batch's row count when known; a large batch on a server database
+    (`FrontendDialect.parallel_gate`) is checked in two halves by row number, in parallel.
     """
     cfg = cfg or cached_config()
     started = clock(specs)
-    sql = SqlDialect(engine.dialect)
+    sql = frontend_dialect(engine)
     rules = gate_rules(spec, specs, cfg, sql, domains)
     scope = Scope(from_sql=sql.table(staging_table.name, staging_table.schema), pk=list(spec.target.primary_key),
                   physical=physical_names(sql, specs),
-                  where=None if staging_table.info.get("per_batch") else "t.hb_batch = :hb_batch",
-                  params={"hb_batch": batch_id}, sensitive={c.name for c in spec.columns if c.sensitive},
+                  sensitive={c.name for c in spec.columns if c.sensitive},
                   unique_keys=unique_keys if unique_keys is not None else _declared_keys(staging_table))
-    if (rows or 0) >= PARALLEL_FROM_ROWS and staging_table.info.get("per_batch") \
-            and engine.dialect.name in ("mysql", "mariadb", "postgresql"):
+    if (rows or 0) >= PARALLEL_FROM_ROWS and sql.parallel_gate:
         scope.partitions = [f"t.hb_rownum < {int(rows) // 2}", f"t.hb_rownum >= {int(rows) // 2}"]
     with engine.connect() as conn:
         results = Evaluator(conn, cfg, sql, base_params(specs, cfg, local_now(specs))).run(rules, scope)

@@ -18,12 +18,12 @@ from decimal import Decimal
 from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
 
+from hipbridge.io.dialects import frontend_dialect
 from hipbridge.settings import ops_schema_name
 from hipbridge.spec import SpecSet
 
 from .check import RunOutcome, base_params, clock, local_now, new_run_id, safe_url
 from .config import QualityConfig, cached_config
-from .dialect import SqlDialect
 from .engine import (
     _BIND,
     ERROR,
@@ -50,8 +50,7 @@ def _literal(engine: Engine, v) -> str:
         return str(v)
     text = v.isoformat(sep=" ") if isinstance(v, datetime) else str(v)
     text = text.replace("'", "''")
-    if engine.dialect.name in ("mysql", "mariadb"):
-        text = text.replace("\\", "\\\\")
+    text = frontend_dialect(engine).escape_literal_text(text)
     return "'" + text.replace("{", "{{").replace("}", "}}") + "'"   # GX str.format()s the query
 
 
@@ -78,7 +77,7 @@ def check_database_gx(engine: Engine, specs: SpecSet, tables: list[str] | None =
     cfg = cfg or cached_config()
     started = clock(specs)
     now = now or local_now(specs)
-    sql = SqlDialect(engine.dialect)
+    sql = frontend_dialect(engine)
     domains = domains or catalog_domains()
     chosen = tables or sorted(specs.specs)
     existing = set(inspect(engine).get_table_names())
@@ -86,12 +85,7 @@ def check_database_gx(engine: Engine, specs: SpecSet, tables: list[str] | None =
     params = base_params(specs, cfg, now)
     gx, ctx = _gx_context()
     url = engine.url.render_as_string(hide_password=False)
-    if engine.dialect.name == "sqlite":
-        ds = ctx.data_sources.add_sqlite(name="frontend", connection_string=url)
-    elif engine.dialect.name == "postgresql":
-        ds = ctx.data_sources.add_postgres(name="frontend", connection_string=url)
-    else:
-        ds = ctx.data_sources.add_sql(name="frontend", connection_string=url)
+    ds = getattr(ctx.data_sources, f"add_{sql.gx_data_source}")(name="frontend", connection_string=url)
     results: list[RuleResult] = []
     with engine.connect() as conn:
         native = Evaluator(conn, cfg, sql, params)
@@ -122,7 +116,7 @@ def check_database_gx(engine: Engine, specs: SpecSet, tables: list[str] | None =
 
 def _run_gx(gx, ctx, ds, engine: Engine, table: str, rules: list[Rule], scope: Scope,
             params: dict) -> dict[str, RuleResult]:
-    sql = SqlDialect(engine.dialect)
+    sql = frontend_dialect(engine)
     # a query asset: GX's table assets do not quote upper-case names (PostgreSQL folds them)
     asset = ds.add_query_asset(name=table, query=f"SELECT * FROM {sql.table(table)}")
     batch_def = asset.add_batch_definition_whole_table(f"{table}_all")

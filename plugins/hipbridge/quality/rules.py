@@ -12,11 +12,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from hipbridge.io.dialects import FrontendDialect
 from hipbridge.settings import org_code as configured_org
 from hipbridge.spec import SpecSet, TableSpec
 
 from .config import QualityConfig
-from .dialect import SqlDialect
 from .templates import DomainCodes, Rule, TableRules, generate
 
 __all__ = ["DomainCodes", "Rule", "build_rules", "catalog_domains", "inactive_custom_rules", "render",
@@ -57,7 +57,7 @@ def _names(spec: TableSpec, specs: SpecSet) -> dict[str, str]:
 _LABEL_REF = re.compile(r"\{(?:(@?)([a-z][a-z0-9_]*):)?([^{}@.:\s]+)\}")
 
 
-def resolve_labels(text: str, spec: TableSpec, specs: SpecSet, sql: SqlDialect) -> str:
+def resolve_labels(text: str, spec: TableSpec, specs: SpecSet, sql: FrontendDialect) -> str:
     """`{总费用}` → `{ZFY}`; `{fee_detail:金额}` → the quoted physical column of another table."""
     own = _names(spec, specs)
 
@@ -79,7 +79,7 @@ def resolve_labels(text: str, spec: TableSpec, specs: SpecSet, sql: SqlDialect) 
     return _LABEL_REF.sub(sub, text)
 
 
-def _custom_rules(spec: TableSpec, specs: SpecSet, cfg: QualityConfig, sql: SqlDialect) -> list[Rule]:
+def _custom_rules(spec: TableSpec, specs: SpecSet, cfg: QualityConfig, sql: FrontendDialect) -> list[Rule]:
     out = []
     own = _names(spec, specs)
     for file, cr in cfg.custom:
@@ -110,7 +110,7 @@ def inactive_custom_rules(specs: SpecSet, cfg: QualityConfig) -> list[tuple[str,
     return [(f, r.id, r.table) for f, r in cfg.custom if r.table != "*" and r.table not in specs.specs]
 
 
-def build_rules(spec: TableSpec, specs: SpecSet, cfg: QualityConfig, sql: SqlDialect, *,
+def build_rules(spec: TableSpec, specs: SpecSet, cfg: QualityConfig, sql: FrontendDialect, *,
                 domains: DomainCodes | None = None, org_code: str | None = None) -> list[Rule]:
     """Every rule for one table: generated from the spec, then the custom rules naming it (or `*`)."""
 
@@ -124,7 +124,7 @@ def build_rules(spec: TableSpec, specs: SpecSet, cfg: QualityConfig, sql: SqlDia
 _COL = re.compile(r"\{(@?)([A-Za-z_][\w]*)(?:\.([A-Za-z_]\w*))?\}")
 
 
-def render(text: str, sql: SqlDialect, physical: Mapping[str, str], alias: str = "t") -> str:
+def render(text: str, sql: FrontendDialect, physical: Mapping[str, str], alias: str = "t") -> str:
     """Resolve `{COL}`, `{a.COL}` and `{@table_id}` placeholders of a rule's SQL."""
     def sub(m: re.Match) -> str:
         at, first, second = m.groups()

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    from hipbridge.io.dialects import FrontendDialect
     from hipbridge.spec import SpecSet, TableSpec
     from hipbridge.spec.models import ColumnSpec
 
     from .config import QualityConfig
-    from .dialect import SqlDialect
 
 DomainCodes = Callable[[str], Mapping[str, str] | None]   # domain id → {code: name}, None if unknown
 
@@ -62,7 +62,7 @@ def _lag_text(seconds: int) -> str:
 class TableRules:
     """The rules of one table under construction: quoting, bind parameters and `add` for the templates."""
 
-    def __init__(self, spec: TableSpec, specs: SpecSet, cfg: QualityConfig, sql: SqlDialect,
+    def __init__(self, spec: TableSpec, specs: SpecSet, cfg: QualityConfig, sql: FrontendDialect,
                  domains: DomainCodes, org_code: str):
         self.spec, self.specs, self.cfg, self.sql = spec, specs, cfg, sql
         self.domains, self.org_code = domains, org_code
