@@ -12,6 +12,7 @@ import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
 from hipbridge.inspection.config import InspectionConfig, InspectionConfigError, load_inspection_config
 from hipbridge.inspection.report import write_inspection
 from hipbridge.io.ops import ensure_ops
@@ -219,3 +220,21 @@ def test_dag_file_parses_without_hipbridge_or_database():
     )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
     assert p.returncode == 0, p.stderr
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "mariadb", "postgresql"])
+def test_database_health_names_the_server_version_and_sizes_both_schemas(kind, tmp_path, hb_home, request):
+    """The health section's version and sizes come from the front-end dialect (io/dialects.py) on each database."""
+    from hipbridge.inspection.collect import database_health
+
+    url = {"sqlite": f"sqlite:///{tmp_path / 'fe.db'}"}.get(kind) or request.getfixturevalue(
+        {"mariadb": "mariadb_url", "postgresql": "postgres_url"}[kind])
+    engine, specs, _ = build_fixture(url, tmp_path)
+    ops = ops_schema_name(specs.defaults, url)
+    health = database_health(engine, ops)
+    assert health["ok"], health
+    assert set(health["sizes"]) == {"前置机库", f"运行库 {ops}"}
+    assert all(n > 0 for n in health["sizes"].values()), health["sizes"]
+    version = health["version"]
+    assert {"sqlite": version[:2] == "3.", "mariadb": "MariaDB" in version,
+            "postgresql": version.startswith("PostgreSQL")}[kind], version

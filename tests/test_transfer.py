@@ -274,17 +274,24 @@ def test_fast_read_only_where_connectorx_serves_the_dialect(monkeypatch):
     assert connectorx_url(my) is None
 
 
-def test_oracle_reads_clobs_as_text_and_numbers_exactly():
-    pytest.importorskip("oracledb")
-    import oracledb
-    from hipbridge.io.extract import _oracle_fetch_defaults
+def test_an_oracle_read_asks_for_clobs_as_text_and_numbers_exactly_before_it_connects(monkeypatch):
+    """The read path of an Oracle source (no server here: its connection is refused) sets oracledb's fetch
+    defaults first, so CLOBs arrive as str, not LOB handles, and NUMBER as Decimal, not float."""
+    oracledb = pytest.importorskip("oracledb")
+    import socket
 
-    before = (oracledb.defaults.fetch_lobs, oracledb.defaults.fetch_decimals)
-    try:
-        _oracle_fetch_defaults()
-        assert oracledb.defaults.fetch_lobs is False and oracledb.defaults.fetch_decimals is True
-    finally:
-        oracledb.defaults.fetch_lobs, oracledb.defaults.fetch_decimals = before
+    from hipbridge.io.extract import read_chunks
+
+    monkeypatch.setattr(oracledb.defaults, "fetch_lobs", True)       # oracledb's own defaults
+    monkeypatch.setattr(oracledb.defaults, "fetch_decimals", False)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]                                    # nothing listens there
+    ora = create_engine(f"oracle+oracledb://u:p@127.0.0.1:{port}/?service_name=HIS")
+    sql = "SELECT v.VISIT_NO AS id, v.NOTE AS note, v.FEE AS fee, v.UPDATE_TIME AS upd FROM HIS.CLINIC_VISIT v"
+    with pytest.raises(Exception, match="DPY-|refused"):
+        next(read_chunks(ora, sql, "upd", datetime(2026, 11, 20), datetime(2026, 11, 21), 1000))
+    assert oracledb.defaults.fetch_lobs is False and oracledb.defaults.fetch_decimals is True
 
 
 def test_loader_files_left_by_a_killed_process_are_removed(tmp_path, monkeypatch):

@@ -89,9 +89,6 @@ class SM2KeyPair:
     private_key: str  # 64 hex
     public_key: str   # 128 hex, bare x‖y (no 04 prefix)
 
-    def public_only(self) -> SM2KeyPair:
-        return SM2KeyPair("", self.public_key)
-
 
 def _normalise_public(pub: str) -> str:
     """Accept x‖y or 04‖x‖y (hex); return bare x‖y. Strips exactly one prefix byte, never lstrip."""

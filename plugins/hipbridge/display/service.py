@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 import hipbridge.display.state
 import hipbridge.recognition.state  # noqa: F401 - the 互认 reminder's ops tables (mounted beside the page)
 from hipbridge.audit import AuditWriter
+from hipbridge.io.dialects import frontend_dialect
 from hipbridge.io.ops import ensure_ops
 from hipbridge.settings import settings
 from hipbridge.sharing.callers import require_role
@@ -45,13 +46,8 @@ def hot_engine(engine: Engine, *, read_only: bool) -> Engine:
     checkout; read-only ones autocommit (each read sees the latest commit — a revocation — with no
     BEGIN / ROLLBACK round trips). A connection the server dropped fails once and is retried by the
     caller. SQLite (the embedded default) keeps its engine."""
-    if engine.dialect.name not in ("mysql", "mariadb"):
-        return engine
-    kw: dict = {"pool_pre_ping": False, "pool_recycle": 300, "pool_size": 10, "max_overflow": 20,
-                "connect_args": {"local_infile": True}}
-    if read_only:
-        kw |= {"isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None}
-    return create_engine(engine.url, **kw)
+    kw = frontend_dialect(engine).hot_engine_options(read_only)
+    return engine if kw is None else create_engine(engine.url, **kw)
 
 
 @dataclass

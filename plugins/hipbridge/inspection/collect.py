@@ -24,6 +24,7 @@ import hipbridge.monitor.alerts
 import hipbridge.platform.state
 import hipbridge.quality.store
 import hipbridge.sharing.state  # noqa: F401
+from hipbridge.io.dialects import frontend_dialect
 from hipbridge.io.ops import ops_for
 from hipbridge.spec import SpecSet
 from hipbridge.statuses import BatchStatus
@@ -288,37 +289,19 @@ def deletions(engine: Engine, schema: str, week: Week) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- health: databases and disks
 
-_SIZE_SQL = {
-    "mysql": "SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables "
-             "WHERE table_schema = :schema",
-    "postgresql": "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
-                  "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = :schema AND c.relkind = 'r'",
-}
-_VERSION_SQL = {"mysql": "SELECT VERSION()", "postgresql": "SELECT version()", "sqlite": "SELECT sqlite_version()"}
-
-
 def database_health(engine: Engine, schema: str) -> dict[str, Any]:
     """Reachable, server version, sizes of the front-end and the ops schema."""
-    name = "mysql" if engine.dialect.name in ("mysql", "mariadb") else engine.dialect.name
+    dialect = frontend_dialect(engine)
     out: dict[str, Any] = {"dialect": engine.dialect.name, "url": engine.url.render_as_string(hide_password=True)}
     try:
         with engine.connect() as conn:
-            out["version"] = str(conn.execute(text(_VERSION_SQL.get(name, "SELECT 1"))).scalar())[:80]
-            out["sizes"] = _sizes(conn, name, engine, schema)
+            out["version"] = str(conn.execute(text(dialect.version_sql)).scalar())[:80]
+            out["sizes"] = {("前置机库" if db is None else f"运行库 {db}"): n
+                            for db, n in dialect.database_sizes(conn, engine, schema)}
         out["ok"] = True
     except Exception as exc:  # noqa: BLE001 - reported in the report, not raised
         out.update(ok=False, error=f"{type(exc).__name__}: {exc}"[:300])
     return out
-
-
-def _sizes(conn, name: str, engine: Engine, schema: str) -> dict[str, int]:
-    if name == "sqlite":
-        files = {row[1]: row[2] for row in conn.execute(text("PRAGMA database_list")) if row[2]}
-        return {("前置机库" if db == "main" else f"运行库 {db}"): Path(f).stat().st_size for db, f in files.items()}
-    sql = text(_SIZE_SQL[name])
-    front = engine.url.database if name == "mysql" else "public"
-    return {"前置机库": int(conn.execute(sql, {"schema": front}).scalar() or 0),
-            f"运行库 {schema}": int(conn.execute(sql, {"schema": schema}).scalar() or 0)}
 
 
 def disk_health(paths: dict[str, Path]) -> list[dict[str, Any]]:

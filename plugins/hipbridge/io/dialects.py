@@ -3,9 +3,11 @@
 MariaDB/MySQL, PostgreSQL and SQLite differ in how a batch is bulk-loaded (LOAD DATA LOCAL
 INFILE, COPY, executemany), how its staging table is built, how an upsert is spelled, which lock
 marks a running transfer, how the operations schema is created, and a few spellings the quality
-rules use. Every other module asks `frontend_dialect(engine)` (or `dialect_class(name)` where only
-a dialect name is at hand) instead of testing `dialect.name`; a new front-end database is one new
-subclass of `FrontendDialect`, registered in `_CLASSES`.
+rules use. Code that talks to the front-end asks `frontend_dialect(engine)` (or `dialect_class(name)`
+where only a dialect name is at hand) instead of testing `dialect.name`; a new front-end database is
+one new subclass of `FrontendDialect`, registered in `_CLASSES`. Sources are another matter: the
+reads (`extract.py`) spell each source dialect's window bounds themselves, and `monitor/doctor.py`
+keeps its per-server diagnostics.
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ import fcntl
 import hashlib
 import io
 import os
+import re
 import socket
 import tempfile
 from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from sqlalchemy import String, Table, Text, text
@@ -71,6 +76,8 @@ class FrontendDialect:
     server_wide_catalog: ClassVar[bool] = False  # information_schema lists every database on the server
     had_server_wide_ops: ClassVar[bool] = False  # an earlier version kept one operations schema per server (ops.py)
     gx_data_source: ClassVar[str] = "sql"     # Great Expectations' `data_sources.add_<this>` (quality/gx.py)
+    builtin_regexp: ClassVar[bool] = True     # REGEXP works on any connection (SQLite: only on ours, see prepare_connection)
+    attaches_schemas: ClassVar[bool] = False  # a schema is a file the engine attaches (SQLite, engines._attach_ops)
 
     def __init__(self, dialect: Dialect):
         self.sa_dialect = dialect
@@ -109,8 +116,11 @@ class FrontendDialect:
 
     # ---------------------------------------------------------------- operations schema
 
-    def create_schema(self, conn: Connection, schema: str) -> None:
-        """Create the operations schema if it is missing."""
+    def create_schema(self, conn: Connection, schema: str, *, binary: bool = False) -> None:
+        """Create a schema if it is missing (SQLite: the engine attaches a file instead, engines._attach_ops).
+
+        binary: text compares byte for byte by default (MySQL/MariaDB: utf8mb4_bin), as the encrypted
+        shared tables want."""
 
     def identity(self, conn: Connection, engine: Engine) -> tuple[str, str]:
         """(database, server) of the front-end, as the server reports them."""
@@ -184,6 +194,29 @@ class FrontendDialect:
         """A timestamp as a bound parameter of raw SQL."""
         return value
 
+    # ---------------------------------------------------------------- housekeeping and health
+
+    version_sql: ClassVar[str] = "SELECT 1"  # the server's version (the weekly inspection report)
+
+    def database_sizes(self, conn: Connection, engine: Engine, ops_schema: str) -> list[tuple[str | None, int]]:
+        """Bytes on disk of the front-end (None) and the operations schema, for the inspection report."""
+        sql = text(self.size_sql)
+        return [(None, int(conn.execute(sql, {"schema": self.frontend_schema(engine)}).scalar() or 0)),
+                (ops_schema, int(conn.execute(sql, {"schema": ops_schema}).scalar() or 0))]
+
+    size_sql: ClassVar[str] = ""      # bytes of one schema's tables, bound :schema
+
+    def frontend_schema(self, engine: Engine) -> str | None:
+        """The schema the front-end tables live in."""
+        return engine.url.database
+
+    def delete_limited(self, table: str, where_sql: str, limit: str) -> str:
+        """DELETE at most `limit` rows matching `where_sql` (a batch of a long delete, sharing/retention.py)."""
+        return f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE {where_sql} LIMIT {limit})"
+
+    def drop_schema(self, conn: Connection, schema: str) -> None:
+        """Drop a schema and everything in it (SQLite: the attached file stays; its owner removes it)."""
+
     # ---------------------------------------------------------------- the transfer lock (batch_lock.py)
 
     @contextlib.contextmanager
@@ -221,6 +254,10 @@ class FrontendDialect:
     def escape_literal_text(self, value: str) -> str:
         """A string literal's body once its quotes are doubled (MySQL also reads backslashes)."""
         return value
+
+    def hot_engine_options(self, read_only: bool) -> dict | None:
+        """Engine options for the per-request path of the display service (None: keep the engine as it is)."""
+        return None
 
 
 class MySQL(FrontendDialect):
@@ -300,8 +337,19 @@ class MySQL(FrontendDialect):
                 column.comment, String())
         return sql
 
-    def create_schema(self, conn: Connection, schema: str) -> None:
-        conn.execute(text(f"CREATE DATABASE IF NOT EXISTS `{schema}` CHARACTER SET utf8mb4"))
+    def create_schema(self, conn: Connection, schema: str, *, binary: bool = False) -> None:
+        collate = f" COLLATE {self.KEY_COLLATION}" if binary else ""
+        conn.execute(text(f"CREATE DATABASE IF NOT EXISTS `{schema}` CHARACTER SET utf8mb4{collate}"))
+
+    def drop_schema(self, conn: Connection, schema: str) -> None:
+        conn.execute(text(f"DROP DATABASE IF EXISTS `{schema}`"))
+
+    def delete_limited(self, table: str, where_sql: str, limit: str) -> str:
+        return f"DELETE FROM {table} WHERE {where_sql} LIMIT {limit}"
+
+    version_sql = "SELECT VERSION()"
+    size_sql = ("SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables "
+                "WHERE table_schema = :schema")
 
     def identity(self, conn: Connection, engine: Engine) -> tuple[str, str]:
         db, host, port = conn.execute(text("SELECT DATABASE(), @@hostname, @@port")).one()
@@ -405,6 +453,15 @@ class MySQL(FrontendDialect):
     def escape_literal_text(self, value: str) -> str:
         return value.replace("\\", "\\\\")
 
+    def hot_engine_options(self, read_only: bool) -> dict | None:
+        """No pre-ping round trip on every checkout; read-only engines autocommit (each read sees the latest
+        commit — a revocation — with no BEGIN / ROLLBACK round trips)."""
+        kw: dict = {"pool_pre_ping": False, "pool_recycle": 300, "pool_size": 10, "max_overflow": 20,
+                    "connect_args": {"local_infile": True}}
+        if read_only:
+            kw |= {"isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None}
+        return kw
+
 
 class MariaDB(MySQL):
     """MariaDB: staging tables in Aria, not InnoDB.
@@ -432,8 +489,21 @@ class PostgreSQL(FrontendDialect):
     parallel_gate = True
     had_server_wide_ops = True
 
-    def create_schema(self, conn: Connection, schema: str) -> None:
+    def create_schema(self, conn: Connection, schema: str, *, binary: bool = False) -> None:
         conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+
+    def drop_schema(self, conn: Connection, schema: str) -> None:
+        conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+
+    def delete_limited(self, table: str, where_sql: str, limit: str) -> str:
+        return f"DELETE FROM {table} WHERE ctid IN (SELECT ctid FROM {table} WHERE {where_sql} LIMIT {limit})"
+
+    version_sql = "SELECT version()"
+    size_sql = ("SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = :schema AND c.relkind = 'r'")
+
+    def frontend_schema(self, engine: Engine) -> str | None:
+        return "public"
 
     def identity(self, conn: Connection, engine: Engine) -> tuple[str, str]:
         db, addr, port = conn.execute(text(
@@ -494,6 +564,8 @@ class SQLite(FrontendDialect):
 
     name = "sqlite"
     gx_data_source = "sqlite"
+    builtin_regexp = False
+    attaches_schemas = True
     constants_as_defaults = False  # SQLite keeps its executemany of every column (its datetime text form is SQLAlchemy's)
 
     def schema_exists(self, conn: Connection, schema: str) -> bool:
@@ -502,6 +574,13 @@ class SQLite(FrontendDialect):
     def timestamp_param(self, value):
         """SQLite: the province's text form (no microseconds, no `T`)."""
         return value.strftime("%Y-%m-%d %H:%M:%S")
+
+    version_sql = "SELECT sqlite_version()"
+
+    def database_sizes(self, conn: Connection, engine: Engine, ops_schema: str) -> list[tuple[str | None, int]]:
+        """Sizes of the front-end file (main) and of every attached file (the operations schema)."""
+        files = {row[1]: row[2] for row in conn.execute(text("PRAGMA database_list")) if row[2]}
+        return [(None if db == "main" else db, Path(f).stat().st_size) for db, f in files.items()]
 
     @contextlib.contextmanager
     def try_lock(self, engine: Engine, batch_id: str) -> Iterator[bool]:
@@ -536,13 +615,9 @@ def _sqlite_regexp(pattern: str | None, value) -> int | None:
     return 1 if _compiled(pattern).search(str(value)) else 0
 
 
-def _compiled(pattern: str):
-    import re
-
-    return _PATTERNS.get(pattern) or _PATTERNS.setdefault(pattern, re.compile(pattern))
-
-
-_PATTERNS: dict = {}
+@lru_cache(maxsize=256)
+def _compiled(pattern: str) -> re.Pattern:
+    return re.compile(pattern)
 
 
 def _sql_string(value: str) -> str:
@@ -555,7 +630,7 @@ _CLASSES: dict[str, type[FrontendDialect]] = {"mysql": MySQL, "mariadb": MariaDB
 
 
 def dialect_class(name: str | None) -> type[FrontendDialect]:
-    """The class for a dialect name (`engine.dialect.name`); None or an unknown name: the standard-SQL base."""
+    """The class for a dialect name (`engine.dialect.name`); None or an unknown name: the base class's defaults."""
     return _CLASSES.get(name or "", FrontendDialect)
 
 

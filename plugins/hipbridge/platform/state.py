@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from hipbridge.audit import chain
 from hipbridge.crypto.keys import KeyStore
-from hipbridge.io.ops import Ops, ensure_ops, register_ops_tables
+from hipbridge.io.ops import Ops, register_ops_tables
 
 # Outbox and authorization state machines: a row only ever moves to a higher rank.
 OUTBOX_RANK = {"NEW": 0, "SENT": 1, "ACKED": 2, "FAILED": 2}
@@ -109,10 +109,6 @@ def _platform_tables(md: MetaData) -> None:
         Column("sent_at", DateTime, nullable=False),
         comment="平台报文存证: 已签名的请求与平台签名的应答",
     )
-
-
-def ops_for_engine(engine: Engine, schema: str) -> Ops:
-    return ensure_ops(engine, schema)
 
 
 # ---------------------------------------------------------------- audit (hash chain, owned by hipbridge.audit)

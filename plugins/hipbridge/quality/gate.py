@@ -37,10 +37,6 @@ class GateOutcome:
     message: str | None = None
     seconds: float = 0.0
 
-    @property
-    def fatal_failures(self) -> list[RuleResult]:
-        return [r for r in self.results if r.severity == "fatal" and r.status in (FAILED, ERROR)]
-
 
 _RULES: dict[tuple, tuple[TableSpec, list[Rule]]] = {}
 PARALLEL_FROM_ROWS = 100_000  # below this, one scan is quicker than two connections

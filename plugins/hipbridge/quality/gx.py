@@ -98,7 +98,7 @@ def check_database_gx(engine: Engine, specs: SpecSet, tables: list[str] | None =
                           exists=exists, columns=cols, sensitive={c.name for c in spec.columns if c.sensitive})
             via_gx = [r for r in rules if exists and r.kind == "row" and not native._missing_columns(r, scope)
                       and not r.extra.get("config_error")
-                      and not (sql.name == "sqlite" and "REGEXP" in (r.violation or ""))]
+                      and not (not sql.builtin_regexp and "REGEXP" in (r.violation or ""))]
             gx_ids = {r.rule_id for r in via_gx}
             got = {x.rule_id: x for x in native.run([r for r in rules if r.rule_id not in gx_ids], scope)}
             if via_gx:

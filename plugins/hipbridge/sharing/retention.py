@@ -35,6 +35,7 @@ from sqlalchemy import and_, bindparam, case, func, select, text, update
 from sqlalchemy.engine import Connection, Engine
 
 from hipbridge.crypto.keys import KeyStore
+from hipbridge.io.dialects import frontend_dialect
 from hipbridge.io.ops import Ops
 from hipbridge.platform.config import RetentionConfig, retention_config
 from hipbridge.platform.state import audit, audit_many
@@ -46,10 +47,6 @@ log = logging.getLogger("hipbridge.sharing.retention")
 _IN_CHUNK = 500
 _PURGE_COLUMNS = ("id", "patient_key", "status", "auth_id", "visit_start", "visit_end", "expire_time", "revoked_at",
                   "legal_hold", "purged_at", "updated_at")
-
-
-class SafetyCapExceeded(RuntimeError):
-    pass
 
 
 @dataclass
@@ -137,13 +134,7 @@ def delete_batched(engine: Engine, table, where_sql: str, params: dict[str, Any]
                    expanding: tuple[str, ...] = ()) -> int:
     """DELETE … WHERE <where> in batches of `batch_rows`, each its own short transaction."""
     name = _qualified(engine, table) if not isinstance(table, str) else table
-    dialect = engine.dialect.name
-    if dialect in ("mysql", "mariadb"):
-        sql = f"DELETE FROM {name} WHERE {where_sql} LIMIT :_n"
-    elif dialect == "sqlite":
-        sql = f"DELETE FROM {name} WHERE rowid IN (SELECT rowid FROM {name} WHERE {where_sql} LIMIT :_n)"
-    else:  # postgresql
-        sql = f"DELETE FROM {name} WHERE ctid IN (SELECT ctid FROM {name} WHERE {where_sql} LIMIT :_n)"
+    sql = frontend_dialect(engine).delete_limited(name, where_sql, ":_n")
     stmt = text(sql).bindparams(*[bindparam(k, expanding=True) for k in expanding])
     total = 0
     while True:

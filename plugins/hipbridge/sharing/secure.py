@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Column, Index, MetaData, String, Table, Text, and_, delete, or_, select, text, tuple_
+from sqlalchemy import Column, Index, MetaData, String, Table, Text, and_, delete, or_, select, tuple_
 from sqlalchemy.engine import Engine, make_url
 
 from hipbridge.crypto.config import CryptoConfig, crypto_config
@@ -37,6 +37,7 @@ from hipbridge.crypto.fields import (
 )
 from hipbridge.crypto.keys import KeyStore
 from hipbridge.crypto.sm import CryptoError
+from hipbridge.io.dialects import frontend_dialect
 from hipbridge.io.engines import engine_for
 
 from .store import SharedStore
@@ -76,7 +77,7 @@ class SecureStore:
 def secure_schema_name(store: SharedStore, cfg: CryptoConfig | None = None) -> str:
     """`<store database><suffix>`; on SQLite the alias of the attached file beside the store's."""
     cfg = cfg or crypto_config()
-    if store.engine.dialect.name == "sqlite":
+    if frontend_dialect(store.engine).attaches_schemas:
         return f"shared{cfg.shared_store.secure_suffix}"
     return f"{make_url(store.url).database}{cfg.shared_store.secure_suffix}"
 
@@ -115,14 +116,11 @@ def _secure_table(store: SharedStore, table_id: str, md: MetaData, schema: str |
 def open_secure(store: SharedStore, cfg: CryptoConfig | None = None, create: bool = True) -> SecureStore:
     cfg = cfg or crypto_config()
     schema = secure_schema_name(store, cfg)
-    dialect = store.engine.dialect.name
-    engine = engine_for(store.url, schema) if dialect == "sqlite" else store.engine
-    if create and dialect in ("mysql", "mariadb"):
+    dialect = frontend_dialect(store.engine)
+    engine = engine_for(store.url, schema) if dialect.attaches_schemas else store.engine
+    if create:
         with engine.begin() as conn:
-            conn.execute(text(f"CREATE DATABASE IF NOT EXISTS `{schema}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"))
-    elif create and dialect == "postgresql":
-        with engine.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+            dialect.create_schema(conn, schema, binary=True)
     md = MetaData()
     tables = {t: _secure_table(store, t, md, schema, cfg) for t in store.tables}
     if create:
@@ -134,12 +132,8 @@ def open_secure(store: SharedStore, cfg: CryptoConfig | None = None, create: boo
 
 def drop_secure(store: SharedStore, cfg: CryptoConfig | None = None) -> None:
     schema = secure_schema_name(store, cfg)
-    dialect = store.engine.dialect.name
     with store.engine.begin() as conn:
-        if dialect in ("mysql", "mariadb"):
-            conn.execute(text(f"DROP DATABASE IF EXISTS `{schema}`"))
-        elif dialect == "postgresql":
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        frontend_dialect(store.engine).drop_schema(conn, schema)
 
 
 # ---------------------------------------------------------------- protect / reveal one row

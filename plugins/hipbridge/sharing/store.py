@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine, make_url
 
 from hipbridge.crypto.sm import sm3_hex
 from hipbridge.io.engines import engine_for
-from hipbridge.io.frontend import target_columns, target_table
+from hipbridge.io.frontend import target_table
 from hipbridge.platform.config import SharingConfig, sharing_config
 from hipbridge.spec import Defaults, SpecSet, TableSpec
 
@@ -51,9 +51,6 @@ class SharedStore:
     def data_columns(self, table_id: str) -> list[str]:
         book = set(self.cols.values())
         return [c.name for c in self.tables[table_id].columns if c.name not in book]
-
-    def pk(self, table_id: str) -> list[str]:
-        return list(self.specs[table_id].target.primary_key)
 
 
 def store_url(frontend_url: str, cfg: SharingConfig | None = None) -> str:
@@ -143,17 +140,6 @@ def open_store(frontend_url: str, specs: SpecSet, cfg: SharingConfig | None = No
                        dict(cfg.store.manifest.columns), missing, specs.defaults)
 
 
-def drop_store(frontend_url: str, cfg: SharingConfig | None = None) -> None:
-    """Tests and `demo reset`: remove the whole store database."""
-    url = store_url(frontend_url, cfg)
-    u = make_url(url)
-    if u.get_backend_name() in ("mysql", "mariadb"):
-        with engine_for(frontend_url).begin() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS `{u.database}`"))
-    elif u.get_backend_name() == "sqlite" and u.database:
-        Path(u.database).unlink(missing_ok=True)
-
-
 # ---------------------------------------------------------------- row digests (manifest reconciliation)
 
 
@@ -179,7 +165,3 @@ def row_digest(row: dict[str, Any], columns: list[str]) -> str:
 def batch_digest(row_digests: list[str]) -> str:
     """SM3 of the batch's row digests, sorted (independent of database collation and row order)."""
     return sm3_hex("".join(sorted(row_digests)).encode("ascii"))
-
-
-def data_column_names(spec: TableSpec, specs: SpecSet) -> list[str]:
-    return [c.name for c in target_columns(spec, specs.defaults)]

@@ -204,10 +204,6 @@ class TimeOrder(Strict):
     rule: str | None = Field(None, description="optional rule id, e.g. P01")
 
 
-class CustomRuleRef(Strict):
-    id: str
-
-
 class Quality(Strict):
     timeliness: Timeliness | None = None
     time_order: list[TimeOrder] = Field(default_factory=list)
