@@ -137,11 +137,12 @@ def bench_transfer(admin: str, rows: int, runs: int) -> dict:
 def bench_store(admin: str, rows_per_table: int, lookups: int) -> tuple[dict, dict]:
     from hipbridge.crypto.keys import KeyStore
     from hipbridge.io.engines import dispose_all
-    from hipbridge.sharing.sample_specs import write_sample_specs
     from hipbridge.sharing.secure import find_rows, ingest
     from hipbridge.sharing.service import Lifecycle
     from hipbridge.sharing.store import row_digest
     from hipbridge.spec import load_specs
+
+    from tests.sharing_sample_specs import write_sample_specs
 
     tmp = Path(tempfile.mkdtemp(prefix="hb_bench_store_"))
     fe, share = f"hbbench_fe_{uuid.uuid4().hex[:8]}", f"hbbench_share_{uuid.uuid4().hex[:8]}"

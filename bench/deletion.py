@@ -33,6 +33,7 @@ from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
+sys.path.insert(0, str(ROOT))   # tests.sharing_sample_specs
 
 WEIGHTS = {"op_visit": 1, "diagnosis_detail": 2, "lab_report": 2, "lab_result": 8, "exam_report": 1,
            "op_prescription": 1, "op_prescription_item": 3,
@@ -78,8 +79,9 @@ def main() -> int:
     home = Path(tempfile.mkdtemp(prefix="hbbench-"))
     os.environ.update({"HIPBRIDGE_HOME": str(home), "HIPBRIDGE_OPS_SCHEMA": ops_schema,
                        "HIPBRIDGE_SHARE_SCHEMA": share})
-    from hipbridge.sharing.sample_specs import write_sample_specs
     from hipbridge.spec import load_specs
+
+    from tests.sharing_sample_specs import write_sample_specs
 
     specs_dir = home / "specs"
     real = load_specs(ROOT / "table_specs")

@@ -287,8 +287,8 @@ def main() -> int:
     try:
         import hipbridge.display.state  # noqa: F401
         from hipbridge.crypto.keys import KeyStore
+        from hipbridge.demo.simulator import free_port
         from hipbridge.display.config import display_config
-        from hipbridge.platform.simulator import free_port
         from hipbridge.sharing.service import Lifecycle
         from hipbridge.spec import load_specs
 

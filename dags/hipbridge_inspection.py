@@ -8,20 +8,19 @@ here, every hipbridge import inside the task.
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import yaml
 from airflow.sdk import DAG, Param, get_current_context, task
 from airflow.timetables.trigger import CronTriggerTimetable
+from hipbridge.settings import settings  # a leaf module (no database, no pandas): cheap at parse time
 
-_CONFIG = Path(os.environ.get("HIPBRIDGE_CONFIG") or Path(__file__).resolve().parents[1] / "config") / "inspection.yaml"
+_CONFIG = settings().config / "inspection.yaml"
 
 
 def _schedule() -> str:
-    if os.environ.get("HIPBRIDGE_INSPECTION_CRON"):
-        return os.environ["HIPBRIDGE_INSPECTION_CRON"]
+    if settings().inspection_cron:
+        return settings().inspection_cron
     try:
         return str((yaml.safe_load(_CONFIG.read_text(encoding="utf-8")) or {}).get("schedule") or "0 7 * * 1")
     except FileNotFoundError:
@@ -31,7 +30,7 @@ def _schedule() -> str:
 with DAG(
     dag_id="hipbridge_inspection_report",
     description="每周巡检报告 (HTML / XLSX)",
-    schedule=CronTriggerTimetable(_schedule(), timezone=os.environ.get("HIPBRIDGE_TZ", "Asia/Shanghai")),
+    schedule=CronTriggerTimetable(_schedule(), timezone=settings().tz),
     start_date=datetime(2024, 1, 1),
     catchup=False,
     max_active_runs=1,
@@ -53,13 +52,13 @@ with DAG(
         from hipbridge.spec import load_specs
 
         ctx = get_current_context()
-        specs = load_specs(os.environ.get("HIPBRIDGE_SPECS") or None)
+        specs = load_specs()
         url = default_frontend_url()
         engine = engine_for(url, ops_schema_name(specs.defaults, url))
         clock = ReportClock(specs.defaults.timezone)
         fired = ctx.get("logical_date") or ctx.get("data_interval_end")
         week = ctx["params"].get("week") or parse_week(None, clock.local(fired) if fired else clock.now()).label
-        out_dir = Path(os.environ.get("HIPBRIDGE_REPORT_DIR") or home() / "reports")
+        out_dir = settings().report_dir or home() / "reports"
         out = write_inspection(engine, specs, out_dir, week)
         return {"week": out["week"], "html": str(out["html"]), "xlsx": str(out["xlsx"]), **out["summary"]["advice"]}
 

@@ -8,18 +8,18 @@ Parse time stays cheap: hipbridge is imported inside the task.
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, task
 from airflow.timetables.trigger import CronTriggerTimetable
+from hipbridge.settings import settings  # a leaf module (no database, no pandas): cheap at parse time
 
-TZ = os.environ.get("HIPBRIDGE_TZ", "Asia/Shanghai")
+TZ = settings().tz
 
 with DAG(
     dag_id="hipbridge_monitor",
     description="运行监控: 失败、水位滞后、平台不可达、发件箱积压、质控下降、删除失败 → 告警",
-    schedule=CronTriggerTimetable(os.environ.get("HIPBRIDGE_MONITOR_CRON", "*/15 * * * *"), timezone=TZ),
+    schedule=CronTriggerTimetable(settings().monitor_cron, timezone=TZ),
     start_date=datetime(2024, 1, 1),
     catchup=False,
     max_active_runs=1,

@@ -7,17 +7,16 @@ results and scores per run in the operations schema (the trend charts read them)
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param, get_current_context, task
 from airflow.timetables.trigger import CronTriggerTimetable
+from hipbridge.settings import settings  # a leaf module (no database, no pandas): cheap at parse time
 
 with DAG(
     dag_id="hipbridge_quality_report",
     description="每日数据质量评估报告 (HTML / XLSX)",
-    schedule=CronTriggerTimetable(os.environ.get("HIPBRIDGE_QUALITY_CRON", "30 6 * * *"),
-                                  timezone=os.environ.get("HIPBRIDGE_TZ", "Asia/Shanghai")),
+    schedule=CronTriggerTimetable(settings().quality_cron, timezone=settings().tz),
     start_date=datetime(2024, 1, 1),
     catchup=False,
     max_active_runs=1,
@@ -32,7 +31,6 @@ with DAG(
 
     @task(task_id="quality_report")
     def quality_report() -> dict:
-        from pathlib import Path
 
         from hipbridge.io.engines import default_frontend_url, engine_for, home
         from hipbridge.quality.check import check_database
@@ -42,12 +40,12 @@ with DAG(
         from hipbridge.spec import load_specs
 
         params = get_current_context()["params"]
-        specs = load_specs(os.environ.get("HIPBRIDGE_SPECS") or None)
+        specs = load_specs()
         cfg = load_config()
         engine = engine_for(default_frontend_url(), ops_schema_name(specs.defaults, default_frontend_url()))
         tables = [t.strip() for t in (params.get("tables") or "").split(",") if t.strip()] or None
         outcome = check_database(engine, specs, tables, cfg=cfg, kind="report")
-        out_dir = Path(os.environ.get("HIPBRIDGE_REPORT_DIR") or home() / "reports")
+        out_dir = settings().report_dir or home() / "reports"
         paths = write_report(engine, specs, outcome, cfg, out_dir, days=int(params.get("days") or 30))
         return {"run_id": outcome.run_id, "overall": outcome.scores.get("overall"),
                 "grade": outcome.scores.get("grade"), "html": str(paths["html"]), "xlsx": str(paths["xlsx"])}

@@ -10,25 +10,26 @@
   once a night (the run between 01:00 and 01:05) also AUTH_QUERY every live authorization.
 
 Parse time stays cheap: no database, network, pandas or hipbridge imports at module level; every
-import happens inside the tasks. Times: HIPBRIDGE_TZ (default Asia/Shanghai).
+import happens inside the tasks, except `hipbridge.settings` (a leaf module: the HIPBRIDGE_* schedules).
+Times: HIPBRIDGE_TZ (default Asia/Shanghai).
 """
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param, get_current_context, task
 from airflow.timetables.trigger import CronTriggerTimetable
+from hipbridge.settings import settings  # a leaf module (no database, no pandas): cheap at parse time
 
-TZ = os.environ.get("HIPBRIDGE_TZ", "Asia/Shanghai")
-PURGE_CRON = os.environ.get("HIPBRIDGE_PURGE_CRON", "0 2 * * *")    # retention.yaml run.schedule documents it
+TZ = settings().tz
+PURGE_CRON = settings().purge_cron    # retention.yaml run.schedule documents it
 DEFAULTS = {"retries": 2, "retry_delay": timedelta(minutes=5)}
 
 with DAG(
     dag_id="hipbridge_push_verify",
     description="数据回推核验: 新回推批次的清单、摘要、授权、必填、关联与质控",
-    schedule=CronTriggerTimetable(os.environ.get("HIPBRIDGE_PUSH_VERIFY_CRON", "*/5 * * * *"), timezone=TZ),
+    schedule=CronTriggerTimetable(settings().push_verify_cron, timezone=TZ),
     start_date=datetime(2024, 1, 1),
     catchup=False,
     max_active_runs=1,
@@ -101,7 +102,7 @@ with DAG(
 with DAG(
     dag_id="hipbridge_platform_outbox",
     description="平台调用发件箱: 预约授权 / 取消授权的异步发送与重试",
-    schedule=CronTriggerTimetable(os.environ.get("HIPBRIDGE_OUTBOX_CRON", "*/5 * * * *"), timezone=TZ),
+    schedule=CronTriggerTimetable(settings().outbox_cron, timezone=TZ),
     start_date=datetime(2024, 1, 1),
     catchup=False,
     max_active_runs=1,

@@ -58,9 +58,9 @@ def wait(pred, seconds: float = 10.0) -> bool:
 class DisplayWorld:
     def __init__(self, home, frontend_url: str, clock: Clock | None = None, start_servers: bool = True):
         from hipbridge.crypto.keys import KeyStore, provision_pair
+        from hipbridge.demo.simulator import ServerThread, create_app
         from hipbridge.display.service import DisplayService
         from hipbridge.io.frontend import create_frontend, target_table
-        from hipbridge.platform.simulator import ServerThread, create_app
         from hipbridge.sharing.door import add_caller
         from hipbridge.sharing.service import Lifecycle
         from hipbridge.spec import load_specs
@@ -98,8 +98,8 @@ class DisplayWorld:
     def second_service(self, store=None, writer=None):
         """Another display service on the same databases, reading `store` / writing the audit through
         `writer` (e.g. unreachable ones)."""
+        from hipbridge.demo.simulator import ServerThread
         from hipbridge.display.service import DisplayService
-        from hipbridge.platform.simulator import ServerThread
 
         svc = DisplayService.from_lifecycle(self.life, clock=self.clock, platform_url=self.sim.url, store=store,
                                             writer=writer)

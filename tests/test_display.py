@@ -251,8 +251,8 @@ def test_lab_report_detail_trend_and_review_record(world):
 
 
 def test_review_retry_reuses_the_review_id(world, clock_restored):
+    from hipbridge.demo.simulator import ServerThread
     from hipbridge.platform.outbox import process_outbox
-    from hipbridge.platform.simulator import ServerThread
 
     world.sim.stop()                             # the platform is down when the doctor opens the report
     try:

@@ -15,7 +15,7 @@ from tests.display_world import ID_A, ID_C, DisplayWorld
 
 
 def test_demo_fills_the_store_and_open_launches(hb_home):
-    from hipbridge.display.demo import demo_file, fill_shared_demo
+    from hipbridge.demo.external import demo_file, fill_shared_demo
     from hipbridge.io.engines import default_frontend_url
 
     w = DisplayWorld(hb_home, default_frontend_url())

@@ -127,7 +127,7 @@ def test_api_description_for_admins_only_and_off_in_production(world, monkeypatc
         assert httpx.get(w.door.url + page, headers={"Authorization": f"Bearer {admin}"},
                          trust_env=False).status_code == 404
 
-    from hipbridge.platform.simulator import ServerThread
+    from hipbridge.demo.simulator import ServerThread
 
     monkeypatch.setenv("HIPBRIDGE_PROFILE", "production")
     with ServerThread(w.life.door_app(clock=w.clock)) as prod:
@@ -212,7 +212,7 @@ def test_another_app_requires_a_role_with_the_guard(hb_home):
     """The way docs/sharing.md tells another app (the display) to protect itself."""
     from fastapi import FastAPI
     from hipbridge.crypto.keys import KeyStore
-    from hipbridge.platform.simulator import ServerThread
+    from hipbridge.demo.simulator import ServerThread
     from hipbridge.sharing.callers import CallerStore, secure_app
 
     store = CallerStore.for_keys(KeyStore(hb_home / "keys"))

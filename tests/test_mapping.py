@@ -232,6 +232,23 @@ def test_hospital_folder_from_environment(mdir, monkeypatch):
     assert catalog.apply(pd.DataFrame({"ID": ["a"], "XB": ["2"]}), spec).frame["XB"].tolist() == ["2"]
 
 
+
+def test_no_default_hospital_outside_the_demo(mdir, monkeypatch, hb_home):
+    """Production (a profile without `mapping_hospital`, no HIPBRIDGE_HOSPITAL) never uses the demo's mappings."""
+    from hipbridge.mapping import MappingConfigError, default_hospital
+
+    monkeypatch.delenv("HIPBRIDGE_HOSPITAL", raising=False)
+    monkeypatch.setenv("HIPBRIDGE_MAPPINGS", str(mdir))
+    monkeypatch.setenv("HIPBRIDGE_PROFILE", "test")
+    assert default_hospital() == "demo"                 # config/profiles/test.yaml: mapping_hospital: demo
+    monkeypatch.setenv("HIPBRIDGE_PROFILE", "production")
+    with pytest.raises(MappingConfigError) as err:
+        load_catalog()
+    assert "HIPBRIDGE_HOSPITAL" in str(err.value) and "mapping_hospital" in str(err.value)
+    assert "production.yaml" in str(err.value)
+    monkeypatch.setenv("HIPBRIDGE_HOSPITAL", "demo")    # explicit: fine
+    assert load_catalog().hospital.hospital == "demo"
+
 def test_binding_errors_are_clear():
     catalog = load_catalog(MAPPINGS, "demo")
     frame = pd.DataFrame({"ID": ["a"], "XB": ["M"]})

@@ -183,8 +183,8 @@ def test_doctor_checks_frontend_charset_privileges_and_clock(mini, mariadb_serve
 
 def test_doctor_platform_round_trip_is_signed_and_fails_when_unreachable(hb_home, mini, mariadb_url, monkeypatch):
     from hipbridge.crypto.keys import KeyStore, provision_pair
+    from hipbridge.demo.simulator import ServerThread, create_app, free_port
     from hipbridge.monitor.doctor import FAIL, OK, run_doctor
-    from hipbridge.platform.simulator import ServerThread, create_app, free_port
     from hipbridge.sharing.service import Lifecycle
     from hipbridge.spec import load_specs
 
@@ -204,9 +204,9 @@ def test_doctor_platform_round_trip_is_signed_and_fails_when_unreachable(hb_home
 
 
 def test_doctor_reads_a_real_airflow_api_server(tmp_path, monkeypatch):
+    from hipbridge.demo.simulator import free_port
     from hipbridge.monitor.config import DoctorConfig
     from hipbridge.monitor.doctor import FAIL, OK, airflow_checks
-    from hipbridge.platform.simulator import free_port
 
     port = free_port()
     env = {**os.environ, "AIRFLOW_HOME": str(tmp_path / "airflow"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -256,7 +256,7 @@ class _Webhook(BaseHTTPRequestHandler):
 def receivers():
     from aiosmtpd.controller import Controller
     from aiosmtpd.handlers import Message
-    from hipbridge.platform.simulator import free_port
+    from hipbridge.demo.simulator import free_port
 
     mails: list = []
 
@@ -373,8 +373,8 @@ def test_an_unreachable_channel_leaves_the_alert_unsent_for_the_next_round(mini,
 
 
 def test_platform_unreachable_is_an_alert(mini, mariadb_url, receivers, monkeypatch):
+    from hipbridge.demo.simulator import free_port
     from hipbridge.monitor.alerts import run_monitor
-    from hipbridge.platform.simulator import free_port
 
     monkeypatch.setenv("HB_TEST_HOOK", receivers["webhook_url"])
     monkeypatch.setenv("HIPBRIDGE_PLATFORM_URL", f"http://127.0.0.1:{free_port()}")

@@ -1,6 +1,6 @@
 """The platform channel (issue 12 item 4): every answer must be signed — error answers too — and bound
 to its request (requestId and nonce echoed). The simulated platform misbehaves on purpose over real
-HTTP (`platform.simulator` MISBEHAVIOURS); the hospital refuses each answer, retries, records an
+HTTP (`demo.simulator` MISBEHAVIOURS); the hospital refuses each answer, retries, records an
 alert, and never grants nor fails an authorization because of it.
 """
 
@@ -71,7 +71,7 @@ def test_refused_until_retries_are_used_up_leaves_the_authorization_pending(worl
 
 def test_an_impostor_on_the_platform_port_is_refused(hb_home, spec_dir, share_schema, mariadb_url):
     from hipbridge.crypto.keys import KeyStore
-    from hipbridge.platform.simulator import ServerThread, create_app, free_port
+    from hipbridge.demo.simulator import ServerThread, create_app, free_port
 
     port = free_port()
     w = lifecycle._world(hb_home, spec_dir, mariadb_url, sim_port=port, start_sim=False)

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from hipbridge.crypto.keys import KeyStore, provision_pair
 from hipbridge.crypto.sm import sm2_sign
+from hipbridge.demo.simulator import ServerThread, create_app
 from hipbridge.platform.client import PlatformClient, PlatformUnavailable
 from hipbridge.platform.config import platform_config
 from hipbridge.platform.envelope import (
@@ -24,7 +25,6 @@ from hipbridge.platform.envelope import (
     seal,
     signing_string,
 )
-from hipbridge.platform.simulator import ServerThread, create_app
 
 CFG = platform_config()
 F = CFG.envelope.fields

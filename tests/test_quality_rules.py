@@ -480,7 +480,7 @@ def test_new_templates_on_a_subset_dictionary_and_on_empty_tables(tmp_path, hb_h
     out = check_database(engine, specs, ["visit"], cfg=cfg, domains=domains, now=NOW, store=False)
     s09 = next(r for r in out.results if r.rule_id == "S09.visit.ZDDM")
     assert (s09.status, s09.violated, s09.severity) == ("Failed", 2, "warning")
-    assert s09.message.endswith(cfg.raw["incomplete_domain"]["note"])
+    assert s09.message.endswith(cfg.rules.incomplete_domain.note)
     assert {tuple(s.values()) for s in s09.samples} == {("V1", ORG), ("V4", ORG)}
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM MZJZJL"))
@@ -620,3 +620,47 @@ def test_r04_lab_report_visit_of_another_patient(dialect, tmp_path, hb_home, req
     r04 = next(r for r in out.results if r.rule_id == "R04.lab_report.patient")
     assert (r04.status, r04.violated, r04.denominator, r04.severity) == ("Failed", 2, 5, "warning")
     assert {s["JYJLLSH"] for s in r04.samples} == {"R1", "R3"}
+
+
+def test_typo_in_rules_yaml_names_file_line_and_key(tmp_path):
+    """A misspelled key of `_rules.yaml` is an error like a spec typo (`file:line: key: …`), never ignored."""
+    from hipbridge.quality.config import ConfigError
+
+    exp_dir = tmp_path / "expectations"
+    shutil.copytree(ROOT / "expectations", exp_dir)
+    rules = exp_dir / "_rules.yaml"
+    text = rules.read_text(encoding="utf-8")
+    assert "\nsex_diagnosis:\n" in text
+    rules.write_text(text.replace("\nsex_diagnosis:\n", "\nsex_diagnosys:\n"), encoding="utf-8")
+    line = text[: text.index("\nsex_diagnosis:\n") + 1].count("\n") + 1
+    with pytest.raises(ConfigError) as err:
+        load_config(exp_dir)
+    assert f"{rules}:{line}: sex_diagnosys: unknown key" in str(err.value)
+    # a typo inside a template, and a value of the wrong type, are reported the same way
+    rules.write_text(text.replace("C04: {dimension: 完整性, severity: error, threshold: 0, gate: false,",
+                                  "C04: {dimension: 完整性, severity: eror, threshold: 0, gate: false,")
+                     .replace("sample_keys: 5 ", "sample_keys: five "), encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_config(exp_dir)
+    c04 = text[: text.index("C04: {")].count("\n") + 1
+    sample = text[: text.index("sample_keys:")].count("\n") + 1
+    assert f"{rules}:{c04}: templates.C04.severity:" in str(err.value) and "'eror'" in str(err.value)
+    assert f"{rules}:{sample}: sample_keys:" in str(err.value)
+
+
+def test_template_registry_and_rules_yaml_agree(tmp_path):
+    """Each generated template has its policy in `_rules.yaml`; a policy without a generator must say custom."""
+    from hipbridge.quality.config import ConfigError
+    from hipbridge.quality.templates import GENERATED, column_labels
+
+    cfg = load_config(ROOT / "expectations")
+    assert GENERATED == {tid for tid, t in cfg.templates.items() if not t.custom}
+    assert column_labels()["C01"] == "完整率" and "K01" not in column_labels()
+    exp_dir = tmp_path / "expectations"
+    shutil.copytree(ROOT / "expectations", exp_dir)
+    rules = exp_dir / "_rules.yaml"
+    text = rules.read_text(encoding="utf-8")
+    rules.write_text(text.replace("  C03: {dimension: 完整性, severity: error, threshold: 5, custom: true,",
+                                  "  C03: {dimension: 完整性, severity: error, threshold: 5,"), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"_rules\.yaml:\d+: templates\.C03: no generator"):
+        load_config(exp_dir)

@@ -530,8 +530,8 @@ def test_a_rejected_upload_is_shown_not_retried_and_the_platform_down_keeps_deci
     bad = outbox_payloads(world, "hr_quote")[-1]
     assert (bad["_status"], bad["_code"]) == ("FAILED", "A1077")
     # platform down: a service whose platform is unreachable saves the decision; its upload waits in the outbox
+    from hipbridge.demo.simulator import ServerThread
     from hipbridge.display.service import DisplayService
-    from hipbridge.platform.simulator import ServerThread
 
     svc = DisplayService.from_lifecycle(world.life, clock=world.clock, platform_url="http://127.0.0.1:1")
     server = ServerThread(svc.app).start()

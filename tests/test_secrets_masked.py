@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI
-from hipbridge.platform.simulator import ServerThread, free_port
+from hipbridge.demo.simulator import ServerThread, free_port
 from sqlalchemy import text
 
 from tests.minihospital import MiniHospital

@@ -94,7 +94,7 @@ class World:
 
 
 def write_specs(d: Path) -> Path:
-    from hipbridge.sharing.sample_specs import write_sample_specs
+    from tests.sharing_sample_specs import write_sample_specs
 
     return write_sample_specs(d)
 
@@ -124,7 +124,7 @@ def share_schema(monkeypatch):
 
 def _world(hb_home, spec_dir, mariadb_url, sim_port=None, start_sim=True):
     from hipbridge.crypto.keys import KeyStore, provision_pair
-    from hipbridge.platform.simulator import ServerThread, create_app
+    from hipbridge.demo.simulator import ServerThread, create_app
     from hipbridge.sharing.door import add_caller
     from hipbridge.sharing.service import Lifecycle
     from hipbridge.spec import load_specs
@@ -366,7 +366,7 @@ def test_nightly_reconciliation_follows_a_revocation_at_the_platform(world):
 
 
 def test_platform_down_outbox_retries_then_succeeds(hb_home, spec_dir, share_schema, mariadb_url):
-    from hipbridge.platform.simulator import free_port
+    from hipbridge.demo.simulator import free_port
 
     port = free_port()
     w = _world(hb_home, spec_dir, mariadb_url, sim_port=port, start_sim=False)

@@ -40,8 +40,9 @@ def test_uploaded_tables_follow_their_spec_retention(tmp_path, mariadb_url):
     from hipbridge.io.ops import ensure_ops
     from hipbridge.settings import ops_schema_name
     from hipbridge.sharing.retention import purge_uploaded
-    from hipbridge.sharing.sample_specs import write_sample_specs
     from hipbridge.spec import load_specs
+
+    from tests.sharing_sample_specs import write_sample_specs
 
     specs = load_specs(write_sample_specs(tmp_path / "specs")).require_valid()
     schema = ops_schema_name(specs.defaults, mariadb_url)

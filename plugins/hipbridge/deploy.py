@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hipbridge.io.engines import PROJECT_ROOT
+from hipbridge.settings import settings
 
 ENV_FILE = PROJECT_ROOT / "deploy" / "hipbridge.env"
 EXAMPLE_FILE = PROJECT_ROOT / "deploy" / "hipbridge.env.example"
@@ -164,8 +165,11 @@ def write_airflow_passwords(env: dict[str, str] | None = None) -> Path:
     """
     import json
 
-    env = dict(os.environ if env is None else env)
-    password = env.get("HIPBRIDGE_AIRFLOW_ADMIN_PASSWORD") or ""
+    if env is None:   # the process environment, through the settings (the password stays a SecretStr there)
+        secret = settings().airflow_admin_password
+        password, env = (secret.get_secret_value() if secret else ""), dict(os.environ)
+    else:
+        password = env.get("HIPBRIDGE_AIRFLOW_ADMIN_PASSWORD") or ""
     if not password or password == PLACEHOLDER:
         raise ValueError("HIPBRIDGE_AIRFLOW_ADMIN_PASSWORD is not set: run `hipbridge deploy env` "
                          "and start the stack with that file")

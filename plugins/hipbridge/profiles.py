@@ -15,13 +15,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
-from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hipbridge.io.engines import home
-from hipbridge.settings import config_dir
+from hipbridge.settings import config_dir, hospital_tz, settings
 
 DEFAULT = "test"
 STATE_FILE = "profile.json"
@@ -51,6 +50,10 @@ class Profile(_Strict):
     platform: PlatformProfile
     institution: InstitutionProfile | None = None
     key_provider: Literal["software", "sdf"]
+    mapping_hospital: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_\-]+$",
+        description="folder of mappings/local/ with this hospital's reviewed code mappings (env HIPBRIDGE_HOSPITAL "
+                    "overrides); no default: a profile without it and no env is an error naming both")
     web: WebProfile = WebProfile()
     credentials: dict[str, str] = Field(default_factory=dict)
     checklist: list[str] = Field(default_factory=list)
@@ -99,7 +102,7 @@ def load(name: str) -> Profile:
 
 
 def active_name() -> str:
-    env = os.environ.get("HIPBRIDGE_PROFILE")
+    env = settings().profile
     if env:
         return env
     state = home() / STATE_FILE
@@ -156,7 +159,7 @@ def switch_checks(profile: Profile) -> list[Step]:
         problem = reference_problem(ref)
         steps.append(Step(f"凭据 {role} ({ref})", problem is None, problem or "可用"))
     if profile.key_provider == "sdf":
-        lib = os.environ.get("HIPBRIDGE_SDF_LIBRARY")
+        lib = settings().sdf_library
         ok = bool(lib) and Path(lib).is_file()
         steps.append(Step("密钥由服务器密码机 (GM/T 0018 SDF) 提供", ok,
                           f"设备库 {lib}" if ok else "未配置 HIPBRIDGE_SDF_LIBRARY 或文件不存在；开发密钥不可用于此环境"))
@@ -179,7 +182,7 @@ def use(name: str, confirmed_by: str | None = None) -> tuple[Profile, list[Step]
     steps += manual
     ok = all(s.ok for s in steps)
     if ok:
-        record = {"profile": name, "switched_at": datetime.now(ZoneInfo("Asia/Shanghai")).isoformat(timespec="seconds"),
+        record = {"profile": name, "switched_at": datetime.now(hospital_tz()).isoformat(timespec="seconds"),
                   "confirmed_by": confirmed_by, "checklist": profile.checklist}
         path = home() / STATE_FILE
         tmp = path.with_suffix(".tmp")

@@ -6,6 +6,7 @@ from sqlalchemy import func, inspect, select, table
 
 from hipbridge.io import state
 from hipbridge.pipeline.publish import counts_text
+from hipbridge.statuses import BatchStatus
 
 
 def table_status(ctx) -> list[dict]:
@@ -50,6 +51,6 @@ def format_table(rows: list[dict]) -> str:
         run = "never" if last is None else f"{last['status']}: {counts_text(last)}"
         rows_text = "-" if r["rows"] is None else str(r["rows"])
         lines.append(f"{r['table']:24} {r['target']:10} {rows_text:>9}  {r['watermark'] or '-':19}  {run}")
-        if last is not None and last["status"] in ("failed", "blocked") and last.get("message"):
+        if last is not None and last["status"] in BatchStatus.unsuccessful() and last.get("message"):
             lines.append(f"{'':24} why: {last['message'].splitlines()[0][:300]}")
     return "\n".join(lines)

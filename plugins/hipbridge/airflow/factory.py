@@ -9,7 +9,6 @@ naming the YAML file, line and key, while every valid table keeps its DAG.
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -17,7 +16,9 @@ from airflow.sdk import DAG, Asset, Param, get_current_context, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 from airflow.timetables.trigger import CronTriggerTimetable
 
+from hipbridge.settings import settings
 from hipbridge.spec import SpecSet, TableSpec, default_spec_dir, load_specs
+from hipbridge.statuses import BatchStatus
 
 _PRESETS = {"@daily": "0 0 * * *", "@hourly": "0 * * * *", "@weekly": "0 0 * * 1", "@monthly": "0 0 1 * *"}
 # The first retry's delay is Airflow's [core] default_task_retry_delay (docker-compose.yml: 120 s),
@@ -80,7 +81,7 @@ _LOADED: dict[tuple, SpecSet] = {}
 
 def load_for_dags(specs_dir: str | Path | None = None) -> SpecSet:
     """Load specs once per process while no file changed (both DAG files of a DagBag share it)."""
-    directory = Path(specs_dir or os.environ.get("HIPBRIDGE_SPECS") or default_spec_dir())
+    directory = Path(specs_dir or default_spec_dir())
     files = sorted(directory.glob("*.yaml")) + sorted(directory.glob("sql/**/*.sql"))
     key = (str(directory), tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in files))
     if key not in _LOADED:
@@ -191,7 +192,7 @@ def backfill_window(params: dict, start: datetime | None, end: datetime | None, 
 def _context():
     from hipbridge.pipeline.context import Context
 
-    return Context.create(os.environ.get("HIPBRIDGE_SPECS") or None)
+    return Context.create(settings().specs)
 
 
 def build_dag(spec: TableSpec, specs: SpecSet) -> DAG:
@@ -362,7 +363,7 @@ def build_backfill_dag(specs: SpecSet | None = None, max_parallel: int | None = 
     specs = specs or load_for_dags()
     if specs.defaults is None or not specs.specs:
         return None
-    parallel = max_parallel or int(os.environ.get("HIPBRIDGE_BACKFILL_PARALLEL", "2"))
+    parallel = max_parallel or settings().backfill_parallel
     tables = sorted(specs.specs)
 
     with DAG(
@@ -414,7 +415,7 @@ def build_backfill_dag(specs: SpecSet | None = None, max_parallel: int | None = 
 
             run = get_current_context().get("dag_run")
             r = run_window(_context(), window["table"], Window.from_dict(window), run_id=getattr(run, "run_id", None))
-            if r.status != "published":
+            if r.status != BatchStatus.PUBLISHED:
                 raise AirflowFailException(f"{window['table']} {window['start']}…{window['end']}: {r.status}: {r.message}")
             return {"window": f"{window['start']}…{window['end']}", "extracted": r.extracted,
                     "published": r.published, "quarantined": r.quarantined}

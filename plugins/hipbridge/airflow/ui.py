@@ -13,7 +13,6 @@ Database work happens per request; importing this module is cheap (every Airflow
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,6 +20,8 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+
+from hipbridge.settings import ops_schema_name, org_name, settings
 
 REPORT_NAME = re.compile(r"^(quality|inspection)_[0-9A-Za-z_+\-]+\.(html|xlsx)$")
 SECTIONS = [("quality", "一、数据质量"), ("gaps", "二、对码缺口"), ("tables", "三、各表状态")]
@@ -46,7 +47,7 @@ async def require_airflow_user(request: Request) -> None:
 def report_dir() -> Path:
     from hipbridge.io.engines import home
 
-    return Path(os.environ.get("HIPBRIDGE_REPORT_DIR") or home() / "reports")
+    return settings().report_dir or home() / "reports"
 
 
 def _setup() -> SimpleNamespace:
@@ -55,10 +56,9 @@ def _setup() -> SimpleNamespace:
     from hipbridge.io.engines import default_frontend_url, engine_for
     from hipbridge.io.ops import ops_for
     from hipbridge.reporting import ReportClock
-    from hipbridge.settings import ops_schema_name, org_name
     from hipbridge.spec import load_specs
 
-    specs = load_specs(os.environ.get("HIPBRIDGE_SPECS") or None).require_valid()
+    specs = load_specs().require_valid()
     url = default_frontend_url()
     schema = ops_schema_name(specs.defaults, url)
     engine = engine_for(url, schema)

@@ -17,6 +17,8 @@ import importlib
 import pkgutil
 import sys
 
+from hipbridge.settings import settings
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -44,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
-        if getattr(args, "debug", False) or __import__("os").environ.get("HIPBRIDGE_DEBUG"):
+        if getattr(args, "debug", False) or settings().debug:
             raise
         print(redact(f"hipbridge {args.command}: error: {exc}"), file=sys.stderr)
         return 2

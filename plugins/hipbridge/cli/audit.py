@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import sys
 
+from hipbridge.settings import ops_schema_name
+
 
 def _open(args):
     from hipbridge.crypto.keys import KeyStore
     from hipbridge.io.engines import default_frontend_url, engine_for
     from hipbridge.io.ops import ensure_ops
-    from hipbridge.settings import ops_schema_name
     from hipbridge.spec import load_specs
 
     url = args.db or default_frontend_url()

@@ -6,6 +6,8 @@ import sys
 import time
 from datetime import date
 
+from hipbridge.statuses import BatchStatus
+
 
 def _backfill(args) -> int:
     from tqdm import tqdm
@@ -30,14 +32,14 @@ def _backfill(args) -> int:
         bar.update(1)
         if error:
             tqdm.write(f"{args.table} {window}: failed: {error}", file=sys.stderr)
-        elif result.status != "published":
+        elif result.status != BatchStatus.PUBLISHED:
             tqdm.write(f"{args.table} {window}: {result.status}: {result.message}", file=sys.stderr)
 
     report = backfill(ctx, args.table, args.from_date, args.to_date, args.days, keep_going=args.keep_going,
                       on_window=on_window)
     bar.close()
     seconds = time.monotonic() - started
-    done = sum(1 for r in report.results if r.status == "published")
+    done = sum(1 for r in report.results if r.status == BatchStatus.PUBLISHED)
     print(f"{args.table}: {done}/{len(windows)} window(s) published, rows extracted {report.extracted:,} / "
           f"published {report.published:,} / quarantined {report.quarantined:,} in {seconds:,.1f}s "
           f"({report.extracted / max(seconds, 1e-9):,.0f} rows/s)")

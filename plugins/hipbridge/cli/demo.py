@@ -40,7 +40,7 @@ def _init(args) -> int:
 
 
 def _run(args) -> int:
-    from hipbridge.airflow.embedded import run_demo
+    from hipbridge.demo.run import run_demo
 
     tables = [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else None
     return run_demo(days=args.days, scale=args.scale, seed=args.seed, tables=tables)

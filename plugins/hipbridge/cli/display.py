@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
+from hipbridge.settings import org_code
+
 
 def _serve(args) -> int:
     import uvicorn
@@ -28,8 +30,8 @@ def _serve(args) -> int:
     sim = None
     platform_url = None
     if args.simulate_platform:   # demo: the 调阅记录 uploads go to an in-process simulated platform
-        from hipbridge.display.demo import platform_keys
-        from hipbridge.platform.simulator import ServerThread, create_app
+        from hipbridge.demo.external import platform_keys
+        from hipbridge.demo.simulator import ServerThread, create_app
 
         sim = ServerThread(create_app(platform_keys(), life.store, clock=life.now)).start()
         platform_url = sim.url
@@ -46,7 +48,7 @@ def _serve(args) -> int:
 
 
 def _demo(args) -> int:
-    from hipbridge.display.demo import fill_shared_demo
+    from hipbridge.demo.external import fill_shared_demo
 
     out = fill_shared_demo(patients=args.patients)
     print(f"外院数据 (演示): 模拟省平台为 {len(out['visits'])} 位演示患者推送了其他医院的数据, "
@@ -60,8 +62,7 @@ def _demo(args) -> int:
 def _open(args) -> int:
     import httpx
 
-    from hipbridge.display.demo import demo_file
-    from hipbridge.settings import org_code
+    from hipbridge.demo.external import demo_file
     from hipbridge.spec import load_specs
 
     demo = json.loads(demo_file().read_text(encoding="utf-8")) if demo_file().exists() else {}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from hipbridge.settings import hospital_tz
+
 
 def _store():
     from hipbridge.sharing.callers import CallerStore
@@ -16,10 +18,9 @@ def _shown(iso: str | None) -> str:
     if not iso:
         return "-"
     from datetime import datetime
-    from zoneinfo import ZoneInfo
 
-    return datetime.fromisoformat(iso).astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M:%S") + \
-        " (Asia/Shanghai)"
+    tz = hospital_tz()
+    return datetime.fromisoformat(iso).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S") + f" ({tz.key})"
 
 
 def run(args) -> int:

@@ -7,15 +7,15 @@ recommendations by level.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from hipbridge.settings import ops_schema_name, settings
 
 
 def _report(args) -> int:
     from hipbridge.inspection.config import load_inspection_config
     from hipbridge.inspection.report import write_inspection
     from hipbridge.io.engines import default_frontend_url, engine_for, home
-    from hipbridge.settings import ops_schema_name
     from hipbridge.spec import load_specs
 
     specs = load_specs(args.specs).require_valid()
@@ -24,7 +24,7 @@ def _report(args) -> int:
     with engine.connect():
         pass   # fail here, clearly, when the front-end cannot be reached
     cfg = load_inspection_config(Path(args.config) if args.config else None)
-    out_dir = Path(args.out or os.environ.get("HIPBRIDGE_REPORT_DIR") or home() / "reports")
+    out_dir = Path(args.out or settings().report_dir or home() / "reports")
     out = write_inspection(engine, specs, out_dir, args.week, cfg=cfg,
                            store=not args.no_store)
     counts = out["summary"]["advice"]

@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from hipbridge.settings import ops_schema_name
+
 
 def _catalog(args):
     from hipbridge.mapping import load_catalog
@@ -78,7 +80,6 @@ def _gaps(args) -> int:
     if args.store:
         from hipbridge.io.engines import default_frontend_url, engine_for
         from hipbridge.mapping.gaps import store_snapshot
-        from hipbridge.settings import ops_schema_name
 
         url = default_frontend_url()
         schema = ops_schema_name(specs.require_valid().defaults, url)

@@ -6,6 +6,9 @@ import json
 import sys
 from datetime import date, timedelta
 
+from hipbridge.settings import ops_schema_name
+from hipbridge.statuses import BatchStatus
+
 
 def _context(args):
     from hipbridge.pipeline.context import Context
@@ -30,7 +33,7 @@ def _run(args) -> int:
     for table in tables:
         r = sync_table(table, mode, args.from_date, args.to_date, ctx=ctx)
         print(f"{r.table}: {r.status}  {counts_text(vars(r))}  window {r.window_start} … {r.window_end}")
-        if r.status != "published":
+        if r.status != BatchStatus.PUBLISHED:
             print(f"  blocked: {r.message}", file=sys.stderr)
             worst = 3
     return worst
@@ -67,7 +70,6 @@ def _status(args) -> int:
 def _frontend_init(args) -> int:
     from hipbridge.io.engines import engine_for
     from hipbridge.io.frontend import create_frontend
-    from hipbridge.settings import ops_schema_name
     from hipbridge.spec import load_specs
 
     specs = load_specs(args.specs).require_valid()

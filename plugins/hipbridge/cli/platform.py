@@ -110,8 +110,8 @@ def _reconcile(args) -> int:
 def _simulate(args) -> int:
     import uvicorn
 
+    from hipbridge.demo.simulator import MISBEHAVIOURS, create_app
     from hipbridge.platform.config import sharing_config
-    from hipbridge.platform.simulator import MISBEHAVIOURS, create_app
     from hipbridge.redact import mask_url
 
     life = _life(args)

@@ -9,15 +9,15 @@ denominator, threshold) and scores. Exit 0 when it ran, whatever it found; 2 whe
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
+
+from hipbridge.settings import ops_schema_name, settings
 
 
 def _setup(args):
     from hipbridge.io.engines import default_frontend_url, engine_for
     from hipbridge.quality.config import load_config
-    from hipbridge.settings import ops_schema_name
     from hipbridge.spec import load_specs
 
     specs = load_specs(args.specs).require_valid()
@@ -80,7 +80,7 @@ def _report(args) -> int:
     from hipbridge.quality.report import write_report
 
     specs, cfg, engine, outcome = _run_checks(args, "report")
-    out_dir = Path(args.out or os.environ.get("HIPBRIDGE_REPORT_DIR") or home() / "reports")   # as the DAG
+    out_dir = Path(args.out or settings().report_dir or home() / "reports")   # as the DAG
     paths = write_report(engine, specs, outcome, cfg, out_dir, days=args.days)
     _write_json(outcome, args.json)
     print(_summary(outcome))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
+from hipbridge.settings import ops_schema_name, org_code
+
 
 def _kpi(args) -> int:
     from hipbridge.io.engines import default_frontend_url, engine_for
@@ -12,7 +14,6 @@ def _kpi(args) -> int:
     from hipbridge.recognition import state  # noqa: F401 - its tables
     from hipbridge.recognition.catalog import recognition_config
     from hipbridge.recognition.kpi import monthly_kpi
-    from hipbridge.settings import ops_schema_name, org_code
     from hipbridge.spec import load_specs
 
     specs = load_specs()

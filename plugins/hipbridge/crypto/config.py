@@ -7,14 +7,15 @@ Unknown keys are errors naming the file (as for the other config files). Environ
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
-from hipbridge.platform.config import _load, _Strict, config_dir
+from hipbridge.settings import config_dir, settings
+from hipbridge.yamlconfig import StrictModel as _Strict
+from hipbridge.yamlconfig import load_model
 
 
 class Sdf(_Strict):
@@ -23,7 +24,7 @@ class Sdf(_Strict):
 
     @property
     def library(self) -> str | None:
-        return os.environ.get("HIPBRIDGE_SDF_LIBRARY") or self.library_
+        return settings().sdf_library or self.library_
 
 
 class Identity(_Strict):
@@ -51,7 +52,7 @@ class CryptoConfig(_Strict):
 
 @lru_cache(maxsize=8)
 def _cached(directory: str) -> CryptoConfig:
-    return _load("crypto.yaml", CryptoConfig, Path(directory))
+    return load_model(CryptoConfig, Path(directory) / "crypto.yaml")
 
 
 def crypto_config(directory: Path | None = None) -> CryptoConfig:

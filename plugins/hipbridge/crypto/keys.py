@@ -13,13 +13,15 @@ import os
 import secrets
 from pathlib import Path
 
+from hipbridge.settings import settings
+
 from .sm import SM2KeyPair, hmac_sm3, sm2_generate_keypair
 
 
 def default_key_dir() -> Path:
     from hipbridge.io.engines import home
 
-    return Path(os.environ.get("HIPBRIDGE_KEYS", home() / "keys"))
+    return settings().keys or home() / "keys"
 
 
 def _write_private(path: Path, text: str) -> None:

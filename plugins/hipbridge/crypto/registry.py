@@ -19,6 +19,7 @@ from sqlalchemy import Column, DateTime, Index, MetaData, String, Table, Text, a
 from sqlalchemy.engine import Engine
 
 from hipbridge.io.ops import Ops, register_ops_tables
+from hipbridge.settings import hospital_now
 
 from .provider import KeyProvider, kcv
 from .sm import CryptoError
@@ -53,7 +54,7 @@ class KeyRing:
 
     def __init__(self, engine: Engine, ops: Ops, provider: KeyProvider, clock=None):
         self.engine, self.ops, self.provider = engine, ops, provider
-        self.clock = clock or (lambda: datetime.now().replace(microsecond=0))
+        self.clock = clock or hospital_now
         self.table = ops.table("key_registry")
         self._keys: dict[str, bytes] = {}
         self._active: dict[str, str] = {}

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 
 from hipbridge.io.engines import register_connections
+from hipbridge.settings import hospital_today, settings
 
 from . import extra_columns, his_fees, his_inp, his_org, his_outp, lis, pacs
 from .codes import name_of
@@ -39,11 +39,9 @@ def reset_demo_frontend() -> list[Path] | None:
     deleted; Airflow's run history is kept. A front-end configured with HIPBRIDGE_FRONTEND_URL is
     never deleted: None is returned and the caller runs the tables in `full` mode instead.
     """
-    import os
-
     from hipbridge.io.engines import dispose_all, home
 
-    if os.environ.get("HIPBRIDGE_FRONTEND_URL"):
+    if settings().frontend_url:
         return None
     dispose_all()
     root = home()
@@ -56,7 +54,7 @@ def reset_demo_frontend() -> list[Path] | None:
 
 
 def yesterday_shanghai() -> date:
-    return datetime.now(ZoneInfo("Asia/Shanghai")).date() - timedelta(days=1)
+    return hospital_today() - timedelta(days=1)
 
 
 def build(out_dir: Path, seed: int = 7, days: int = 3, scale: float = 0.02, end_date: date | None = None,

@@ -33,6 +33,7 @@ from hipbridge.audit import AuditUnavailable, AuditWriter
 from hipbridge.crypto.keys import KeyStore
 from hipbridge.io.ops import Ops
 from hipbridge.platform.config import PlatformConfig, platform_config
+from hipbridge.settings import DEFAULT_TIMEZONE
 from hipbridge.sharing.callers import DEFAULT_MAX_BODY, CallerGuard, CallerStore
 
 from .config import Catalogs, DisplayConfig
@@ -112,7 +113,7 @@ def create_display_app(*, frontend: Engine, ops: Ops, keys: KeyStore, reader: St
                        catalogs: Catalogs, org_code: str, cfg: DisplayConfig,
                        workstation: Callable[..., Any], clock: Callable[[], datetime],
                        pcfg: PlatformConfig | None = None, writer: AuditWriter | None = None,
-                       on_review_queued: Callable[[], object] | None = None, timezone: str = "Asia/Shanghai") -> FastAPI:
+                       on_review_queued: Callable[[], object] | None = None, timezone: str = DEFAULT_TIMEZONE) -> FastAPI:
     """`workstation` is the FastAPI dependency that authenticates HIS (caller role workstation, e.g.
     `sharing.callers.require_role("workstation")`); `on_review_queued` runs after the answer when a
     调阅记录 was queued (e.g. drain the outbox)."""

@@ -21,6 +21,7 @@ import hipbridge.recognition.state  # noqa: F401 - the 互认 reminder's ops tab
 from hipbridge.audit import AuditWriter
 from hipbridge.io.dialects import frontend_dialect
 from hipbridge.io.ops import ensure_ops
+from hipbridge.settings import settings
 from hipbridge.sharing.callers import require_role
 from hipbridge.sharing.door import caller_store
 from hipbridge.sharing.service import Lifecycle
@@ -125,7 +126,5 @@ def _mount_recognition(app, life: Lifecycle, launcher: Launcher, reader: StoreRe
 
 def app_from_env():
     """uvicorn factory for `hipbridge display serve --workers N` (each worker process builds its own app)."""
-    import os
-
-    return DisplayService.open(os.environ.get("HIPBRIDGE_FRONTEND_URL"),
-                               platform_url=os.environ.get("HIPBRIDGE_PLATFORM_URL")).app
+    env = settings()
+    return DisplayService.open(env.frontend_url, platform_url=env.platform_url).app

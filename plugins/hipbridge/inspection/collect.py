@@ -27,8 +27,9 @@ import hipbridge.sharing.state  # noqa: F401
 from hipbridge.io.dialects import frontend_dialect
 from hipbridge.io.ops import ops_for
 from hipbridge.spec import SpecSet
+from hipbridge.statuses import BatchStatus
 
-FAILED_STATES = ("failed", "blocked")
+FAILED_STATES = BatchStatus.unsuccessful()
 
 
 @dataclass(frozen=True)
@@ -152,7 +153,7 @@ def table_state(engine: Engine, schema: str, specs: SpecSet, week: Week) -> list
         with engine.connect() as conn:
             last = {r[0]: r[1] for r in conn.execute(
                 select(bl.c.table_id, func.max(bl.c.finished_at)).where(
-                    bl.c.status == "published", bl.c.finished_at < week.end).group_by(bl.c.table_id))}
+                    bl.c.status == BatchStatus.PUBLISHED, bl.c.finished_at < week.end).group_by(bl.c.table_id))}
     out = []
     with engine.connect() as conn:
         for tid, spec in sorted(specs.specs.items()):

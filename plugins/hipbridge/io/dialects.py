@@ -30,6 +30,8 @@ from sqlalchemy.dialects.mysql import VARCHAR as MYSQL_VARCHAR
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.types import TypeEngine
 
+from hipbridge.settings import settings
+
 from .bulktext import (
     MYSQL_LOAD_FORMAT,
     POSTGRES_COPY_FORMAT,
@@ -51,7 +53,7 @@ class BulkLoadError(RuntimeError):
 
 def bulk_load_enabled() -> bool:
     """`HIPBRIDGE_BULK_LOAD=0` forces the generic insert (for comparison and diagnosis)."""
-    return os.environ.get("HIPBRIDGE_BULK_LOAD", "1").lower() not in ("0", "false", "no", "off")
+    return settings().bulk_load
 
 
 def _lock_name(batch_id: str) -> str:
@@ -476,7 +478,7 @@ class MariaDB(MySQL):
     @classmethod
     def staging_options(cls) -> dict:
         options = super().staging_options()
-        if os.environ.get("HIPBRIDGE_STAGING_ENGINE", "aria") == "aria":
+        if settings().staging_engine == "aria":
             options.update({"mysql_engine": "Aria", "mysql_transactional": "0"})
         return options
 

@@ -9,11 +9,12 @@ SQLite file under the hipbridge home (the embedded default, no server to install
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
+
+from hipbridge.settings import settings
 
 _log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
@@ -21,13 +22,13 @@ PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
 def home() -> Path:
     """Working folder for the embedded default (demo sources, front-end SQLite, Airflow home)."""
-    path = Path(os.environ.get("HIPBRIDGE_HOME", PROJECT_ROOT / ".hipbridge"))
+    path = settings().home
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 def default_frontend_url() -> str:
-    return os.environ.get("HIPBRIDGE_FRONTEND_URL") or f"sqlite:///{home() / 'frontend.db'}"
+    return settings().frontend_url or f"sqlite:///{home() / 'frontend.db'}"
 
 
 class ConnectionNotConfigured(LookupError):
@@ -118,7 +119,7 @@ def connection_url(conn_id: str) -> str:
     `$HIPBRIDGE_HOME/connections.yaml`. Nothing else: an unconfigured id is an error naming it.
     """
     env_name = f"HIPBRIDGE_CONN_{conn_id.upper()}"
-    url = os.environ.get(env_name)
+    url = settings().source_url(conn_id)
     if url:
         return url
     try:  # inside Airflow (or with AIRFLOW_CONN_* set): a Connection named hipbridge_<id>

@@ -23,7 +23,6 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import os
 import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -31,6 +30,8 @@ from datetime import datetime, timedelta
 import pandas as pd
 from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
+
+from hipbridge.settings import settings
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ def count_sql(windowed: str) -> str:
 
 def connectorx_url(engine: Engine) -> str | None:
     """The connectorx URL for a source engine, or None where the fast read is not used."""
-    setting = os.environ.get("HIPBRIDGE_FAST_READ", "1").lower()
+    setting = settings().fast_read_mode.lower()
     if setting in ("0", "false", "no", "off"):
         return None
     url = engine.url

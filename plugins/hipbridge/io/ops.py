@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 
 from sqlalchemy import (
     Column,
@@ -35,6 +33,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import IntegrityError
+
+from hipbridge.settings import hospital_now, settings
 
 from .dialects import frontend_dialect
 
@@ -209,7 +209,7 @@ def _claim(engine: Engine, ops: Ops) -> None:
         try:
             with engine.begin() as conn:
                 conn.execute(owner_t.insert().values(id=1, frontend_database=database, server=server,
-                                                     created_at=datetime.now().replace(microsecond=0)))
+                                                     created_at=hospital_now()))
             return
         except IntegrityError:  # another process claimed it at the same moment: check that claim
             with engine.connect() as conn:
@@ -234,7 +234,7 @@ def _migrate_legacy(engine: Engine, schema: str, legacy: str) -> None:
         return
     database, _ = frontend_identity(engine)
     if legacy == "auto":
-        if os.environ.get("HIPBRIDGE_OPS_SCHEMA") or not schema.startswith(f"{database}_"):
+        if settings().ops_schema or not schema.startswith(f"{database}_"):
             return  # an explicitly named schema is never migrated into
         old, forced = schema[len(database) + 1:], False
     else:

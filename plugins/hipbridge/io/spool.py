@@ -7,9 +7,11 @@ import os
 import tempfile
 import time
 
+from hipbridge.settings import settings
+
 
 def spool_dir() -> str | None:
-    return os.environ.get("HIPBRIDGE_SPOOL_DIR") or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
+    return settings().spool_dir or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
 
 
 def spool_prefix() -> str:

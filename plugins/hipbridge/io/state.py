@@ -12,6 +12,8 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection, Engine
 
+from hipbridge.statuses import BatchStatus
+
 from .ops import Ops
 
 
@@ -76,7 +78,7 @@ def open_batch(engine: Engine, ops: Ops, batch: Batch) -> None:
     with engine.begin() as conn:
         conn.execute(t.insert().values(
             batch_id=batch.batch_id, table_id=batch.table_id, mode=batch.mode,
-            window_start=batch.window_start, window_end=batch.window_end, status="planned",
+            window_start=batch.window_start, window_end=batch.window_end, status=BatchStatus.PLANNED,
             started_at=batch.started_at, run_id=batch.run_id,
             extracted=0, published=0, inserted=0, updated=0, voided=0, unchanged=0, quarantined=0,
         ))

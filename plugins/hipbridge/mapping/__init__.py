@@ -6,8 +6,10 @@ hospital's `mappings/local/<hospital>/`, validates every file and caches the par
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from hipbridge import profiles
+from hipbridge.settings import settings
 
 from . import ops as _ops  # noqa: F401 - registers the mapping_gap table in the operations schema
 from .catalog import COUNT_KEYS, Catalog, MappingResult
@@ -20,16 +22,26 @@ _PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
 
 def default_mappings_dir() -> Path:
-    env = os.environ.get("HIPBRIDGE_MAPPINGS")
-    return Path(env) if env else _PROJECT_ROOT / "mappings"
+    return settings().mappings
 
 
 def default_hospital() -> str:
-    return os.environ.get("HIPBRIDGE_HOSPITAL") or "demo"
+    """The hospital whose local mappings apply: env HIPBRIDGE_HOSPITAL, else the active profile's
+    `mapping_hospital`. No default: production must never pick up the demo's mappings silently."""
+    env = settings().hospital
+    if env:
+        return env
+    profile = profiles.active()
+    if profile.mapping_hospital:
+        return profile.mapping_hospital
+    raise MappingConfigError(
+        f"no hospital for the local code mappings: set HIPBRIDGE_HOSPITAL to a folder of "
+        f"{default_mappings_dir() / 'local'} or `mapping_hospital:` in "
+        f"{profiles.profiles_dir() / (profile.name + '.yaml')} (profile {profile.name!r})")
 
 
 def load_catalog(mappings_dir: Path | str | None = None, hospital: str | None = None) -> Catalog:
-    """Standard domains + the hospital's local sets (default `demo`, env HIPBRIDGE_HOSPITAL).
+    """Standard domains + the hospital's local sets (`default_hospital()`: env HIPBRIDGE_HOSPITAL or the profile).
 
     Never raises for a bad file: the errors are in `catalog.errors`, and `apply` refuses a column
     whose domain or local set failed validation (nothing is applied from an invalid file).

@@ -12,7 +12,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo
+
+from hipbridge.settings import DEFAULT_TIMEZONE, hospital_now
 
 from .catalog import EMPTY, MAPPED, Catalog, normalise_value
 from .files import MappingConfigError
@@ -69,7 +70,7 @@ class GapReport:
     entries: list[GapEntry] = field(default_factory=list)
     coverage: list[ColumnCoverage] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
-    timezone: str = "Asia/Shanghai"
+    timezone: str = DEFAULT_TIMEZONE
 
     def as_json(self) -> list[dict]:
         return [e.as_json() for e in self.entries]
@@ -196,7 +197,7 @@ def compute_gaps(catalog: Catalog, specs: SpecSet, table: str | None = None,
     """Gap report over every coded column fed by a source column (`from:`), or one table's."""
     from hipbridge.io.engines import source_engine
 
-    local_now = datetime.now(ZoneInfo(specs.defaults.timezone)).replace(tzinfo=None, microsecond=0)
+    local_now = hospital_now(specs.defaults.timezone)
     report = GapReport(catalog.hospital.hospital, local_now, timezone=specs.defaults.timezone)
     chosen = [specs.get(table)] if table else [specs.specs[t] for t in sorted(specs.specs)]
     names_cache: dict = {}

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
+from hipbridge.settings import hospital_now
+
 from .catalog import Catalog
 from .files import MappingFileError, decode_utf8
 from .gaps import GapReport
@@ -213,7 +215,7 @@ def import_reviewed(catalog: Catalog, path: Path, reviewer: str = "", dry_run: b
         return ImportResult(errors, {}, {}, 0)
     by_set: dict[str, tuple[list[dict], list[int]]] = {}
     skipped = 0
-    now = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+    now = hospital_now().strftime("%Y-%m-%d %H:%M:%S")
     for row, n in zip(rows, numbers):
         status_text = row.get("status", "")
         if not row.get("standard_code") and status_text in ("", STATUS_LABELS["unchecked"], "unchecked"):

@@ -22,8 +22,9 @@ import hipbridge.quality.store
 import hipbridge.sharing.state  # noqa: F401 - registers the deletion run table read here
 from hipbridge.io import engines
 from hipbridge.io.ops import Ops, ensure_ops, register_ops_tables
-from hipbridge.settings import ops_schema_name
+from hipbridge.settings import hospital_now, ops_schema_name, org_name
 from hipbridge.spec import SpecSet, load_specs
+from hipbridge.statuses import BatchStatus
 
 from .channels import ChannelError, send
 from .config import AlertsConfig, MonitoringConfig, monitoring_config
@@ -81,9 +82,9 @@ def failed_runs(engine: Engine, ops: Ops, cfg: AlertsConfig, now: datetime) -> l
     t = ops.table("batch_log")
     with engine.connect() as c:
         rows = c.execute(select(t.c.batch_id, t.c.table_id, t.c.status, t.c.started_at, t.c.message)
-                         .where(t.c.status.in_(("failed", "blocked")), t.c.started_at >= now - EVENT_LOOKBACK)
+                         .where(t.c.status.in_(BatchStatus.unsuccessful()), t.c.started_at >= now - EVENT_LOOKBACK)
                          .order_by(t.c.started_at)).all()
-    what = {"failed": "上传失败", "blocked": "质控拦截未发布"}
+    what = {BatchStatus.FAILED: "上传失败", BatchStatus.BLOCKED: "质控拦截未发布"}
     return [Alert(f"failed_run:{r.batch_id}", "failed_run", rule.severity,
                   f"{r.table_id} {what[r.status]}",
                   f"批次 {r.batch_id}，开始于 {_fmt(r.started_at)}：{(r.message or '').splitlines()[0][:300] if r.message else '无信息'}",
@@ -197,12 +198,11 @@ def _message(org_name: str, alert: Alert, now: datetime, tz: str, resolved: bool
 def run_monitor(frontend_url: str | None = None, now: datetime | None = None, send_alerts: bool = True,
                 cfg: MonitoringConfig | None = None, specs: SpecSet | None = None) -> MonitorReport:
     """Evaluate every rule, announce what is new or due again, and what has cleared."""
-    from hipbridge.settings import org_name
 
     cfg = cfg or monitoring_config()
     specs = specs or load_specs()
     tz = specs.defaults.timezone
-    now = now or datetime.now(ZoneInfo(tz)).replace(tzinfo=None, microsecond=0)
+    now = now or hospital_now(tz)
     url = frontend_url or engines.default_frontend_url()
     schema = ops_schema_name(specs.defaults, url)
     engine = engines.engine_for(url, schema)

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from hipbridge.settings import config_dir
+from hipbridge.settings import config_dir, settings
 from hipbridge.spec import parse_duration
 
 
@@ -27,7 +27,7 @@ class DoctorConfig(_Strict):
 
     @property
     def airflow(self) -> str:
-        return (os.environ.get("HIPBRIDGE_AIRFLOW_URL") or self.airflow_url).rstrip("/")
+        return (settings().airflow_url or self.airflow_url).rstrip("/")
 
 
 class Webhook(_Strict):

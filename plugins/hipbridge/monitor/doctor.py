@@ -13,7 +13,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine, make_url
 from hipbridge import profiles
 from hipbridge.io import engines
 from hipbridge.io.extract import probe_columns
+from hipbridge.settings import hospital_now, hospital_tz, ops_schema_name
 from hipbridge.spec import SpecSet, load_specs
 
 from .config import DoctorConfig, monitoring_config
@@ -77,9 +78,9 @@ def _clock_checks(cfg: DoctorConfig, engine: Engine, area: str, tz: str) -> list
         return [Check(area, "时钟", SKIP, "本机文件数据库，与前置机同一时钟")]
     with engine.connect() as c:
         utc, local = (_naive(v) for v in c.execute(text(sql)).one())
-    ours = datetime.now(ZoneInfo("UTC")).replace(tzinfo=None)
+    ours = datetime.now(UTC).replace(tzinfo=None)
     offset = round((local - utc).total_seconds() / 900) * 900
-    hospital = ZoneInfo(tz).utcoffset(datetime.now()).total_seconds()
+    hospital = ZoneInfo(tz).utcoffset(hospital_now(tz)).total_seconds()
     zone = Check(area, "时区", OK, f"UTC{offset / 3600:+g}，与医院时区 {tz} 一致")
     if offset != hospital:
         zone = Check(area, "时区", WARN, f"数据库本地时间为 UTC{offset / 3600:+g}，医院时区 {tz} 为 UTC{hospital / 3600:+g}："
@@ -144,7 +145,6 @@ _MYSQL_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "ALTER", 
 
 
 def frontend_checks(cfg: DoctorConfig, specs: SpecSet, frontend_url: str) -> list[Check]:
-    from hipbridge.settings import ops_schema_name
 
     area = "前置机数据库"
     ops_schema = ops_schema_name(specs.defaults, frontend_url)
@@ -248,8 +248,8 @@ def platform_checks(cfg: DoctorConfig, frontend_url: str, specs: SpecSet) -> lis
         except httpx.HTTPError:
             date = None
         if date:   # HTTP dates have whole seconds: half a second is the expected truncation
-            theirs = parsedate_to_datetime(date).astimezone(ZoneInfo("UTC")).replace(tzinfo=None)
-            ours = datetime.now(ZoneInfo("UTC")).replace(tzinfo=None)
+            theirs = parsedate_to_datetime(date).astimezone(UTC).replace(tzinfo=None)
+            ours = datetime.now(UTC).replace(tzinfo=None)
             out.append(_skew(cfg, area, "时钟", theirs + timedelta(seconds=0.5), ours))
         else:
             out.append(Check(area, "时钟", SKIP, "平台应答没有 Date 头"))
@@ -281,7 +281,8 @@ def airflow_checks(cfg: DoctorConfig) -> list[Check]:
 
 def _local_text(iso: str) -> str:
     dt = datetime.fromisoformat(iso)
-    return dt.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M:%S (Asia/Shanghai)")
+    tz = hospital_tz()
+    return dt.astimezone(tz).strftime(f"%Y-%m-%d %H:%M:%S ({tz.key})")
 
 
 def spec_checks(specs: SpecSet) -> list[Check]:

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from hipbridge.statuses import BatchStatus
+
 from .context import Context
 from .failures import PipelineError
 from .run import BatchResult, sync_table
@@ -78,7 +80,7 @@ class BackfillReport:
 
     @property
     def blocked(self) -> list[BatchResult]:
-        return [r for r in self.results if r.status != "published"]
+        return [r for r in self.results if r.status != BatchStatus.PUBLISHED]
 
 
 def backfill(ctx: Context, table: str, start: date, end: date, days: int = 1, *, keep_going: bool = False,
@@ -100,6 +102,6 @@ def backfill(ctx: Context, table: str, start: date, end: date, days: int = 1, *,
         report.results.append(r)
         if on_window:
             on_window(w, r, None)
-        if r.status != "published" and not keep_going:
+        if r.status != BatchStatus.PUBLISHED and not keep_going:
             break
     return report

@@ -16,7 +16,7 @@ from hipbridge.io.dialects import FrontendDialect, frontend_dialect
 from hipbridge.io.frontend import create_frontend, ledger_table
 from hipbridge.io.ops import Ops, ensure_ops
 from hipbridge.io.staging import batch_staging_table
-from hipbridge.settings import ops_schema_name
+from hipbridge.settings import hospital_now, ops_schema_name
 from hipbridge.spec import SpecSet, TableSpec, load_specs
 
 
@@ -64,7 +64,7 @@ class Context:
 
     def now(self) -> datetime:
         """Hospital-local wall time, naive like the source systems' timestamps."""
-        return datetime.now(self.tz).replace(tzinfo=None, microsecond=0)
+        return hospital_now(self.defaults.timezone)
 
     def ensure_frontend(self, tables: list[str] | None = None) -> None:
         _ = self.ops

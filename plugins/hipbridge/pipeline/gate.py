@@ -12,6 +12,7 @@ from sqlalchemy import Table
 from hipbridge.io import state
 from hipbridge.io.staging import drop_table
 from hipbridge.spec import TableSpec
+from hipbridge.statuses import BatchStatus
 
 from .context import Context
 
@@ -41,7 +42,7 @@ def gate(ctx: Context, batch: state.Batch) -> dict:
     staging, _ = ctx.tables_for(spec, batch)
     outcome = check_batch(ctx, spec, batch, staging)
     if outcome["blocked"]:
-        state.update_batch(ctx.engine, ctx.ops, batch.batch_id, status="blocked", finished_at=ctx.now(),
+        state.update_batch(ctx.engine, ctx.ops, batch.batch_id, status=BatchStatus.BLOCKED, finished_at=ctx.now(),
                            message=outcome["message"])
         drop_table(ctx.engine, staging.schema, staging.name)  # the batch is over: its plaintext rows go with it
     return outcome

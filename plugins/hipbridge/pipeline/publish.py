@@ -19,7 +19,9 @@ from hipbridge.io import state
 from hipbridge.io.dialects import frontend_dialect
 from hipbridge.io.frontend import target_columns
 from hipbridge.io.staging import FLAG_COLUMN, add_key_index, drop_table
+from hipbridge.settings import hospital_now
 from hipbridge.spec import Defaults, TableSpec
+from hipbridge.statuses import BatchStatus
 
 from .context import Context
 from .failures import PipelineError
@@ -329,7 +331,7 @@ def publish_batch(conn: Connection, spec: TableSpec, defaults: Defaults, staging
                            updated=by_flag.get(flags.changed, 0), voided=by_flag.get(flags.voided, 0),
                            older=by_flag.get(OLDER_MARK, 0), unsent=by_flag.get(UNSENT_MARK, 0))
     def stamp() -> object:
-        now = (clock or (lambda: datetime.now().replace(microsecond=0)))()
+        now = (clock or hospital_now)()
         return sql.dialect.timestamp_param(now)
 
     if reconcile:
@@ -364,9 +366,9 @@ def _publish_once(ctx: Context, batch: state.Batch) -> PublishCounts:
     row = state.batch_row(ctx.engine, ctx.ops, batch.batch_id)
     if row is None:
         raise PipelineError(f"unknown batch {batch.batch_id}")
-    if row["status"] == "published":
+    if row["status"] == BatchStatus.PUBLISHED:
         return PublishCounts()  # a retried publish task after a successful commit
-    if row["status"] != "staged":
+    if row["status"] != BatchStatus.STAGED:
         raise PipelineError(f"batch {batch.batch_id} is {row['status']}, not staged: it cannot be published")
     with ctx.engine.begin() as conn:
         staged = int(row["extracted"] or 0) - int(row["quarantined"] or 0)
@@ -391,7 +393,7 @@ def _publish_once(ctx: Context, batch: state.Batch) -> PublishCounts:
             reach = max(batch.window_end, covered) if covered else batch.window_end
             if mark is not None and (mark != current or reach != covered):
                 state.set_watermark(conn, ctx.ops, batch.table_id, mark, batch.batch_id, ctx.now(), reach)
-        state.update_batch(conn, ctx.ops, batch.batch_id, status="published", finished_at=ctx.now(),
+        state.update_batch(conn, ctx.ops, batch.batch_id, status=BatchStatus.PUBLISHED, finished_at=ctx.now(),
                            published=counts.written, inserted=counts.inserted, updated=counts.updated,
                            voided=counts.voided, unchanged=counts.unchanged + counts.superseded,
                            duplicates=counts.superseded, older=counts.older, unsent=counts.unsent,

@@ -6,10 +6,11 @@ A mistake (syntax error, unknown column) is never retried: `failures.is_determin
 from __future__ import annotations
 
 import logging
-import os
 from time import sleep
 
 from sqlalchemy.engine import Engine
+
+from hipbridge.settings import settings
 
 from .failures import PipelineError, is_deterministic
 
@@ -50,8 +51,7 @@ def is_transient(exc: BaseException) -> bool:
 
 def retry_policy() -> tuple[int, float]:
     """(attempts, first delay in seconds): HIPBRIDGE_RETRY_ATTEMPTS (4), HIPBRIDGE_RETRY_DELAY (2 s, doubling)."""
-    return (max(1, int(os.environ.get("HIPBRIDGE_RETRY_ATTEMPTS", "4"))),
-            float(os.environ.get("HIPBRIDGE_RETRY_DELAY", "2")))
+    return max(1, settings().retry_attempts), settings().retry_delay
 
 
 def with_retries(what: str, fn, *args, **kwargs):

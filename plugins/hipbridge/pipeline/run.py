@@ -16,6 +16,7 @@ from datetime import datetime
 
 from hipbridge.io import state
 from hipbridge.io.staging import drop_table
+from hipbridge.statuses import BatchStatus
 
 from .context import Context
 from .gate import gate
@@ -55,7 +56,7 @@ class BatchResult:
 def fail(ctx: Context, batch: state.Batch, exc: BaseException) -> None:
     """Record the failure in the batch log (best effort: the front-end may be the thing that failed)."""
     try:
-        state.update_batch(ctx.engine, ctx.ops, batch.batch_id, status="failed", finished_at=ctx.now(),
+        state.update_batch(ctx.engine, ctx.ops, batch.batch_id, status=BatchStatus.FAILED, finished_at=ctx.now(),
                            message=f"{type(exc).__name__}: {exc}"[:4000])
         staging, _ = ctx.tables_for(ctx.specs.get(batch.table_id), batch)
         drop_table(ctx.engine, staging.schema, staging.name)  # a retried transfer starts from nothing anyway
@@ -73,7 +74,7 @@ def sync_table(table: str, mode: str = "incremental", window_start=None, window_
         moved = transfer(ctx, batch)
         outcome = gate(ctx, batch)
         if outcome["blocked"]:
-            return BatchResult(table, batch.batch_id, mode, batch.window_start, batch.window_end, "blocked",
+            return BatchResult(table, batch.batch_id, mode, batch.window_start, batch.window_end, BatchStatus.BLOCKED,
                                extracted=moved["extracted"], quarantined=moved["quarantined"],
                                skipped=moved.get("skipped", 0),
                                mapping_counts=moved["mapping"], message=outcome["message"])
@@ -81,7 +82,7 @@ def sync_table(table: str, mode: str = "incremental", window_start=None, window_
     except Exception as exc:
         fail(ctx, batch, exc)
         raise
-    return BatchResult(table, batch.batch_id, mode, batch.window_start, batch.window_end, "published",
+    return BatchResult(table, batch.batch_id, mode, batch.window_start, batch.window_end, BatchStatus.PUBLISHED,
                        extracted=moved["extracted"], published=counts.written, quarantined=moved["quarantined"],
                        inserted=counts.inserted, updated=counts.updated, voided=counts.voided,
                        unchanged=counts.unchanged + counts.superseded, skipped=moved.get("skipped", 0),

@@ -22,6 +22,7 @@ from hipbridge.io.spool import clear_stale_spool
 from hipbridge.io.staging import BATCH_TABLE_SEP, batch_table_name, drop_table, staging_name
 from hipbridge.settings import org_code, org_name
 from hipbridge.spec import TableSpec
+from hipbridge.statuses import BatchStatus
 
 from .batch_lock import try_lock
 from .bookkeeping import KeyTracker, release_free_memory
@@ -61,10 +62,10 @@ def housekeeping(ctx: Context, spec: TableSpec, batch: state.Batch) -> None:
     stale = ctx.now() - ABANDONED_AFTER
     with ctx.engine.begin() as conn:
         running = conn.execute(select(log_t.c.batch_id, log_t.c.started_at, log_t.c.status).where(and_(
-            log_t.c.table_id == batch.table_id, log_t.c.status.in_(("planned", "staged"))))).all()
+            log_t.c.table_id == batch.table_id, log_t.c.status.in_((BatchStatus.PLANNED, BatchStatus.STAGED))))).all()
         for b, started, _status in running:
             if b != batch.batch_id and started < stale:
-                state.update_batch(conn, ctx.ops, b, status="failed", finished_at=ctx.now(),
+                state.update_batch(conn, ctx.ops, b, status=BatchStatus.FAILED, finished_at=ctx.now(),
                                    message=f"abandoned: no progress since {started:%Y-%m-%d %H:%M} (process killed?)")
     keep = {batch_table_name(prefix_name, b) for b, started, _s in running if b == batch.batch_id or started >= stale}
     prefix = prefix_name + BATCH_TABLE_SEP
@@ -74,7 +75,7 @@ def housekeeping(ctx: Context, spec: TableSpec, batch: state.Batch) -> None:
             drop_table(ctx.engine, schema, name)
     for b, _started, status in running:  # killed mid-transfer: its lock died with it (batch_lock.py)
         name = batch_table_name(prefix_name, b)
-        if b != batch.batch_id and status == "planned" and name in names and name in keep:
+        if b != batch.batch_id and status == BatchStatus.PLANNED and name in names and name in keep:
             with try_lock(ctx.engine, b) as nobody:
                 if nobody:
                     drop_table(ctx.engine, schema, name)
@@ -201,7 +202,7 @@ def _transfer_locked(ctx: Context, batch: state.Batch, spec: TableSpec, source: 
         log.warning("%s: %d source row(s) have no change time (%s is NULL): not read by this %s run; a full "
                     "run reads them, or name a fallback column (source.watermark.fallback)", batch.table_id,
                     totals["skipped"], spec.source.watermark.column, batch.mode)
-    state.update_batch(ctx.engine, ctx.ops, batch.batch_id, status="staged", extracted=totals["extracted"],
+    state.update_batch(ctx.engine, ctx.ops, batch.batch_id, status=BatchStatus.STAGED, extracted=totals["extracted"],
                        quarantined=totals["quarantined"], duplicates=totals["duplicates"],
                        skipped=totals["skipped"], max_changed_at=max_changed)
     return {**totals, "mapping": mapping_totals}

@@ -7,26 +7,24 @@ Folder: env `HIPBRIDGE_CONFIG`, else `<repo>/config`.
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hipbridge import profiles
-from hipbridge.settings import config_dir
+from hipbridge.settings import DEFAULT_TIMEZONE, config_dir, hospital_now, settings
 from hipbridge.spec import parse_duration
+from hipbridge.yamlconfig import ConfigError, load_model
+from hipbridge.yamlconfig import StrictModel as _Strict
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+__all__ = ["ConfigError", "PlatformConfig", "RetentionConfig", "SharingConfig", "config_dir", "load_model",
+           "platform_config", "retention_config", "sharing_config"]
 
 
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 # ---------------------------------------------------------------- platform.yaml
@@ -98,7 +96,7 @@ class PlatformConfig(_Strict):
     app_id: str
     timeout_s: float = 10
     time_format: str
-    timezone: str = "Asia/Shanghai"
+    timezone: str = DEFAULT_TIMEZONE
     envelope: Envelope
     services: dict[str, Service]
     messages: dict[str, dict[str, str]]
@@ -110,14 +108,11 @@ class PlatformConfig(_Strict):
     @property
     def url(self) -> str:
         """HIPBRIDGE_PLATFORM_URL, else the active profile's platform address, else `base_url`."""
-        return os.environ.get("HIPBRIDGE_PLATFORM_URL") or profiles.active().platform.base_url or self.base_url
+        return settings().platform_url or profiles.active().platform.base_url or self.base_url
 
     def local_now(self):
         """Naive local time in `timezone` (the time base of every stored and exchanged datetime)."""
-        from datetime import datetime
-        from zoneinfo import ZoneInfo
-
-        return datetime.now(ZoneInfo(self.timezone)).replace(tzinfo=None, microsecond=0)
+        return hospital_now(self.timezone)
 
     def service(self, role: str) -> Service:
         try:
@@ -164,7 +159,7 @@ class Store(_Strict):
 
     @property
     def schema_name(self) -> str:
-        return os.environ.get("HIPBRIDGE_SHARE_SCHEMA") or self.schema_
+        return settings().share_schema or self.schema_
 
 
 class Verification(_Strict):
@@ -240,28 +235,8 @@ class RetentionConfig(_Strict):
 # ---------------------------------------------------------------- loading
 
 
-class ConfigError(ValueError):
-    pass
-
-
 def _load(name: str, model: type[BaseModel], directory: Path | None):
     return load_model(model, (directory or config_dir()) / name)
-
-
-def load_model(model: type[BaseModel], path: Path):
-    """One YAML file of `config/` as `model`; every problem names the file and the key."""
-    try:
-        with path.open(encoding="utf-8") as fh:  # from a stream, so PyYAML names the file
-            data = yaml.load(fh, Loader=_Loader)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: missing configuration file") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: YAML syntax error: {exc}") from None
-    try:
-        return model.model_validate(data or {})
-    except ValidationError as exc:
-        lines = [f"{path}: {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)]
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
 
 
 @lru_cache(maxsize=8)

@@ -12,13 +12,12 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
 
 from hipbridge.io.dialects import frontend_dialect
-from hipbridge.settings import ops_schema_name, org_code, org_name
+from hipbridge.settings import hospital_now, ops_schema_name, org_code, org_name
 from hipbridge.spec import SpecSet
 
 from .config import QualityConfig, cached_config
@@ -53,13 +52,13 @@ class RunOutcome:
 
 
 def local_now(specs: SpecSet) -> datetime:
-    return datetime.now(ZoneInfo(specs.defaults.timezone)).replace(tzinfo=None, microsecond=0)
+    return hospital_now(specs.defaults.timezone)
 
 
 def clock(specs: SpecSet) -> datetime:
     """Run start / finish stamps: the hospital's local time (naive, like every time hipbridge records),
     never the machine's zone, so a run recorded at 02:40 Shanghai is not shown as 18:40 of the day before."""
-    return datetime.now(ZoneInfo(specs.defaults.timezone)).replace(tzinfo=None)
+    return hospital_now(specs.defaults.timezone, precise=True)
 
 
 def base_params(specs: SpecSet, cfg: QualityConfig, now: datetime) -> dict[str, Any]:
@@ -71,7 +70,7 @@ def base_params(specs: SpecSet, cfg: QualityConfig, now: datetime) -> dict[str, 
 
 def new_run_id(prefix: str = "q", at: datetime | None = None) -> str:
     """`q-20261205T024000-1a2b3c`; `at` is the run's local start (the hospital's clock)."""
-    return f"{prefix}-{at or datetime.now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    return f"{prefix}-{at or hospital_now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
 
 
 def safe_url(engine: Engine) -> str:

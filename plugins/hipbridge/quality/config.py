@@ -2,28 +2,44 @@
 
 `_rules.yaml` holds the defaults of the rule templates generated from specs, `_scoring.yaml`
 the weights, 达标线 and grades, and every other `*.yaml` a list of custom or cross-table rules.
-Custom rules are validated with pydantic (unknown keys are errors naming the file).
+Every file is validated with pydantic (extra='forbid'): a misspelled or mistyped key is an error
+`file:line: key: problem (got value)`, as in a table spec. The SQL of each generated template is
+in `templates.py`; `_rules.yaml` holds its policy (dimension, severity, threshold, message).
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from hipbridge.settings import settings
 from hipbridge.spec import parse_duration
+from hipbridge.spec.load import line_of, load_yaml_model
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 Severity = Literal["fatal", "error", "warning", "info"]
+SCHEMA_HINT = "see the keys documented at the top of expectations/_rules.yaml and in quality/config.py"
 
 
-class Template(BaseModel):
+class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _duration(value: Any) -> timedelta:
+    return value if isinstance(value, timedelta) else parse_duration(str(value))
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+Code = Annotated[str, BeforeValidator(lambda v: v if v is None else str(v))]   # "01", 718-7: YAML may give an int
+
+
+class Template(_Strict):
+    """The policy half of a rule template (quality.md §3); its SQL lives in `templates.py`."""
     dimension: str
     severity: Severity
     threshold: float = Field(0, ge=0, le=100)
@@ -32,6 +48,109 @@ class Template(BaseModel):
     custom: bool = False
     message: str
     advice: str = ""
+
+
+class TimelinessDefault(_Strict):
+    max_lag: Duration = timedelta(hours=24)
+
+
+class Division(_Strict):
+    full_length: int = 12
+    full_pattern: str = r"^[1-8][0-9]{11}$"
+    domain: str | None = None
+
+
+class GB11643(_Strict):
+    id_type_domain: str | None = None
+    resident_id_codes: list[Code] = Field(default_factory=lambda: ["01"])
+    sex_domain: str | None = None
+    sex_by_parity: dict[Literal["odd", "even"], Code] = Field(default_factory=lambda: {"odd": "1", "even": "2"})
+    birth_date_labels: list[str] = Field(default_factory=list)
+    min_birth_year: int = 1880
+    address_prefixes: list[Code] = Field(default_factory=list)
+
+
+class IncompleteDomain(_Strict):
+    statuses: list[str] = Field(default_factory=list)
+    severity: Severity | None = None      # None: the template's
+    note: str = ""
+
+
+class Continuity(_Strict):
+    days: int = Field(30, ge=1)
+    min_active_share: float = Field(0.5, ge=0, le=1)
+
+
+class BusinessEnd(_Strict):
+    kind: str = ""
+    event_labels: list[str] = Field(default_factory=list)
+    max_lag: Duration = timedelta(hours=24)
+
+
+class LabItem(_Strict):
+    code: Code
+    name: str = ""
+    unit: str
+    min: float
+    max: float
+
+
+class LabLimits(_Strict):
+    item_labels: list[str] = Field(default_factory=list)
+    value_labels: list[str] = Field(default_factory=list)
+    unit_labels: list[str] = Field(default_factory=list)
+    numeric_pattern: str = r"^[+-]?[0-9]+([.][0-9]+)?$"
+    items: list[LabItem] = Field(default_factory=list)
+
+
+class SexConflict(_Strict):
+    sex: Code
+    ranges: list[tuple[Code, Code]] = Field(default_factory=list)
+    note: str = ""
+
+
+class SexDiagnosis(_Strict):
+    domains: list[str] = Field(default_factory=list)
+    prefix_length: int = Field(3, ge=1)
+    conflicts: list[SexConflict] = Field(default_factory=list)
+
+
+class AgeConsistency(_Strict):
+    age_labels: list[str] = Field(default_factory=list)
+    month_labels: list[str] = Field(default_factory=list)
+    event_labels: list[str] = Field(default_factory=list)
+    tolerance_years: float = 1
+
+
+class GateSettings(_Strict):
+    block_on_error: bool = True
+
+
+class RulesFile(_Strict):
+    """`expectations/_rules.yaml`: template policies and the parameters the generators read.
+
+    Every key is declared here (extra='forbid'), so a misspelled key is an error with file and line
+    instead of a silently ignored setting (e.g. `sex_diagnosys:` would have switched K05 off).
+    """
+    placeholders: list[Code] = Field(default_factory=list)
+    sample_keys: int = Field(5, ge=0)
+    future_tolerance: Duration = timedelta(minutes=10)
+    timeliness_default: TimelinessDefault = Field(default_factory=TimelinessDefault)
+    timeliness_buckets: list[Duration] = Field(default_factory=lambda: [timedelta(hours=24), timedelta(hours=72)])
+    mobile_pattern: str = r"^1[3-9][0-9]{9}$"
+    division_pattern: str = r"^[0-9]{6}$"
+    division: Division = Field(default_factory=Division)
+    gb11643: GB11643 = Field(default_factory=GB11643)
+    incomplete_domain: IncompleteDomain = Field(default_factory=IncompleteDomain)
+    dictionary_domains: list[str] = Field(default_factory=list)
+    continuity: Continuity = Field(default_factory=Continuity)
+    business_end_timeliness: list[BusinessEnd] = Field(default_factory=list)
+    lab_limits: LabLimits = Field(default_factory=LabLimits)
+    sex_diagnosis: SexDiagnosis = Field(default_factory=SexDiagnosis)
+    age_consistency: AgeConsistency = Field(default_factory=AgeConsistency)
+    plausible_age_labels: list[str] = Field(default_factory=list)
+    gate: GateSettings = Field(default_factory=GateSettings)
+    templates: dict[str, Template] = Field(default_factory=dict)
 
 
 class CustomRule(BaseModel):
@@ -71,39 +190,42 @@ class ConfigError(ValueError):
 @dataclass
 class QualityConfig:
     directory: Path
-    raw: dict[str, Any]
-    templates: dict[str, Template]
+    rules: RulesFile
     scoring: dict[str, Any]
     custom: list[tuple[str, CustomRule]] = field(default_factory=list)   # (file, rule)
 
     # ------------------------------------------------------------ convenience
     @property
+    def templates(self) -> dict[str, Template]:
+        return self.rules.templates
+
+    @property
     def placeholders(self) -> list[str]:
-        return [str(p).lower() for p in self.raw.get("placeholders", [])]
+        return [p.lower() for p in self.rules.placeholders]
 
     @property
     def sample_keys(self) -> int:
-        return int(self.raw.get("sample_keys", 5))
+        return self.rules.sample_keys
 
     @property
     def future_tolerance(self) -> timedelta:
-        return parse_duration(self.raw.get("future_tolerance", "10m"))
+        return self.rules.future_tolerance
 
     @property
     def default_max_lag(self) -> timedelta:
-        return parse_duration((self.raw.get("timeliness_default") or {}).get("max_lag", "24h"))
+        return self.rules.timeliness_default.max_lag
 
     @property
     def timeliness_buckets(self) -> list[timedelta]:
-        return [parse_duration(b) for b in self.raw.get("timeliness_buckets", ["24h", "72h"])]
+        return self.rules.timeliness_buckets
 
     @property
-    def gb11643(self) -> dict[str, Any]:
-        return self.raw.get("gb11643") or {}
+    def gb11643(self) -> GB11643:
+        return self.rules.gb11643
 
     @property
     def block_on_error(self) -> bool:
-        return bool((self.raw.get("gate") or {}).get("block_on_error", True))
+        return self.rules.gate.block_on_error
 
     @property
     def dimensions(self) -> list[str]:
@@ -118,56 +240,60 @@ class QualityConfig:
 
 
 def default_dir() -> Path:
-    env = os.environ.get("HIPBRIDGE_EXPECTATIONS")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[3] / "expectations"
+    return settings().expectations
 
 
-def _read(path: Path) -> Any:
-    with path.open(encoding="utf-8") as fh:   # from a stream so PyYAML names the file in errors
-        try:
-            return yaml.load(fh, Loader=_Loader) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: YAML syntax error: {exc}") from None
+def _load(path: Path, model: type[BaseModel]) -> Any:
+    """`path` as `model`; every problem is a ConfigError line `file:line: key: problem (got value)`."""
+    parsed, errors = load_yaml_model(path, model, SCHEMA_HINT)
+    if errors:
+        raise ConfigError("\n".join(str(e) for e in errors))
+    return parsed
 
 
-def _pydantic_msg(path: Path, exc: ValidationError) -> str:
-    lines = []
-    for e in exc.errors(include_url=False):
-        loc = ".".join(str(p) for p in e["loc"])
-        lines.append(f"{path}: {loc}: {e['msg']}")
-    return "\n".join(lines)
+def _check_registry(path: Path, templates: dict[str, Template]) -> None:
+    """Every generated template has its policy in `_rules.yaml`, every non-custom policy a generator."""
+    from .templates import GENERATED
+
+    text = path.read_text(encoding="utf-8-sig")
+    problems = []
+    for tid, t in templates.items():
+        if not t.custom and tid not in GENERATED:
+            problems.append(f"{path}:{line_of(text, ('templates', tid)) or '?'}: templates.{tid}: no generator "
+                            f"for this template in quality/templates.py (mark it `custom: true` if rules for "
+                            f"it are declared in expectations/*.yaml)")
+    for tid in GENERATED:
+        if tid not in templates:
+            problems.append(f"{path}: templates: {tid} is generated from the specs but has no entry "
+                            f"(dimension, severity, message) here")
+    if problems:
+        raise ConfigError("\n".join(problems))
 
 
 def load_config(directory: Path | str | None = None) -> QualityConfig:
-    """Read `_rules.yaml`, `_scoring.yaml` and the custom rule files; raise ConfigError naming the file."""
+    """Read `_rules.yaml`, `_scoring.yaml` and the custom rule files; raise ConfigError naming file and line."""
     directory = Path(directory) if directory else default_dir()
     rules_path, scoring_path = directory / "_rules.yaml", directory / "_scoring.yaml"
     for p in (rules_path, scoring_path):
         if not p.exists():
             raise ConfigError(f"{p}: missing (the quality configuration needs it)")
-    raw = _read(rules_path)
-    try:
-        templates = {k: Template.model_validate(v) for k, v in (raw.get("templates") or {}).items()}
-    except ValidationError as exc:
-        raise ConfigError(_pydantic_msg(rules_path, exc)) from None
-    scoring = _read(scoring_path)
+    rules: RulesFile = _load(rules_path, RulesFile)
+    templates = rules.templates
+    _check_registry(rules_path, templates)
+    scoring = _read_scoring(scoring_path)
     dims = set(scoring.get("dimensions") or {})
+    text = rules_path.read_text(encoding="utf-8-sig")
     for tid, t in templates.items():
         if t.dimension not in dims:
-            raise ConfigError(f"{rules_path}: templates.{tid}.dimension: {t.dimension!r} is not a dimension "
+            line = line_of(text, ("templates", tid, "dimension")) or "?"
+            raise ConfigError(f"{rules_path}:{line}: templates.{tid}.dimension: {t.dimension!r} is not a dimension "
                               f"of _scoring.yaml ({', '.join(dims)})")
-    cfg = QualityConfig(directory, raw, templates, scoring)
+    cfg = QualityConfig(directory, rules, scoring)
     seen: dict[str, str] = {}
     for path in sorted(directory.glob("*.yaml")):
         if path.name.startswith("_"):
             continue
-        data = _read(path)
-        try:
-            parsed = CustomRuleFile.model_validate(data)
-        except ValidationError as exc:
-            raise ConfigError(_pydantic_msg(path, exc)) from None
+        parsed: CustomRuleFile = _load(path, CustomRuleFile)
         for rule in parsed.rules:
             if rule.id in seen:
                 raise ConfigError(f"{path}: rule id {rule.id!r} is also declared in {seen[rule.id]}")
@@ -181,6 +307,14 @@ def load_config(directory: Path | str | None = None) -> QualityConfig:
             if rule.enabled:
                 cfg.custom.append((str(path), rule))
     return cfg
+
+
+def _read_scoring(path: Path) -> dict[str, Any]:
+    with path.open(encoding="utf-8") as fh:   # from a stream so PyYAML names the file in errors
+        try:
+            return yaml.load(fh, Loader=_Loader) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: YAML syntax error: {exc}") from None
 
 
 _CACHE: dict[Path, tuple[tuple, QualityConfig]] = {}

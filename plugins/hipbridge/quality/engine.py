@@ -24,13 +24,15 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection
 
 from hipbridge.io.dialects import FrontendDialect
+from hipbridge.settings import hospital_today
+from hipbridge.statuses import RuleStatus
 
 from . import gb11643
 from .config import QualityConfig
 from .rules import Rule, render
 
-ERROR, NOT_APPLICABLE, FAILED, PASSED = "Error", "Not Applicable", "Failed", "Passed"
-STATUS_LABELS = {ERROR: "执行错误", NOT_APPLICABLE: "不适用", FAILED: "未通过", PASSED: "通过"}
+ERROR, NOT_APPLICABLE, FAILED, PASSED = RuleStatus.ERROR, RuleStatus.NOT_APPLICABLE, RuleStatus.FAILED, RuleStatus.PASSED
+STATUS_LABELS = {s: s.label for s in RuleStatus}
 
 
 @dataclass
@@ -317,7 +319,7 @@ class Evaluator:
     def _days(self, rule: Rule, scope: Scope) -> RuleResult:
         col = f"t.{self.sql.q(rule.extra['column'])}"
         day = self.sql.day(col)
-        today = self.base_params.get("hb_today") or date.today()
+        today = self.base_params.get("hb_today") or hospital_today()
         since = today - timedelta(days=int(rule.extra["days"]))
         params = {**self._params(scope, rule), "hb_since": f"{since:%Y-%m-%d} 00:00:00",
                   "hb_until": f"{today:%Y-%m-%d} 00:00:00"}
@@ -369,10 +371,10 @@ class Evaluator:
 
     def _idcards_unsafe(self, rules: list[Rule], scope: Scope) -> list[RuleResult]:
         gbcfg = self.cfg.gb11643
-        prefixes = [str(p) for p in gbcfg.get("address_prefixes") or []] or None
-        min_year = int(gbcfg.get("min_birth_year", 1880))
-        parity_codes = {k: str(v) for k, v in (gbcfg.get("sex_by_parity") or {"odd": "1", "even": "2"}).items()}
-        today = self.base_params.get("hb_today") or date.today()
+        prefixes = list(gbcfg.address_prefixes) or None
+        min_year = gbcfg.min_birth_year
+        parity_codes = dict(gbcfg.sex_by_parity)
+        today = self.base_params.get("hb_today") or hospital_today()
         by_id: dict[tuple, list[Rule]] = {}
         for r in rules:
             key = (r.extra["id"], r.extra.get("type"), r.extra.get("sex"), r.extra.get("birth"))

@@ -11,6 +11,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date
 
+from hipbridge.settings import hospital_today
+
 WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 CHECK_CHARS = "10X98765432"
 
@@ -70,7 +72,7 @@ def check(value: str, *, address_prefixes: Collection[str] | None = None, today:
     if len(v) != 18 or not v[:17].isdigit() or not (v[17].isdigit() or v[17] == "X"):
         return IdCheck(v, "format")
     born = birth_date(v)
-    limit = today or date.today()
+    limit = today or hospital_today()
     if born is None or born > limit or born.year < min_year:
         return IdCheck(v, "birth_date")
     if address_prefixes is not None and not any(v.startswith(p) for p in address_prefixes):

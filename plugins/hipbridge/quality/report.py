@@ -25,17 +25,17 @@ from hipbridge.reporting.page import environment, num, pct
 from hipbridge.reporting.xlsx import ReportBook
 from hipbridge.settings import ops_schema_name, org_code, org_name
 from hipbridge.spec import SpecSet
+from hipbridge.statuses import BatchStatus
 
 from .check import RunOutcome, period_volume
 from .config import QualityConfig
 from .engine import ERROR, FAILED, NOT_APPLICABLE, PASSED, STATUS_LABELS, RuleResult
 from .store import past_runs
+from .templates import column_labels
 
 SEVERITY_LABELS = {"fatal": "致命", "error": "错误", "warning": "警告", "info": "提示"}
 SEVERITY_ORDER = ["fatal", "error", "warning", "info"]
-COLUMN_TEMPLATES = {"C01": "完整率", "S01": "值域符合率", "S02": "代码名称一致率", "S03": "身份证校验",
-                    "S04": "格式符合率", "S05": "精度符合率", "S06": "长度符合率", "S07": "手机号符合率",
-                    "S08": "区划代码符合率", "S09": "字典符合率", "P04": "范围合理率", "P05": "范围合理率", "P02": "非未来时间率"}
+COLUMN_TEMPLATES = column_labels()   # template → its column in 数据元明细 (from the registry)
 SECTIONS = [("issues", "一、问题清单"), ("overview", "二、概述"), ("scores", "三、总体得分"),
             ("datasets", "四、数据集明细"), ("timeliness", "五、及时性分析"), ("trend", "六、趋势"),
             ("elements", "七、数据元明细"), ("notes", "八、说明")]
@@ -55,7 +55,7 @@ def _batches(engine: Engine, schema: str, since: datetime) -> dict[str, int]:
         with engine.connect() as conn:
             row = conn.execute(select(func.count(), func.sum(bl.c.extracted), func.sum(bl.c.published),
                                       func.sum(bl.c.quarantined)).where(bl.c.started_at >= since)).one()
-            blocked = conn.execute(select(func.count()).where(bl.c.started_at >= since, bl.c.status == "blocked")
+            blocked = conn.execute(select(func.count()).where(bl.c.started_at >= since, bl.c.status == BatchStatus.BLOCKED)
                                    .select_from(bl)).scalar()
         out.update(batches=int(row[0] or 0), extracted=int(row[1] or 0), published=int(row[2] or 0),
                    quarantined=int(row[3] or 0), blocked=int(blocked or 0))

@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from hipbridge.audit import AuditWriter
 from hipbridge.display.launch import Launcher, LaunchRequest
 from hipbridge.io.ops import Ops
+from hipbridge.settings import hospital_tz
 
 from .catalog import Order, Recognition
 from .engine import Candidate, Recognizer
@@ -300,9 +301,7 @@ def _time(v: Any) -> datetime | None:
     except ValueError:
         return None
     if t.tzinfo is not None:
-        from zoneinfo import ZoneInfo
-
-        t = t.astimezone(ZoneInfo("Asia/Shanghai")).replace(tzinfo=None)
+        t = t.astimezone(hospital_tz()).replace(tzinfo=None)
     return t
 
 

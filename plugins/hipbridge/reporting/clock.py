@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from hipbridge.settings import DEFAULT_TIMEZONE, hospital_now
+
 
 @dataclass(frozen=True)
 class ReportClock:
-    timezone: str = "Asia/Shanghai"
+    timezone: str = DEFAULT_TIMEZONE
 
     @property
     def tz(self) -> ZoneInfo:
@@ -22,7 +24,7 @@ class ReportClock:
 
     def now(self) -> datetime:
         """Naive local time of the hospital, to the second."""
-        return datetime.now(self.tz).replace(tzinfo=None, microsecond=0)
+        return hospital_now(self.timezone)
 
     def local(self, dt: datetime) -> datetime:
         """Naive local time: aware datetimes are converted, naive ones are taken as already local."""

@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import Engine
 
 import hipbridge.platform.state  # registers the platform ops tables
 import hipbridge.sharing.state  # noqa: F401 - registers the sharing ops tables
+from hipbridge import settings
 from hipbridge.crypto.atrest import keyring_for
 from hipbridge.crypto.fields import FieldCipher
 from hipbridge.crypto.keys import KeyStore
@@ -39,7 +39,7 @@ from .verify import VerifyReport, verify_batches
 
 def hospital_now(specs: SpecSet) -> datetime:
     """Naive local time of the hospital (Asia/Shanghai), the time base of every stored datetime."""
-    return datetime.now(ZoneInfo(specs.defaults.timezone)).replace(tzinfo=None, microsecond=0)
+    return settings.hospital_now(specs.defaults.timezone)
 
 
 @dataclass

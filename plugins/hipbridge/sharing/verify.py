@@ -219,7 +219,7 @@ def _identity_columns(spec) -> tuple[str, str] | None:
     check (quality `gb11643.id_type_domain`) and the column carrying that check."""
     from hipbridge.quality.config import cached_config
 
-    domain = cached_config().gb11643.get("id_type_domain")
+    domain = cached_config().gb11643.id_type_domain
     kind = next((c.name for c in spec.columns if c.codes and c.codes.domain == domain), None)
     number = next((c.name for c in spec.columns if "gb11643" in c.checks), None)
     return (kind, number) if kind and number else None

@@ -12,13 +12,14 @@ own errors, so a run of one table never fails because of another table's file.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+
+from hipbridge.settings import settings
 
 from .models import Defaults, TableSpec
 
@@ -128,10 +129,7 @@ class SpecSet:
 
 
 def default_spec_dir() -> Path:
-    env = os.environ.get("HIPBRIDGE_SPECS")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[3] / "table_specs"
+    return settings().specs or Path(__file__).resolve().parents[3] / "table_specs"
 
 
 # ---------------------------------------------------------------- line lookup
@@ -169,6 +167,9 @@ def _line_of(text: str, loc: tuple) -> int | None:
     return node.start_mark.line + 1 if node is not None else None
 
 
+line_of = _line_of   # public: configuration loaders beside the specs report lines the same way
+
+
 def _value_at(data: Any, loc: tuple) -> Any:
     cur = data
     for part in loc:
@@ -203,13 +204,14 @@ def _key_text(loc: tuple, data: Any) -> str:
     return "".join(parts) or "(document)"
 
 
-def _validation_errors(file: str, text: str, data: Any, exc: ValidationError) -> list[SpecError]:
+def _validation_errors(file: str, text: str, data: Any, exc: ValidationError,
+                       schema_hint: str = "see `hipbridge spec schema` for the allowed keys") -> list[SpecError]:
     out = []
     for err in exc.errors(include_url=False):
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            msg = "unknown key (misspelled?); see `hipbridge spec schema` for the allowed keys"
+            msg = f"unknown key (misspelled?); {schema_hint}"
         elif err["type"] == "missing":
             msg = "required key is missing"
         msg = msg.removeprefix("Value error, ")
@@ -289,6 +291,21 @@ def _read_yaml(path: Path) -> tuple[str, Any, list[SpecError]]:
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
         return text, None, [SpecError(str(path), line, "(syntax)", f"YAML syntax error: {problem}", table=table)]
+
+
+def load_yaml_model(path: Path, model: type[BaseModel], schema_hint: str) -> tuple[Any, list[SpecError]]:
+    """One YAML file validated as `model`, with the spec loader's errors (`file:line: key: problem`).
+
+    For configuration files beside the specs (`expectations/_rules.yaml` …): encoding, syntax, a key
+    written twice and an unknown or mistyped key are each reported with file, line and key.
+    """
+    text, data, errors = _read_yaml(path)
+    if errors:
+        return None, errors
+    try:
+        return model.model_validate(data or {}), []
+    except ValidationError as exc:
+        return None, _validation_errors(str(path), text, data, exc, schema_hint)
 
 
 def _loc_at(text: str, mark: yaml.Mark) -> tuple | None:

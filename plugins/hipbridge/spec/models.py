@@ -22,6 +22,8 @@ from pydantic import (
     model_validator,
 )
 
+from hipbridge.settings import DEFAULT_TIMEZONE
+
 from .types import ColumnType, parse_duration, parse_type
 
 _IDENT = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -278,7 +280,7 @@ class ChangeFlags(Strict):
 
 class Defaults(Strict):
     institution: Institution
-    timezone: str = "Asia/Shanghai"
+    timezone: str = DEFAULT_TIMEZONE
     ops_schema: str = Field("hipbridge_ops", pattern=_IDENT)
     confidentiality: str = Field("0", description="default 密级 value")
     change_flags: ChangeFlags = Field(default_factory=ChangeFlags)

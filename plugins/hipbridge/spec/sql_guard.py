@@ -19,11 +19,12 @@ connect to the sources with read-only database accounts (README).
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from hipbridge.settings import settings
 
 # SQLAlchemy dialect name → sqlglot dialect
 DIALECTS: dict[str, str] = {"oracle": "oracle", "mssql": "tsql", "mysql": "mysql", "mariadb": "mysql",
@@ -166,7 +167,7 @@ def _known_dialect(conn_id: str) -> str | None:
     """The connection's sqlglot dialect when its URL is known without Airflow (env or connections.yaml)."""
     from sqlalchemy.engine import make_url
 
-    url = os.environ.get(f"HIPBRIDGE_CONN_{conn_id.upper()}")
+    url = settings().source_url(conn_id)
     if not url:
         try:
             from hipbridge.io.engines import registered_connections

@@ -30,11 +30,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import insert
 
 from hipbridge.crypto.keys import KeyStore
+from hipbridge.platform.config import PlatformConfig, SharingConfig, platform_config, sharing_config
+from hipbridge.platform.envelope import EnvelopeError, NonceStore, extract, open_envelope, render, seal
 
-from .config import PlatformConfig, SharingConfig, platform_config, sharing_config
-from .envelope import EnvelopeError, NonceStore, extract, open_envelope, render, seal
-
-log = logging.getLogger("hipbridge.platform.simulator")
+log = logging.getLogger("hipbridge.demo.simulator")
 _MAPPINGS = Path(__file__).resolve().parents[3] / "mappings" / "standard"
 _GB11643_W = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
 

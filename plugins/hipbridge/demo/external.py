@@ -34,12 +34,11 @@ def platform_keys():
 
 def fill_shared_demo(patients: int = 3, seed: int = 7) -> dict[str, Any]:
     from hipbridge.crypto.keys import provision_pair
+    from hipbridge.demo.simulator import ServerThread, create_app
+    from hipbridge.display.config import display_config
     from hipbridge.platform.outbox import Booking, enqueue_grant, record_visit
-    from hipbridge.platform.simulator import ServerThread, create_app
     from hipbridge.sharing.callers import CallerStore
     from hipbridge.sharing.service import Lifecycle
-
-    from .config import display_config
 
     life = Lifecycle.open()
     pk = platform_keys()

@@ -1,8 +1,8 @@
 """Sample specs of the shared tables (small stand-ins with the ids `config/sharing.yaml` names).
 
-Used by the tests, the deletion benchmark and the demo until the full table specs are in
-`table_specs/`: the shared store is built from whatever specs carry these ids, so replacing these
-with the real ones changes nothing else.
+Test scaffolding, kept out of the product package (issue 14): the retention and lifecycle tests and
+the deletion / crypto benchmarks use these reduced tables; the demo and everything else use the real
+`table_specs/`. The shared store is built from whatever specs carry these ids.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ retention: {anchor: visit_end, days: 15, header: op_prescription}
 def write_sample_specs(directory: Path, defaults: Path | None = None) -> Path:
     """Write `_defaults.yaml` (copied from table_specs/) and the sample shared-table specs."""
     directory.mkdir(parents=True, exist_ok=True)
-    src = defaults or Path(__file__).resolve().parents[3] / "table_specs" / "_defaults.yaml"
+    src = defaults or Path(__file__).resolve().parents[1] / "table_specs" / "_defaults.yaml"
     shutil.copy(src, directory / "_defaults.yaml")
     for name, body in SPECS.items():
         (directory / f"{name}.yaml").write_text(body.lstrip(), encoding="utf-8")

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from .config import config_dir
+from hipbridge.platform.config import config_dir
 
 
 @lru_cache(maxsize=2)
