@@ -643,6 +643,180 @@ def test_concurrent_duplicate_feedback_and_decisions_are_recorded_once(world, pa
     assert sum(len(r.json()["uploads"]) for r in clicks) == 1        # one 互认记录, one mrId
 
 
+# ---------------------------------------------------------------- the reminder page in headless Chromium
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from tests.browser import chromium_path
+
+    path = chromium_path()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=path, args=["--no-sandbox", "--disable-gpu"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, world):
+    ctx = browser.new_context(locale="zh-CN", timezone_id="Asia/Shanghai", viewport={"width": 1400, "height": 900})
+    pg = ctx.new_page()
+    pg.requests_seen = []
+    pg.on("request", lambda r: pg.requests_seen.append(r.url))
+    yield pg
+    ctx.close()
+
+
+def open_reminders(world, page, orders, visit="ZY005", patient="P-E", doctor="D01", purpose="RECOGNIZE"):
+    r = world.launch(visit, patient, doctor, purpose=purpose, orders=orders)
+    assert r.status_code == 201, r.text
+    resp = page.goto(world.url + "/shared/remind?t=" + r.json()["launchToken"])
+    if resp.status == 200:
+        page.wait_for_selector("body[data-loaded='1']")
+    return resp
+
+
+def card(page, report_no: str):
+    return page.locator(f".reminder[data-report-no='{report_no}']")
+
+
+def wait_status(li, label: str) -> None:
+    li.locator(".status", has_text=label).wait_for()
+
+
+def test_page_shows_the_reminder_and_cites_the_result(world, page, tmp_path):
+    from tests.browser import assert_screenshot, look  # noqa: F401 - same Chromium as the other page tests
+    from tests.display_world import ID_E
+
+    a = world.auth("APPT-E")["auth_id"]
+    now = world.clock()
+    put(world, "lab", a, "PG-GGN", now - timedelta(days=3), "HRJY0002", org=PEER, LCXMMC="肝功能")
+    put_result(world, "PG-GGN", PEER, "丙氨酸氨基转移酶", "42", "U/L", a)
+    resp = open_reminders(world, page, [{"orderId": "pg-1", "hisItemId": "GGN", "kind": "lab"},
+                                        {"orderId": "pg-2", "hisItemId": "XPY"}])
+    assert resp.status == 200 and page.url == world.url + "/shared/remind"      # the token left the address bar
+    li = card(page, "PG-GGN")
+    assert li.count() == 1
+    text = li.inner_text()
+    assert "肝功能" in text and "机构0011" in text and "三级甲等" in text and "未处理" in text
+    assert f"有效期至 {(now - timedelta(days=3)).date() + timedelta(days=30)}" in text and "本次开单 GGN" in text
+    assert "北京时间 (Asia/Shanghai)" in page.locator(".note").inner_text()
+    assert "钱七" in page.locator("#patient").inner_text() and ID_E not in page.content()
+    assert "XPY" in page.locator("#not-reminded").inner_text()                   # 血培养: no 互认 item, no reminder
+    page.screenshot(path=str(tmp_path / "remind.png"), full_page=True)
+    assert (tmp_path / "remind.png").stat().st_size > 20_000
+    # 查看: the report through the external data page's API (its 调阅记录 goes with it)
+    li.locator("button.view").click()
+    li.locator(".detail table").wait_for()
+    assert "丙氨酸氨基转移酶" in li.locator(".detail").inner_text()
+    # 互认 / 引用: the EMR citation comes back and is shown
+    li.locator("button.cite").click()
+    wait_status(li, "已互认")
+    note = li.locator(".note-box").inner_text()
+    assert "病历引用" in note and "PG-GGN" in note and "丙氨酸氨基转移酶 42U/L" in note
+    assert li.locator("button.undo").is_visible()
+    quotes = [p for p in outbox_payloads(world, "hr_quote") if p.get("report_no") == "PG-GGN"]
+    assert len(quotes) == 1 and quotes[0]["doctor_id"] == "D01"
+    assert all(u.startswith(world.url) for u in page.requests_seen), page.requests_seen     # nothing from outside
+    assert not any("P-E" in u or ID_E in u for u in page.requests_seen)                      # no identifier in a URL
+    # reopened (a new launch): the decision and its citation are still there
+    open_reminders(world, page, [{"orderId": "pg-1", "hisItemId": "GGN", "kind": "lab"}])
+    again = card(page, "PG-GGN")
+    assert "已互认" in again.locator(".status").inner_text() and "PG-GGN" in again.locator(".note-box").inner_text()
+
+
+def test_page_99_without_a_diagnosis_is_refused(world, page):
+    a = world.auth("APPT-E")["auth_id"]
+    put(world, "lab", a, "PG-XZ4", world.clock() - timedelta(days=5), "HRJY0004", org=PEER, LCXMMC="血脂四项")
+    open_reminders(world, page, [{"orderId": "pg-3", "hisItemId": "XZ4"}])       # kind found from the local map
+    li = card(page, "PG-XZ4")
+    li.locator("button.decline").click()
+    li.locator("select.reason").select_option("99")
+    li.locator("button.confirm-decline").click()
+    li.locator(".error", has_text="理由 99 须填写诊断").wait_for()
+    assert li.locator(".status").inner_text() == "未处理"
+    dec = world.life.ops.table("recognition_decision")
+    with world.life.frontend.connect() as conn:
+        assert conn.execute(select(dec).where(dec.c.report_no == "PG-XZ4")).first() is None
+    li.locator("input.diag").fill("高脂血症 调脂治疗监测")
+    li.locator("button.confirm-decline").click()
+    wait_status(li, "不互认")
+    assert "已向患者说明复查的目的和必要性" in li.locator(".note-box").inner_text()
+    with world.life.frontend.connect() as conn:
+        row = conn.execute(select(dec).where(dec.c.report_no == "PG-XZ4")).mappings().one()
+    assert (row["reason_code"], row["diag_name"], row["counted"]) == ("99", "高脂血症 调脂治疗监测", 0)
+
+
+def test_page_decline_with_a_reason_then_undo(world, page):
+    a = world.auth("APPT-E")["auth_id"]
+    put(world, "lab", a, "PG-KFXT", world.clock() - timedelta(days=2), "HRJY0005", org=ALLY, LCXMMC="空腹血糖")
+    open_reminders(world, page, [{"orderId": "pg-4", "hisItemId": "KFXT", "category": "laboratory"}])
+    li = card(page, "PG-KFXT")
+    assert li.locator("button.undo").is_hidden()                                 # nothing to undo yet
+    li.locator("button.decline").click()
+    li.locator("select.reason").select_option("02")
+    li.locator("button.confirm-decline").click()
+    wait_status(li, "不互认")
+    assert "理由: 检查检验结果在疾病发展演变过程中变化较快的" in li.locator(".note-box").inner_text()
+    [mr] = [p for p in outbox_payloads(world, "hr_recognition") if p.get("report_no") == "PG-KFXT"]
+    assert (mr["reason_code"], mr["recognise"]) == ("02", "0")
+    li.locator("button.undo").click()
+    wait_status(li, "未处理")
+    assert li.locator("button.undo").is_hidden() and li.locator(".note-box").inner_text() == ""
+    [rv] = [p for p in outbox_payloads(world, "hr_revoke") if p.get("mr_id") == mr["mr_id"]]   # 撤销不互认 names it
+    assert rv["gh_id"] == "ZY005" and rv["doctor_id"] == "D01"
+    # the visit closes: the decision is locked, and the page says so
+    li.locator("button.cite").click()
+    wait_status(li, "已互认")
+    from hipbridge.platform.outbox import record_visit
+
+    record_visit(world.life.frontend, world.life.ops, world.keys, world.org, "APPT-E", world.clock(),
+                 end=world.clock())
+    try:
+        li.locator("button.undo").click()
+        li.locator(".error", has_text="就诊已结束, 互认决定已锁定").wait_for()
+        assert li.locator(".status").inner_text() == "已互认"
+    finally:
+        ar = world.life.ops.table("auth_record")
+        with world.life.frontend.begin() as c:
+            c.execute(ar.update().where(ar.c.appointment_id == "APPT-E").values(visit_end=None))
+
+
+def test_page_refuses_a_view_launch_and_a_reused_token(world, page):
+    resp = open_reminders(world, page, [], purpose="VIEW")
+    assert resp.status == 403 and "不是互认提醒" in page.locator("#message").inner_text()
+    assert page.locator(".reminder, #patient").count() == 0
+    r = world.launch("ZY005", "P-E", "D01", purpose="RECOGNIZE")
+    url = world.url + "/shared/remind?t=" + r.json()["launchToken"]
+    assert page.goto(url).status == 200
+    assert page.goto(url).status == 401 and "链接已使用" in page.locator("#message").inner_text()
+
+
+def test_page_without_orders_lists_every_recognisable_result(world, patient_a):
+    """An API check of the page's data: no orders → 接诊 mode (searchType 1), every result of the patient."""
+    r = world.launch("ZY001", "P-A", "D01", purpose="RECOGNIZE")
+    tok = r.json()["launchToken"]
+    first = world.http.get("/shared/remind?t=" + tok)
+    assert first.status_code == 303
+    import httpx
+
+    with httpx.Client(base_url=world.url, trust_env=False, timeout=30,
+                      cookies={"hb_display_session": first.cookies["hb_display_session"]}) as h:
+        body = h.get("/shared/remind/items").json()
+        assert body["mode"] == "visit" and {"C-GGN-NEW", "C-GGN-OLD"} <= {i["reportNo"] for i in body["items"]}
+        assert "C-GGN-OURS" not in {i["reportNo"] for i in body["items"]}
+        assert {x["code"] for x in body["reasons"]} >= {"01", "98", "99"}
+        t = world.life.ops.table("recognition_reminder")
+        with world.life.frontend.connect() as conn:
+            st = conn.execute(select(t.c.search_type).where(t.c.remind_id == body["items"][0]["remindId"])).scalar()
+        assert st == "1"
+        other = h.post("/shared/remind/decide", json={"remindId": remind(world, "ZY001", "P-A", "D02", oid="o-pg")
+                                                      ["remindId"], "action": "ignore"})
+        assert other.status_code == 404                          # another doctor's reminder: not this session's
+
+
 def test_zz_citations_survive_the_shared_data_purge(world):
     """Runs last: purges every shared row of the module's patients."""
     cites = world.life.ops.table("recognition_citation")

@@ -117,6 +117,9 @@ def _mount_recognition(app, life: Lifecycle, launcher: Launcher, reader: StoreRe
     app.state.recognition = CdsService(rec=rec, launcher=launcher, writer=writer, frontend=life.frontend, ops=ops,
                                        org_code=life.org_code, clock=clock, keys=life.keys, on_queued=on_queued)
     mount_cds(app, app.state.recognition, workstation)
+    from hipbridge.recognition.page import mount_reminder_page
+
+    mount_reminder_page(app, app.state.recognition, launcher, cfg, life.specs.defaults.timezone)   # /shared/remind
 
 
 def app_from_env():

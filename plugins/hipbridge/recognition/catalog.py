@@ -65,6 +65,13 @@ class Uploads(_Strict):
     required: dict[str, list[str]]
 
 
+class Page(_Strict):
+    title: str
+    wrong_purpose: str
+    none: str
+    none_for_order: str
+
+
 class RecognitionConfig(_Strict):
     catalog: str
     local_sets: dict[str, str]
@@ -76,6 +83,7 @@ class RecognitionConfig(_Strict):
     reasons: str
     reason_system: str
     cds: Cds
+    page: Page
     decisions: Decisions
     uploads: Uploads
 

@@ -114,14 +114,8 @@ class CdsService:
         if decision != "ok" or not auth or not auth.get("auth_id"):
             self._audit(now, doctor, pkey, "HR_REMIND", decision, visit, {"hook": hook, "cards": 0})
             return {"cards": []}
-        data = self.rec.reader.patient([auth["auth_id"]])
-        if hook == "order-select":
-            orders = orders_of(ctx, self.cfg.cfg.cds.categories)
-            pairs = [(a.order, c) for a in self.rec.evaluate([auth["auth_id"]], orders, now, data=data)
-                     for c in a.candidates[:1]]          # the newest qualifying result per order line
-        else:
-            pairs = [(None, c) for cs in self.rec.candidates(data, None, now).values() for c in cs]
-            pairs.sort(key=lambda p: p[1].report_time, reverse=True)
+        orders = orders_of(ctx, self.cfg.cfg.cds.categories) if hook == "order-select" else None
+        pairs = self.pairs(auth["auth_id"], orders, now)
         if not pairs:
             self._audit(now, doctor, pkey, "HR_REMIND", "none", visit, {"hook": hook, "cards": 0})
             return {"cards": []}
@@ -168,6 +162,18 @@ class CdsService:
         self._audit(now, doctor, lctx.patient_key, "HR_REMIND", "ok", visit,
                     {"hook": hook, "cards": len(cards), "reports": [[c.org_code, c.report_no] for _, c, _ in stored]})
         return {"cards": cards}
+
+    def pairs(self, auth_id: str, orders: list[Order] | None, now: datetime) -> list[tuple[Order | None, Candidate]]:
+        """What to remind of: with orders (开单), the newest qualifying result of each order line; without
+        (接诊), every recognisable result of the patient, newest first."""
+        data = self.rec.reader.patient([auth_id])
+        if orders is not None:
+            return [(a.order, c) for a in self.rec.evaluate([auth_id], orders, now, data=data)
+                    for c in a.candidates[:1]]
+        pairs: list[tuple[Order | None, Candidate]] = [
+            (None, c) for cs in self.rec.candidates(data, None, now).values() for c in cs]
+        pairs.sort(key=lambda p: p[1].report_time, reverse=True)
+        return pairs
 
     @staticmethod
     def _ext(c: Candidate) -> dict[str, Any]:
