@@ -643,6 +643,59 @@ def test_concurrent_duplicate_feedback_and_decisions_are_recorded_once(world, pa
     assert sum(len(r.json()["uploads"]) for r in clicks) == 1        # one 互认记录, one mrId
 
 
+def test_override_reasons_come_from_the_platform_with_a_cached_fallback(world, patient_a):
+    from hipbridge.display.service import DisplayService
+    from hipbridge.platform.simulator import ServerThread
+    from hipbridge.recognition.reasons import ReasonDictionary
+
+    sim = world.sim_app.state.sim
+    d = world.svc.app.state.recognition.reasons
+    live = [{"reasonCode": "01", "reasonDescription": "病情变化 (平台字典)"}, {"reasonCode": "09", "reasonDescription": "平台新增理由"},
+            {"reasonCode": "98", "reasonDescription": "未收到外院影像资料"}, {"reasonCode": "99", "reasonDescription": "连续性监测"}]
+    sim.hr_reasons = live
+    rt = world.life.ops.table("recognition_reason")
+    put(world, "lab", patient_a, "RS-THX", world.clock() - timedelta(days=1), "HRJY0011", org=PEER)
+    try:
+        assert d.refresh() is True and d.source == "platform"
+        [card] = hook(world, OS, "ZY001", "P-A", "D01", [sr("o-rs", "THXHDB")]).json()["cards"]
+        assert [(x["code"], x["display"]) for x in card["overrideReasons"]] == [
+            (r["reasonCode"], r["reasonDescription"]) for r in live]
+        # the national flags stay the seed's by code: 98 / 99 not counted, 99 needs a diagnosis; 09 is counted
+        cur = d.current()
+        assert (cur["98"].counted, cur["99"].needs_diagnosis, cur["09"].counted) == (False, True, True)
+        rid = card["extension"]["hipbridge"]["remindId"]
+        assert decide(world, rid, "D01", "decline", reasonCode="05").status_code == 422     # no longer offered
+        assert decide(world, rid, "D01", "decline", reasonCode="09").status_code == 200     # the platform's new one
+        world.life.drain_outbox(world.client)
+        [mr] = [p for p in outbox_payloads(world, "hr_recognition") if p.get("report_no") == "RS-THX"]
+        assert (mr["reason_code"], mr["reason_name"], mr["_status"]) == ("09", "平台新增理由", "ACKED")
+        with world.life.frontend.connect() as conn:
+            assert [r.code for r in conn.execute(select(rt.c.code).order_by(rt.c.id))] == ["01", "09", "98", "99"]
+        # the platform down: a service that cannot reach it answers with the cached list, and the doctor never waits
+        svc = DisplayService.from_lifecycle(world.life, clock=world.clock, platform_url="http://127.0.0.1:1")
+        server = ServerThread(svc.app).start()
+        try:
+            down = svc.app.state.recognition.reasons
+            assert down.refresh() is False and down.source == "cache"
+            [c2] = hook(world, OS, "ZY001", "P-A", "D01", [sr("o-rs", "GGN")], base=server.url).json()["cards"]
+            assert [x["code"] for x in c2["overrideReasons"]] == ["01", "09", "98", "99"]
+        finally:
+            server.stop()
+            svc.writer.close()
+        # nothing cached yet (a new installation) and the platform down: the shipped seed list
+        with world.life.frontend.begin() as conn:
+            conn.execute(rt.delete())
+
+        def down_fetch():
+            raise OSError("platform down")
+        seed = ReasonDictionary(d.rec, world.life.frontend, world.life.ops, fetch=down_fetch)
+        assert seed.refresh() is False and seed.source == "seed"
+        assert set(seed.current()) == {"01", "02", "03", "04", "05", "06", "07", "08", "98", "99"}
+    finally:
+        sim.hr_reasons = None
+        d.refresh()
+
+
 # ---------------------------------------------------------------- the reminder page in headless Chromium
 
 

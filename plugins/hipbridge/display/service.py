@@ -99,13 +99,13 @@ class DisplayService:
             timezone=life.specs.defaults.timezone)
         svc.app.state.launcher, svc.app.state.reader = launcher, reader
         _mount_recognition(svc.app, life, launcher, reader, writer, cfg, clock,   # CDS Hooks /cds-services
-                           upload if upload_now else None)
+                           upload if upload_now else None, platform_url)
         svc.app.state.callers = caller_store(life.keys)   # HIS's tokens: `hipbridge door-token create … --role workstation`
         return svc
 
 
 def _mount_recognition(app, life: Lifecycle, launcher: Launcher, reader: StoreReader, writer: AuditWriter,
-                       cfg: DisplayConfig, clock, on_queued) -> None:
+                       cfg: DisplayConfig, clock, on_queued, platform_url: str | None = None) -> None:
     """The 互认 reminder (recognition/, CDS Hooks) on the same app: same launch, reader and audit."""
     from hipbridge.io.ops import ops_for
     from hipbridge.recognition.catalog import recognition_config
@@ -114,8 +114,13 @@ def _mount_recognition(app, life: Lifecycle, launcher: Launcher, reader: StoreRe
 
     ops = ops_for(life.ops.schema)
     rec = Recognizer(reader, recognition_config(), load_catalogs(cfg).institutions, life.org_code, life.frontend, ops)
+    from hipbridge.recognition.reasons import ReasonDictionary, platform_fetch
+
+    reasons = ReasonDictionary(rec.rec, life.frontend, ops, clock=clock,     # 不互认理由: the platform's, cached
+                               fetch=platform_fetch(life.client(clock=clock, base_url=platform_url), life.org_code))
     app.state.recognition = CdsService(rec=rec, launcher=launcher, writer=writer, frontend=life.frontend, ops=ops,
-                                       org_code=life.org_code, clock=clock, keys=life.keys, on_queued=on_queued)
+                                       org_code=life.org_code, clock=clock, keys=life.keys, on_queued=on_queued,
+                                       reasons=reasons)
     mount_cds(app, app.state.recognition, workstation)
     from hipbridge.recognition.page import mount_reminder_page
 

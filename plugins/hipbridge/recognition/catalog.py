@@ -65,6 +65,12 @@ class Uploads(_Strict):
     required: dict[str, list[str]]
 
 
+class ReasonsPlatform(_Strict):
+    code: str                  # the field of a list item holding the reason code
+    name: str                  # … and its text
+    refresh_s: int             # a list older than this is asked for again (in the background)
+
+
 class Page(_Strict):
     title: str
     wrong_purpose: str
@@ -82,6 +88,7 @@ class RecognitionConfig(_Strict):
     hr_yes: str
     reasons: str
     reason_system: str
+    reasons_platform: ReasonsPlatform
     cds: Cds
     page: Page
     decisions: Decisions

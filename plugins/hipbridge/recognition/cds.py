@@ -31,6 +31,7 @@ from hipbridge.io.ops import Ops
 
 from .catalog import Order, Recognition
 from .engine import Candidate, Recognizer
+from .reasons import ReasonDictionary
 
 log = logging.getLogger("hipbridge.recognition.cds")
 SUMMARY_MAX = 139      # CDS Hooks: summary under 140 characters
@@ -81,11 +82,13 @@ def orders_of(context: dict[str, Any], categories: dict[str, str]) -> list[Order
 class CdsService:
     def __init__(self, *, rec: Recognizer, launcher: Launcher, writer: AuditWriter, frontend: Engine, ops: Ops,
                  org_code: str, clock: Callable[[], datetime], keys=None,
-                 on_queued: Callable[[], object] | None = None):
-        """`on_queued` runs after an answer that queued uploads (e.g. drain the outbox)."""
+                 on_queued: Callable[[], object] | None = None, reasons: ReasonDictionary | None = None):
+        """`on_queued` runs after an answer that queued uploads (e.g. drain the outbox); `reasons` is the
+        不互认 dictionary (default: the cached platform list, else the seed CSV, never asking the platform)."""
         self.rec, self.launcher, self.writer, self.keys, self.on_queued = rec, launcher, writer, keys, on_queued
         self.frontend, self.ops, self.org_code, self.clock = frontend, ops, org_code, clock
         self.cfg: Recognition = rec.rec
+        self.reasons = reasons or ReasonDictionary(rec.rec, frontend, ops)
         self.by_id = {s.id: (hook, s) for hook, s in self.cfg.cfg.cds.services.items()}
 
     # ------------------------------------------------------------ discovery
@@ -98,7 +101,7 @@ class CdsService:
 
     def override_reasons(self) -> list[dict[str, str]]:
         return [{"code": r.code, "system": self.cfg.cfg.reason_system, "display": r.name}
-                for r in self.cfg.reasons.values()]
+                for r in self.reasons.current().values()]
 
     def answer(self, service_id: str, body: dict[str, Any], base_url: str, caller: str) -> dict[str, Any]:
         hook, svc = self.by_id[service_id]
@@ -276,10 +279,10 @@ class CdsService:
                 reason = ((f.get("overrideReason") or {}).get("reason") or {})
                 code = str(reason.get("code") or "")
                 comment = (f.get("overrideReason") or {}).get("userComment")
-                r = self.cfg.reasons.get(code)
+                r = self.reasons.current().get(code)
                 if r is None:
                     return 422, {"code": "A1003", "message": f"{where}.overrideReason.reason.code: 不互认理由 {code!r} "
-                                                             f"不在理由字典中 (config/recognition/reasons.csv)"}
+                                                             f"不在理由字典中 (平台字典; 平台不可用时为缓存或 config/recognition/reasons.csv)"}
                 if r.needs_diagnosis and not (comment or "").strip():
                     return 422, {"code": "A1004", "message": f"{where}.overrideReason.userComment: 理由 {code} 须填写诊断"}
             when = _time(f.get("outcomeTimestamp")) or now

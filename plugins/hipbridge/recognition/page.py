@@ -140,7 +140,7 @@ def mount_reminder_page(app: FastAPI, svc: CdsService, launcher: Launcher, dcfg:
         hook = "order-select" if orders else "patient-view"
         patient = str(ctx.facts.get("patientId") or "")
         pairs = svc.pairs(ctx.auth_id or "", orders, now) if ctx.auth_id else []
-        reasons = rec.reasons
+        reasons = svc.reasons.current()
         reminded = {o.order_id for o, _ in pairs if o}
         decided = decisions_of(ctx.visit_id, ctx.doctor_id) if pairs else {}
         out = []
