@@ -239,6 +239,60 @@ def test_an_order_without_a_mapping_gets_nothing_and_is_logged(world, rec):
     assert rows["XPY"] == 2 and rows["NO-SUCH"] == 2
 
 
+def test_unmapped_orders_are_listed_in_the_mapping_gap_report(world, rec, tmp_path):
+    """NO_MAPPING orders are gaps of the local set the reminder maps through (lis_panel / pacs_item):
+    listed with their frequency, exported for coding staff, imported back, then no longer a gap."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from hipbridge.mapping import load_catalog
+    from hipbridge.mapping.gaps import compute_gaps
+    from hipbridge.mapping.review import export_csv, import_reviewed
+    from hipbridge.recognition.catalog import Order
+    from hipbridge.spec import load_specs
+
+    now = world.clock()
+    for _ in range(3):
+        rec.evaluate([_auth()], [Order("o1", "lab", "GAP-TG"), Order("o2", "exam", "GAP-PET", part="全身")], now)
+    rec.evaluate([_auth()], [Order("o1", "lab", "XPY"), Order("o2", "lab", "GGN")], now)
+    mdir = tmp_path / "mappings"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "mappings", mdir, ignore=shutil.ignore_patterns("*_full.csv"))
+    catalog = load_catalog(mdir, "demo")
+    schema = world.life.ops.schema
+    report = compute_gaps(catalog, load_specs(), "recognition", frontend=world.life.frontend, ops_schema=schema)
+    got = {e.local_code: (e.table, e.column, e.set_id, e.domain, e.frequency, e.status, e.policy) for e in report.entries}
+    assert got["GAP-TG"] == ("recognition", "lab", "lis_panel", "GX.HRXM", 3, "missing", "no_reminder")
+    assert got["GAP-PET"] == ("recognition", "exam", "pacs_item", "GX.HRXM", 3, "missing", "no_reminder")
+    assert "XPY" not in got and "GGN" not in got       # decided `ignored` / mapped: no gap
+    # coding staff fill the export like any other; the import writes lis_panel.csv; the gap is gone
+    csv_path = tmp_path / "review.csv"
+    export_csv(report, csv_path)
+    lines = csv_path.read_text(encoding="utf-8-sig").splitlines()
+    header = lines[0].split(",")
+    out = [lines[0]]
+    for line in lines[1:]:
+        cells = line.split(",")
+        if cells[header.index("本地代码")] == "GAP-TG":
+            cells[header.index("标准代码")], cells[header.index("状态")] = "HRJY0004", "approved"
+        out.append(",".join(cells))
+    csv_path.write_text("\n".join(out) + "\n", encoding="utf-8")
+    result = import_reviewed(catalog, csv_path, reviewer="检验科")
+    assert result.ok and result.updated.get("lis_panel", 0) + result.added.get("lis_panel", 0) == 1, result
+    again = compute_gaps(load_catalog(mdir, "demo"), load_specs(), "recognition", frontend=world.life.frontend,
+                         ops_schema=schema)
+    assert {e.local_code for e in again.entries} >= {"GAP-PET"} and "GAP-TG" not in {e.local_code for e in again.entries}
+    # the CLI's report reads them from the front-end too
+    env = {**os.environ, "HIPBRIDGE_FRONTEND_URL": world.life.frontend_url, "HIPBRIDGE_OPS_SCHEMA": schema,
+           "HIPBRIDGE_MAPPINGS": str(mdir), "HIPBRIDGE_HOSPITAL": "demo"}
+    cli = subprocess.run([sys.executable, "-m", "hipbridge.cli", "mapping", "gaps", "--table", "recognition", "--json",
+                          str(tmp_path / "g.json")], capture_output=True, text=True, env=env, check=False)
+    assert "recognition.exam [pacs_item] 'GAP-PET'" in cli.stdout, cli.stdout + cli.stderr
+    assert any(d["local_code"] == "GAP-PET" for d in json.loads((tmp_path / "g.json").read_text(encoding="utf-8")))
+
+
 def test_the_visit_patient_is_found_as_the_display_finds_it(world, rec):
     from hipbridge.display.launch import LaunchRequest
     from hipbridge.recognition.catalog import Order

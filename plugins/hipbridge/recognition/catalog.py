@@ -225,9 +225,12 @@ def load_rules(path: Path) -> list[Rule]:
     return rules
 
 
-def load_recognition(directory: Path | None = None, *, mappings_dir: Path | None = None,
-                     hospital: str | None = None) -> Recognition:
-    base = directory or config_dir()
+def load_recognition_settings(directory: Path | None = None) -> RecognitionConfig:
+    """config/recognition.yaml alone (no catalog, maps or tables): e.g. which local sets hold the order maps."""
+    return _settings(directory or config_dir())
+
+
+def _settings(base: Path) -> RecognitionConfig:
     path = base / "recognition.yaml"
     try:
         with path.open(encoding="utf-8") as fh:
@@ -237,10 +240,17 @@ def load_recognition(directory: Path | None = None, *, mappings_dir: Path | None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: YAML syntax error: {exc}") from None
     try:
-        cfg = RecognitionConfig.model_validate(data or {})
+        return RecognitionConfig.model_validate(data or {})
     except ValidationError as exc:
         lines = [f"{path}: {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)]
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+
+
+def load_recognition(directory: Path | None = None, *, mappings_dir: Path | None = None,
+                     hospital: str | None = None) -> Recognition:
+    base = directory or config_dir()
+    path = base / "recognition.yaml"
+    cfg = _settings(base)
     bad = [k for k in list(cfg.local_sets) + list(cfg.kinds.values()) if k not in KINDS]
     if bad:
         raise ConfigError(f"{path}: local_sets / kinds: unknown report kind(s) {bad} (expected {list(KINDS)})")
