@@ -51,6 +51,7 @@ class StoreReader:
         roles = sorted({r for t in cfg.tables.values() for r in t.columns})
         self._roles = roles
         self._auth = bindparam("auth_ids", expanding=True)
+        self._parts: dict[str, Any] = {}
         parts = []
         for kind, spec in cfg.tables.items():
             table = store.tables.get(spec.table)
@@ -64,7 +65,9 @@ class StoreReader:
                     cast(name, String).label("org_name"), cast(table.c[batch], String).label("_batch")]
             cols += [cast(have[r] if r in have else null(), String).label(r) for r in roles]
             parts.append(select(*cols).where(table.c[auth].in_(self._auth)))
+            self._parts[kind] = parts[-1]
         self._query = union_all(*parts) if parts else None
+        self._queries: dict[tuple[str, ...], Any] = {}
 
     @property
     def engine(self) -> Engine:
@@ -74,15 +77,26 @@ class StoreReader:
         t = self._tables.get(kind)
         return t.name if t is not None else None
 
-    def patient(self, auth_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
-        """kind → rows (role names, plus org_code, org_name, _batch) of the given authorizations."""
+    def _query_of(self, kinds: tuple[str, ...] | None):
+        if kinds is None:
+            return self._query
+        q = self._queries.get(kinds)
+        if q is None:
+            parts = [self._parts[k] for k in kinds if k in self._parts]
+            q = self._queries[kinds] = union_all(*parts) if parts else None
+        return q
+
+    def patient(self, auth_ids: list[str], kinds: tuple[str, ...] | None = None) -> dict[str, list[dict[str, Any]]]:
+        """kind → rows (role names, plus org_code, org_name, _batch) of the given authorizations; `kinds`
+        reads only those (e.g. the 互认 reminder: lab and exam reports), every kind by default."""
         out: dict[str, list[dict[str, Any]]] = {k: [] for k in self._tables}
-        if self._query is None or not auth_ids:
+        query = self._query_of(kinds)
+        if query is None or not auth_ids:
             return out
         for attempt in (1, 2):
             try:
                 with self.engine.connect() as conn:
-                    rows = conn.execute(self._query, {"auth_ids": list(auth_ids)}).all()
+                    rows = conn.execute(query, {"auth_ids": list(auth_ids)}).all()
                 break
             except DBAPIError as exc:   # a pooled connection the server dropped: once more, else down
                 if attempt == 1 and exc.connection_invalidated:
@@ -100,10 +114,11 @@ class StoreReader:
                 if role in have:
                     d[role] = _as_time(v) if role in times else v
             out[kind].append(d)
-        self.tampered = self._secure_rows(out, auth_ids)
+        self.tampered = self._secure_rows(out, auth_ids, kinds)
         return out
 
-    def _secure_rows(self, out: dict[str, list[dict[str, Any]]], auth_ids: list[str]) -> list[dict[str, Any]]:
+    def _secure_rows(self, out: dict[str, list[dict[str, Any]]], auth_ids: list[str],
+                     kinds: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
         """Add the rows already moved into the encrypted tables (sharing/secure.py), MAC-checked and
         decrypted, in the same shape; a tampered row is never data: it is left out and returned."""
         from hipbridge.sharing.secure import read_rows
@@ -116,7 +131,7 @@ class StoreReader:
         batch = self.store.cols["batch_id"]
         try:
             for kind, spec in self.cfg.tables.items():
-                if kind not in self._tables or spec.table not in secure.tables:
+                if kind not in self._tables or spec.table not in secure.tables or (kinds and kind not in kinds):
                     continue
                 for r in read_rows(secure, cipher, spec.table, auth_ids=list(auth_ids)):
                     if r.tampered:

@@ -169,7 +169,7 @@ class CdsService:
     def pairs(self, auth_id: str, orders: list[Order] | None, now: datetime) -> list[tuple[Order | None, Candidate]]:
         """What to remind of: with orders (开单), the newest qualifying result of each order line; without
         (接诊), every recognisable result of the patient, newest first."""
-        data = self.rec.reader.patient([auth_id])
+        data = self.rec.reader.patient([auth_id], kinds=("lab", "exam"))     # reports only: no results, visits, rx
         if orders is not None:
             return [(a.order, c) for a in self.rec.evaluate([auth_id], orders, now, data=data)
                     for c in a.candidates[:1]]
