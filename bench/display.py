@@ -120,7 +120,7 @@ def main() -> int:
     args = ap.parse_args()
 
     name = f"hbbench_display_{os.getpid()}_{uuid.uuid4().hex[:4]}"
-    dbs = [name, f"{name}_ops", f"{name}_share"]
+    dbs = [name, f"{name}_ops", f"{name}_share", f"{name}_share_secure"]
     admin = create_engine(ADMIN)
     with admin.begin() as c:
         c.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"))
