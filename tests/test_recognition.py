@@ -654,15 +654,18 @@ def test_monthly_kpi_command_counts_reminders_decisions_and_excludes_98_99(world
     a = world.auth("APPT-G")["auth_id"]
     now = world.clock()
     for no, code in (("K-1", "HRJY0002"), ("K-2", "HRJY0004"), ("K-3", "HRJY0005")):
-        put(world, "lab", a, no, now - timedelta(days=3), code, org=PEER)
+        put(world, "lab", a, no, now - timedelta(hours=1), code, org=PEER)     # newer than the pushed ones
     cards = hook(world, OS, "ZY007", "P-G", "D01", [sr("k1", "GGN"), sr("k2", "XZ4"), sr("k3", "KFXT")]).json()["cards"]
     rid = {c["extension"]["hipbridge"]["reportNo"]: c["extension"]["hipbridge"]["remindId"] for c in cards}
-    hook(world, PV, "ZY007", "P-G", "D01")           # the banner shows the same reports: not counted twice
+    # the banner shows the same reports (not counted twice) and the platform's pushed 肝功能 results
+    [banner] = hook(world, PV, "ZY007", "P-G", "D01").json()["cards"]
+    shown = {x["reportNo"] for x in banner["extension"]["hipbridge"]}
+    assert {"K-1", "K-2", "K-3"} <= shown
     assert decide(world, rid["K-1"], "D01", "recognize").status_code == 200
     assert decide(world, rid["K-2"], "D01", "decline", reasonCode="07").status_code == 200
     assert decide(world, rid["K-3"], "D01", "decline", reasonCode="98").status_code == 200
     after = kpi()
-    assert after["reminded"] - before["reminded"] == 3
+    assert after["reminded"] - before["reminded"] == len(shown)
     assert (after["recognised"] - before["recognised"], after["notRecognised"] - before["notRecognised"],
             after["excluded"] - before["excluded"]) == (1, 1, 1)
     assert after["rate"] == round(after["recognised"] / (after["reminded"] - after["excluded"]), 4)
