@@ -35,6 +35,7 @@ from .reasons import ReasonDictionary
 
 log = logging.getLogger("hipbridge.recognition.cds")
 SUMMARY_MAX = 139      # CDS Hooks: summary under 140 characters
+QUEUED = "_queued"     # answer() → the route: 提醒记录 uploads were queued (drain the outbox after the answer)
 
 
 def _ref(value: Any, prefix: str) -> str | None:
@@ -113,7 +114,8 @@ class CdsService:
             return {"cards": []}
         now = self.clock()
         req = LaunchRequest(self.org_code, visit, patient, doctor, None, "RECOGNIZE")
-        decision, _visit, pkey, auth = self.launcher.decide(req, now)
+        decided = self.launcher.decide(req, now)
+        decision, _visit, pkey, auth = decided
         if decision != "ok" or not auth or not auth.get("auth_id"):
             self._audit(now, doctor, pkey, "HR_REMIND", decision, visit, {"hook": hook, "cards": 0})
             return {"cards": []}
@@ -124,11 +126,12 @@ class CdsService:
             return {"cards": []}
         orders_ctx = [{"orderId": o.order_id, "code": o.local_code, "kind": o.kind} for o, _ in pairs if o]
         token, _exp, lctx = self.launcher.launch(LaunchRequest(self.org_code, visit, patient, doctor, None,
-                                                               "RECOGNIZE", orders_ctx), caller)
+                                                               "RECOGNIZE", orders_ctx), caller, decided=decided)
         link = {"label": self.cfg.cfg.cds.link_label, "url": f"{base_url.rstrip('/')}/shared/ui?t={token}",
                 "type": "absolute"}
-        stored = [(o, c, self._reminder(now, visit, patient, doctor, svc.search_type, o, c, lctx.patient_key))
-                  for o, c in pairs]
+        queued: list[str] = []
+        stored = [(o, c, self._reminder(now, visit, patient, doctor, svc.search_type, o, c, lctx.patient_key,
+                                        queued)) for o, c in pairs]
         cds = self.cfg.cfg.cds
         cards: list[dict[str, Any]] = []
         if hook == "order-select":
@@ -164,7 +167,7 @@ class CdsService:
                                                       for _, c, rid in stored]}})
         self._audit(now, doctor, lctx.patient_key, "HR_REMIND", "ok", visit,
                     {"hook": hook, "cards": len(cards), "reports": [[c.org_code, c.report_no] for _, c, _ in stored]})
-        return {"cards": cards}
+        return {"cards": cards, QUEUED: bool(queued)} if queued else {"cards": cards}
 
     def pairs(self, auth_id: str, orders: list[Order] | None, now: datetime) -> list[tuple[Order | None, Candidate]]:
         """What to remind of: with orders (开单), the newest qualifying result of each order line; without
@@ -198,7 +201,7 @@ class CdsService:
             return str(conn.execute(select(t.c.remind_id).where(t.c.id == rid)).scalar())
 
     def _reminder(self, now: datetime, visit: str, patient: str, doctor: str, search_type: str,
-                  o: Order | None, c: Candidate, pkey: str | None = None) -> int:
+                  o: Order | None, c: Candidate, pkey: str | None = None, queued: list[str] | None = None) -> int:
         """The reminder row of (visit, doctor, report, search type, order): created once with its remindId,
         and its 提醒记录 queued in the outbox in the same transaction."""
         t = self.ops.table("recognition_reminder")
@@ -221,6 +224,8 @@ class CdsService:
                     ).inserted_primary_key[0])
                     if self.keys is not None:
                         self._queue_remind(conn, remind_id, now, visit, patient, doctor, search_type, o, c, pkey)
+                        if queued is not None:
+                            queued.append(remind_id)
                     return new
                 except IntegrityError:
                     continue     # a concurrent call created it: read it
@@ -338,7 +343,7 @@ def mount_cds(app: FastAPI, svc: CdsService, workstation: Callable[..., Any]) ->
         except Exception:
             log.exception("互认提醒出错, 返回空提醒 (不阻断开单): %s", service_id)
             out = {"cards": []}
-        if svc.on_queued is not None:
+        if out.pop(QUEUED, False) and svc.on_queued is not None:
             tasks.add_task(svc.on_queued)     # after the answer: uploads never delay the doctor
         return JSONResponse(out, headers={"Cache-Control": "no-store"}, background=tasks)
 
