@@ -7,7 +7,9 @@ the last 45 days, all HR-marked, from two other hospitals. `--sessions` sampled 
 get an open outpatient visit in the front-end (HZJBXXB / MZJZJL), doctor D01, and an ACTIVE
 authorization, as a real grant leaves them; push checks are recorded PASSED.
 
-Measured in the same run, by `--callers` concurrent callers (default 10), each call a random patient:
+Measured in the same run, by `--callers` concurrent callers (default 10): first each patient's first call
+(its reminder rows created, 提醒记录 queued and uploaded), then — the uploads drained — calls for
+random patients for `--seconds`:
 - hipbridge: `POST /cds-services/hipbridge-hr-order-select` through `hipbridge display serve
   --simulate-platform` (a subprocess, as deployed; 提醒记录 uploads go to the simulated platform) with
   3 draft orders (GGN, XZ4, KFXT): the display's access decision, the store read, the engine, the
@@ -97,6 +99,46 @@ def hospital_side(life, specs, pids: list[int], now: datetime) -> None:
         conn.execute(pc.insert(), [{"batch_id": bt, "table_name": tn.name, "table_id": None, "status": "PASSED",
                                     "blocking": 0, "warnings": 0, "checked_at": now}
                                    for bt in batches for tn in life.store.tables.values()])
+
+
+def each_once(fn, args_list: list, callers: int) -> list[float]:
+    """`callers` threads share `args_list`, each argument called once; latencies in ms."""
+    import threading
+
+    todo, lat, lock = list(args_list), [], threading.Lock()
+
+    def worker() -> None:
+        state = fn.setup() if hasattr(fn, "setup") else None
+        while True:
+            with lock:
+                if not todo:
+                    return
+                a = todo.pop()
+            t0 = time.perf_counter()
+            fn(a, state)
+            with lock:
+                lat.append((time.perf_counter() - t0) * 1000)
+    threads = [threading.Thread(target=worker) for _ in range(callers)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return lat
+
+
+def wait_uploads(life, seconds: float = 300) -> int:
+    """Wait until the 提醒记录 the first calls queued have left the outbox; the rows still waiting."""
+    ob = life.ops.table("outbox")
+    from sqlalchemy import func, select
+
+    deadline = time.monotonic() + seconds
+    while True:
+        with life.frontend.connect() as c:
+            n = c.execute(select(func.count()).select_from(ob).where(ob.c.kind == "hr_remind",
+                                                                     ob.c.status.in_(["NEW", "SENT"]))).scalar()
+        if not n or time.monotonic() > deadline:
+            return int(n or 0)
+        time.sleep(1)
 
 
 def main() -> int:
@@ -211,8 +253,12 @@ def main() -> int:
         sql.setup = lambda: pymysql.connect(host="127.0.0.1", user="root", database=dbs[2],  # type: ignore[attr-defined]
                                             charset="utf8mb4", autocommit=True)
         check = [len(sql(p, sql.setup())) for p in pids[:50]]
-        print("warm-up …", flush=True)
-        load(hook, pids, args.callers, 5)
+        print(f"first call for each of the {len(pids)} patients ({args.callers} callers) …", flush=True)
+        first_lat = each_once(hook, pids, args.callers)
+        first_cards = list(cards_seen)
+        left = wait_uploads(life)
+        print(f"提醒记录 uploads drained ({left} left); warm-up …", flush=True)
+        load(hook, pids, args.callers, 3)
         load(sql, pids, args.callers, 2)
         cards_seen.clear()
         print(f"order-select, {args.callers} callers, {args.seconds:.0f} s …", flush=True)
@@ -228,6 +274,10 @@ def main() -> int:
             "callers": args.callers, "seconds": args.seconds, "orders_per_call": len(ORDERS),
             "sessions": args.sessions, "cards_per_call_mean": round(statistics.mean(cards), 2) if cards else None,
             "rows_per_query_mean": round(statistics.mean(check), 2),
+            "first_call": _stats(first_lat) | {"cards_mean": round(statistics.mean(first_cards), 2),
+                                               "note": "each patient's first order-select: reminder rows created, "
+                                                       "提醒记录 queued and uploaded (SM2) in the same process"},
+            "uploads_left_after_first_calls": left,
             "order_select": _stats(api_lat), "plain_sql": _stats(sql_lat),
             "ratio_p50": round(statistics.median(api_lat) / statistics.median(sql_lat), 2),
             "ratio_p99": round(pct(api_lat, 99) / pct(sql_lat, 99), 2),

@@ -553,11 +553,17 @@ def test_98_and_99_are_not_counted_as_refusals(world, patient_a):
 
 
 def test_uploads_reach_the_platform_once_each_and_a_retry_reuses_the_guid(world, patient_a):
+    from tests.display_world import wait
+
     world.life.drain_outbox(world.client)
     st = world.sim_app.state.sim
     kinds = ("hr_remind", "hr_recognition", "hr_quote", "hr_revoke")
-    rows = [p for k in kinds for p in outbox_payloads(world, k)]
-    assert rows and all(p["_status"] == "ACKED" for p in rows), [(p["_status"], p["_code"]) for p in rows]
+
+    def rows() -> list[dict]:
+        return [p for k in kinds for p in outbox_payloads(world, k)]
+    # the service's own drain may hold some rows (SENT) while ours runs: both end ACKED
+    assert wait(lambda: rows() and all(p["_status"] == "ACKED" for p in rows()), 30), \
+        [(p["_status"], p["_code"]) for p in rows()]
     # retry one (as after a lost answer): the same GUID goes again, the platform keeps one record
     ob = world.life.ops.table("outbox")
     first = outbox_payloads(world, "hr_remind")[0]
@@ -872,6 +878,11 @@ def test_page_decline_with_a_reason_then_undo(world, page):
     assert "理由: 检查检验结果在疾病发展演变过程中变化较快的" in li.locator(".note-box").inner_text()
     [mr] = [p for p in outbox_payloads(world, "hr_recognition") if p.get("report_no") == "PG-KFXT"]
     assert (mr["reason_code"], mr["recognise"]) == ("02", "0")
+    from tests.display_world import wait
+
+    # the service drains the outbox itself after an answer that queued an upload
+    assert wait(lambda: next(p for p in outbox_payloads(world, "hr_recognition")
+                             if p.get("report_no") == "PG-KFXT")["_status"] == "ACKED", 30)
     li.locator("button.undo").click()
     wait_status(li, "未处理")
     assert li.locator("button.undo").is_hidden() and li.locator(".note-box").inner_text() == ""

@@ -60,6 +60,7 @@ class DisplayService:
     app: object
     writer: AuditWriter
     _drain_lock: threading.Lock = field(default_factory=threading.Lock)
+    _pending: bool = False
 
     @classmethod
     def open(cls, frontend_url: str | None = None, **kw) -> DisplayService:
@@ -83,14 +84,17 @@ class DisplayService:
         client = life.client(clock=clock, base_url=platform_url) if upload_now else None
 
         def upload() -> None:
-            if not svc._drain_lock.acquire(blocking=False):
-                return   # a drain is running; the outbox row stays due for the next one
-            try:
-                life.drain_outbox(client)
-            except Exception as exc:  # noqa: BLE001 - the outbox retries; the page never waits for it
-                log.warning("调阅记录上传失败, 发件箱稍后重试: %s", type(exc).__name__)
-            finally:
-                svc._drain_lock.release()
+            svc._pending = True
+            while svc._pending:      # checked after the release: a row queued during a drain goes in another
+                if not svc._drain_lock.acquire(blocking=False):
+                    return   # a drain is running; it sees _pending and drains once more
+                try:
+                    svc._pending = False
+                    life.drain_outbox(client)
+                except Exception as exc:  # noqa: BLE001 - the outbox retries; the page never waits for it
+                    log.warning("调阅记录上传失败, 发件箱稍后重试: %s", type(exc).__name__)
+                finally:
+                    svc._drain_lock.release()
 
         svc.app = create_display_app(
             frontend=life.frontend, ops=life.ops, keys=life.keys, reader=reader, launcher=launcher,
