@@ -90,7 +90,9 @@ class DisplayService:
                     return   # a drain is running; it sees _pending and drains once more
                 try:
                     svc._pending = False
-                    life.drain_outbox(client)
+                    rep = life.drain_outbox(client)
+                    if rep.acked + rep.failed + rep.retry >= 100:   # a full batch: there may be more due
+                        svc._pending = True
                 except Exception as exc:  # noqa: BLE001 - the outbox retries; the page never waits for it
                     log.warning("调阅记录上传失败, 发件箱稍后重试: %s", type(exc).__name__)
                 finally:
