@@ -27,7 +27,7 @@ CHROMIUM = "/usr/bin/chromium"
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     name = f"hbt_disp_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    dbs = [name, f"{name}_ops", f"{name}_share"]
+    dbs = [name, f"{name}_ops", f"{name}_share", f"{name}_share_secure"]   # the secure store's too
     admin = create_engine(ADMIN)
     with admin.begin() as c:
         c.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"))

@@ -26,7 +26,7 @@ LOWER = "451099000099"         # not in the code list: level unknown, not in the
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     name = f"hbt_rec_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    dbs = [name, f"{name}_ops", f"{name}_share"]
+    dbs = [name, f"{name}_ops", f"{name}_share", f"{name}_share_secure"]   # the secure store's too
     admin = create_engine(ADMIN)
     with admin.begin() as c:
         c.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"))
