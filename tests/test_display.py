@@ -27,7 +27,7 @@ CHROMIUM = "/usr/bin/chromium"
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     name = f"hbt_disp_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    dbs = [name, f"{name}_ops", f"{name}_share"]
+    dbs = [name, f"{name}_ops", f"{name}_share", f"{name}_share_secure"]   # the secure store's too
     admin = create_engine(ADMIN)
     with admin.begin() as c:
         c.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"))
@@ -577,7 +577,7 @@ def test_page_print_allowed_when_configured(world, page):
     """`page.print: true` (config/display.yaml) lets the page print; the default blocks it (test above)."""
     from hipbridge.display.config import display_config
     from hipbridge.display.service import DisplayService
-    from hipbridge.platform.simulator import ServerThread
+    from hipbridge.demo.simulator import ServerThread
 
     cfg = display_config()
     cfg = cfg.model_copy(update={"page": cfg.page.model_copy(update={"print": True})})

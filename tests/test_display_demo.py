@@ -47,5 +47,17 @@ def test_demo_fills_the_store_and_open_launches(hb_home):
             again = browser.get(w.url + "/shared/timeline").json()
         assert again["items"] == t["items"] and again["tampered"] == []
         assert w.svc.app.state.reader.retyped == 0
+        # the demo patient has a recognisable external result: `hipbridge recognition demo` shows its reminder
+        rd = subprocess.run([sys.executable, "-m", "hipbridge.cli", "recognition", "demo", "--url", w.url],
+                            capture_output=True, text=True, env=env, check=False)
+        assert rd.returncode == 0, rd.stdout + rd.stderr
+        assert "开单 GGN, DJZ, XCG → 1 张互认提醒卡片" in rd.stdout and "[info] 肝功能: " in rd.stdout
+        link = next(x for x in rd.stdout.split() if "/shared/remind?t=" in x)
+        curl = next(line.strip() for line in rd.stdout.splitlines() if line.strip().startswith("curl "))
+        assert "P-A" not in link and ID_A not in link and "/cds-services/hipbridge-hr-order-select" in curl
+        with httpx.Client(trust_env=False, follow_redirects=True, timeout=30) as browser:
+            assert browser.get(link).status_code == 200
+            items = browser.get(w.url + "/shared/remind/items").json()["items"]
+        assert [i["title"] for i in items] == ["肝功能"] and items[0]["orderCode"] == "GGN"
     finally:
         w.close()

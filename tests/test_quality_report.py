@@ -218,3 +218,42 @@ def test_every_project_rule_is_valid_sql_on_sqlite(tmp_path, hb_home):
 
 def test_every_project_rule_is_valid_sql_on_mariadb(hb_home, mariadb_url):
     _project_rules_run_cleanly(mariadb_url)
+
+
+def test_report_has_the_recognition_kpi_section(tmp_path, hb_home):
+    """八、检查检验结果互认: the report month's figures, the same as `hipbridge recognition kpi` counts them."""
+    from hipbridge.io.ops import ensure_ops
+    from hipbridge.recognition import state  # noqa: F401 - the reminder's ops tables
+    from hipbridge.recognition.catalog import recognition_config
+    from hipbridge.recognition.kpi import monthly_kpi
+    from hipbridge.settings import ops_schema_name, org_code
+    from sqlalchemy import insert
+
+    engine, specs, cfg = build_fixture(f"sqlite:///{tmp_path / 'k.db'}", tmp_path)
+    schema = ops_schema_name(specs.defaults, engine)
+    ops = ensure_ops(engine, schema)
+    org = org_code(specs.defaults)
+    rem, dec = ops.table("recognition_reminder"), ops.table("recognition_decision")
+    decided = {"R1": ("1", None), "R2": ("0", "07"), "R3": ("0", "98"), "R4": None}
+    with engine.begin() as c:
+        for i, (no, d) in enumerate(decided.items(), start=1):
+            c.execute(insert(rem).values(remind_id=f"{i:032x}", org_code=org, visit_id="ZY1", patient_id="P1",
+                                         doctor_id="D1", search_type="2", order_id=f"o{i}", kind="lab",
+                                         item_code="HRJY0002", report_org_code="450100000011", report_no=no,
+                                         report_time=NOW, valid_until=NOW, created_at=NOW))
+            if d:
+                c.execute(insert(dec).values(org_code=org, visit_id="ZY1", patient_id="P1", doctor_id="D1",
+                                             report_org_code="450100000011", report_no=no, reminder_id=i, status=d[0],
+                                             action="decline" if d[0] == "0" else "recognize", reason_code=d[1],
+                                             counted=0 if d[1] == "98" else 1, decided_at=NOW))
+    out = check_database(engine, specs, cfg=cfg, domains=DOMAINS.get, now=NOW, kind="report", store=False)
+    paths = write_report(engine, specs, out, cfg, tmp_path / "reports")
+    page = paths["html"].read_text(encoding="utf-8")
+    k = monthly_kpi(engine, ops, recognition_config(), org, f"{NOW:%Y-%m}")
+    assert (k["reminded"], k["recognised"], k["notRecognised"], k["excluded"], k["undecided"]) == (4, 1, 1, 1, 1)
+    section = page[page.index('id="recognition"'):page.index('id="notes"')]
+    assert f"{NOW:%Y-%m}" in section and "提醒<b>4 份</b>" in section and "互认<b>1</b>" in section
+    assert "33.33%" in section                                   # 1 / (4 − 1 excluded)
+    assert "诊治医师认为有必要进行再次检查的" in section and "医院未收到或患者未能提供外院检查影像资料" in section
+    sheet = {r[0].value: r[1].value for r in load_workbook(paths["xlsx"])["检查检验结果互认"].iter_rows(min_row=2)}
+    assert (sheet["提醒(份)"], sheet["互认"], sheet["不计入(98/99)"], sheet["互认率(%)"]) == (4, 1, 1, 33.33)

@@ -26,7 +26,7 @@ LOWER = "451099000099"         # not in the code list: level unknown, not in the
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     name = f"hbt_rec_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    dbs = [name, f"{name}_ops", f"{name}_share"]
+    dbs = [name, f"{name}_ops", f"{name}_share", f"{name}_share_secure"]   # the secure store's too
     admin = create_engine(ADMIN)
     with admin.begin() as c:
         c.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"))
@@ -237,6 +237,60 @@ def test_an_order_without_a_mapping_gets_nothing_and_is_logged(world, rec):
     with world.life.frontend.connect() as conn:
         rows = {r.local_code: r.times for r in conn.execute(select(g).where(g.c.reason == "NO_MAPPING"))}
     assert rows["XPY"] == 2 and rows["NO-SUCH"] == 2
+
+
+def test_unmapped_orders_are_listed_in_the_mapping_gap_report(world, rec, tmp_path):
+    """NO_MAPPING orders are gaps of the local set the reminder maps through (lis_panel / pacs_item):
+    listed with their frequency, exported for coding staff, imported back, then no longer a gap."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from hipbridge.mapping import load_catalog
+    from hipbridge.mapping.gaps import compute_gaps
+    from hipbridge.mapping.review import export_csv, import_reviewed
+    from hipbridge.recognition.catalog import Order
+    from hipbridge.spec import load_specs
+
+    now = world.clock()
+    for _ in range(3):
+        rec.evaluate([_auth()], [Order("o1", "lab", "GAP-TG"), Order("o2", "exam", "GAP-PET", part="全身")], now)
+    rec.evaluate([_auth()], [Order("o1", "lab", "XPY"), Order("o2", "lab", "GGN")], now)
+    mdir = tmp_path / "mappings"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "mappings", mdir, ignore=shutil.ignore_patterns("*_full.csv"))
+    catalog = load_catalog(mdir, "demo")
+    schema = world.life.ops.schema
+    report = compute_gaps(catalog, load_specs(), "recognition", frontend=world.life.frontend, ops_schema=schema)
+    got = {e.local_code: (e.table, e.column, e.set_id, e.domain, e.frequency, e.status, e.policy) for e in report.entries}
+    assert got["GAP-TG"] == ("recognition", "lab", "lis_panel", "GX.HRXM", 3, "missing", "no_reminder")
+    assert got["GAP-PET"] == ("recognition", "exam", "pacs_item", "GX.HRXM", 3, "missing", "no_reminder")
+    assert "XPY" not in got and "GGN" not in got       # decided `ignored` / mapped: no gap
+    # coding staff fill the export like any other; the import writes lis_panel.csv; the gap is gone
+    csv_path = tmp_path / "review.csv"
+    export_csv(report, csv_path)
+    lines = csv_path.read_text(encoding="utf-8-sig").splitlines()
+    header = lines[0].split(",")
+    out = [lines[0]]
+    for line in lines[1:]:
+        cells = line.split(",")
+        if cells[header.index("本地代码")] == "GAP-TG":
+            cells[header.index("标准代码")], cells[header.index("状态")] = "HRJY0004", "approved"
+        out.append(",".join(cells))
+    csv_path.write_text("\n".join(out) + "\n", encoding="utf-8")
+    result = import_reviewed(catalog, csv_path, reviewer="检验科")
+    assert result.ok and result.updated.get("lis_panel", 0) + result.added.get("lis_panel", 0) == 1, result
+    again = compute_gaps(load_catalog(mdir, "demo"), load_specs(), "recognition", frontend=world.life.frontend,
+                         ops_schema=schema)
+    assert {e.local_code for e in again.entries} >= {"GAP-PET"} and "GAP-TG" not in {e.local_code for e in again.entries}
+    # the CLI's report reads them from the front-end too
+    env = {**os.environ, "HIPBRIDGE_FRONTEND_URL": world.life.frontend_url, "HIPBRIDGE_OPS_SCHEMA": schema,
+           "HIPBRIDGE_MAPPINGS": str(mdir), "HIPBRIDGE_HOSPITAL": "demo"}
+    cli = subprocess.run([sys.executable, "-m", "hipbridge.cli", "mapping", "gaps", "--table", "recognition", "--json",
+                          str(tmp_path / "g.json")], capture_output=True, text=True, env=env, check=False)
+    assert "recognition.exam [pacs_item] 'GAP-PET'" in cli.stdout, cli.stdout + cli.stderr
+    assert any(d["local_code"] == "GAP-PET" for d in json.loads((tmp_path / "g.json").read_text(encoding="utf-8")))
 
 
 def test_the_visit_patient_is_found_as_the_display_finds_it(world, rec):
@@ -499,11 +553,17 @@ def test_98_and_99_are_not_counted_as_refusals(world, patient_a):
 
 
 def test_uploads_reach_the_platform_once_each_and_a_retry_reuses_the_guid(world, patient_a):
+    from tests.display_world import wait
+
     world.life.drain_outbox(world.client)
     st = world.sim_app.state.sim
     kinds = ("hr_remind", "hr_recognition", "hr_quote", "hr_revoke")
-    rows = [p for k in kinds for p in outbox_payloads(world, k)]
-    assert rows and all(p["_status"] == "ACKED" for p in rows), [(p["_status"], p["_code"]) for p in rows]
+
+    def rows() -> list[dict]:
+        return [p for k in kinds for p in outbox_payloads(world, k)]
+    # the service's own drain may hold some rows (SENT) while ours runs: both end ACKED
+    assert wait(lambda: rows() and all(p["_status"] == "ACKED" for p in rows()), 30), \
+        [(p["_status"], p["_code"]) for p in rows()]
     # retry one (as after a lost answer): the same GUID goes again, the platform keeps one record
     ob = world.life.ops.table("outbox")
     first = outbox_payloads(world, "hr_remind")[0]
@@ -600,15 +660,18 @@ def test_monthly_kpi_command_counts_reminders_decisions_and_excludes_98_99(world
     a = world.auth("APPT-G")["auth_id"]
     now = world.clock()
     for no, code in (("K-1", "HRJY0002"), ("K-2", "HRJY0004"), ("K-3", "HRJY0005")):
-        put(world, "lab", a, no, now - timedelta(days=3), code, org=PEER)
+        put(world, "lab", a, no, now - timedelta(hours=1), code, org=PEER)     # newer than the pushed ones
     cards = hook(world, OS, "ZY007", "P-G", "D01", [sr("k1", "GGN"), sr("k2", "XZ4"), sr("k3", "KFXT")]).json()["cards"]
     rid = {c["extension"]["hipbridge"]["reportNo"]: c["extension"]["hipbridge"]["remindId"] for c in cards}
-    hook(world, PV, "ZY007", "P-G", "D01")           # the banner shows the same reports: not counted twice
+    # the banner shows the same reports (not counted twice) and the platform's pushed 肝功能 results
+    [banner] = hook(world, PV, "ZY007", "P-G", "D01").json()["cards"]
+    shown = {x["reportNo"] for x in banner["extension"]["hipbridge"]}
+    assert {"K-1", "K-2", "K-3"} <= shown
     assert decide(world, rid["K-1"], "D01", "recognize").status_code == 200
     assert decide(world, rid["K-2"], "D01", "decline", reasonCode="07").status_code == 200
     assert decide(world, rid["K-3"], "D01", "decline", reasonCode="98").status_code == 200
     after = kpi()
-    assert after["reminded"] - before["reminded"] == 3
+    assert after["reminded"] - before["reminded"] == len(shown)
     assert (after["recognised"] - before["recognised"], after["notRecognised"] - before["notRecognised"],
             after["excluded"] - before["excluded"]) == (1, 1, 1)
     assert after["rate"] == round(after["recognised"] / (after["reminded"] - after["excluded"]), 4)
@@ -641,6 +704,238 @@ def test_concurrent_duplicate_feedback_and_decisions_are_recorded_once(world, pa
         assert len(conn.execute(select(fb).where(fb.c.card_uuid == card["uuid"])).all()) == 1
     assert [r.status_code for r in clicks] == [200] * 6, [r.text for r in clicks]
     assert sum(len(r.json()["uploads"]) for r in clicks) == 1        # one 互认记录, one mrId
+
+
+def test_override_reasons_come_from_the_platform_with_a_cached_fallback(world, patient_a):
+    from hipbridge.display.service import DisplayService
+    from hipbridge.demo.simulator import ServerThread
+    from hipbridge.recognition.reasons import ReasonDictionary
+
+    sim = world.sim_app.state.sim
+    d = world.svc.app.state.recognition.reasons
+    live = [{"reasonCode": "01", "reasonDescription": "病情变化 (平台字典)"}, {"reasonCode": "09", "reasonDescription": "平台新增理由"},
+            {"reasonCode": "98", "reasonDescription": "未收到外院影像资料"}, {"reasonCode": "99", "reasonDescription": "连续性监测"}]
+    sim.hr_reasons = live
+    rt = world.life.ops.table("recognition_reason")
+    put(world, "lab", patient_a, "RS-THX", world.clock() - timedelta(days=1), "HRJY0011", org=PEER)
+    try:
+        assert d.refresh() is True and d.source == "platform"
+        [card] = hook(world, OS, "ZY001", "P-A", "D01", [sr("o-rs", "THXHDB")]).json()["cards"]
+        assert [(x["code"], x["display"]) for x in card["overrideReasons"]] == [
+            (r["reasonCode"], r["reasonDescription"]) for r in live]
+        # the national flags stay the seed's by code: 98 / 99 not counted, 99 needs a diagnosis; 09 is counted
+        cur = d.current()
+        assert (cur["98"].counted, cur["99"].needs_diagnosis, cur["09"].counted) == (False, True, True)
+        rid = card["extension"]["hipbridge"]["remindId"]
+        assert decide(world, rid, "D01", "decline", reasonCode="05").status_code == 422     # no longer offered
+        assert decide(world, rid, "D01", "decline", reasonCode="09").status_code == 200     # the platform's new one
+        world.life.drain_outbox(world.client)
+        [mr] = [p for p in outbox_payloads(world, "hr_recognition") if p.get("report_no") == "RS-THX"]
+        assert (mr["reason_code"], mr["reason_name"], mr["_status"]) == ("09", "平台新增理由", "ACKED")
+        with world.life.frontend.connect() as conn:
+            assert [r.code for r in conn.execute(select(rt.c.code).order_by(rt.c.id))] == ["01", "09", "98", "99"]
+        # the platform down: a service that cannot reach it answers with the cached list, and the doctor never waits
+        svc = DisplayService.from_lifecycle(world.life, clock=world.clock, platform_url="http://127.0.0.1:1")
+        server = ServerThread(svc.app).start()
+        try:
+            down = svc.app.state.recognition.reasons
+            assert down.refresh() is False and down.source == "cache"
+            [c2] = hook(world, OS, "ZY001", "P-A", "D01", [sr("o-rs", "GGN")], base=server.url).json()["cards"]
+            assert [x["code"] for x in c2["overrideReasons"]] == ["01", "09", "98", "99"]
+        finally:
+            server.stop()
+            svc.writer.close()
+        # nothing cached yet (a new installation) and the platform down: the shipped seed list
+        with world.life.frontend.begin() as conn:
+            conn.execute(rt.delete())
+
+        def down_fetch():
+            raise OSError("platform down")
+        seed = ReasonDictionary(d.rec, world.life.frontend, world.life.ops, fetch=down_fetch)
+        assert seed.refresh() is False and seed.source == "seed"
+        assert set(seed.current()) == {"01", "02", "03", "04", "05", "06", "07", "08", "98", "99"}
+    finally:
+        sim.hr_reasons = None
+        d.refresh()
+
+
+# ---------------------------------------------------------------- the reminder page in headless Chromium
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from tests.browser import chromium_path
+
+    path = chromium_path()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=path, args=["--no-sandbox", "--disable-gpu"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, world):
+    ctx = browser.new_context(locale="zh-CN", timezone_id="Asia/Shanghai", viewport={"width": 1400, "height": 900})
+    pg = ctx.new_page()
+    pg.requests_seen = []
+    pg.on("request", lambda r: pg.requests_seen.append(r.url))
+    yield pg
+    ctx.close()
+
+
+def open_reminders(world, page, orders, visit="ZY005", patient="P-E", doctor="D01", purpose="RECOGNIZE"):
+    r = world.launch(visit, patient, doctor, purpose=purpose, orders=orders)
+    assert r.status_code == 201, r.text
+    resp = page.goto(world.url + "/shared/remind?t=" + r.json()["launchToken"])
+    if resp.status == 200:
+        page.wait_for_selector("body[data-loaded='1']")
+    return resp
+
+
+def card(page, report_no: str):
+    return page.locator(f".reminder[data-report-no='{report_no}']")
+
+
+def wait_status(li, label: str) -> None:
+    li.locator(".status", has_text=label).wait_for()
+
+
+def test_page_shows_the_reminder_and_cites_the_result(world, page, tmp_path):
+    from tests.browser import assert_screenshot, look  # noqa: F401 - same Chromium as the other page tests
+    from tests.display_world import ID_E
+
+    a = world.auth("APPT-E")["auth_id"]
+    now = world.clock()
+    put(world, "lab", a, "PG-GGN", now - timedelta(days=3), "HRJY0002", org=PEER, LCXMMC="肝功能")
+    put_result(world, "PG-GGN", PEER, "丙氨酸氨基转移酶", "42", "U/L", a)
+    resp = open_reminders(world, page, [{"orderId": "pg-1", "hisItemId": "GGN", "kind": "lab"},
+                                        {"orderId": "pg-2", "hisItemId": "XPY"}])
+    assert resp.status == 200 and page.url == world.url + "/shared/remind"      # the token left the address bar
+    li = card(page, "PG-GGN")
+    assert li.count() == 1
+    text = li.inner_text()
+    assert "肝功能" in text and "机构0011" in text and "三级甲等" in text and "未处理" in text
+    assert f"有效期至 {(now - timedelta(days=3)).date() + timedelta(days=30)}" in text and "本次开单 GGN" in text
+    assert "北京时间 (Asia/Shanghai)" in page.locator(".note").inner_text()
+    assert "钱七" in page.locator("#patient").inner_text() and ID_E not in page.content()
+    assert "XPY" in page.locator("#not-reminded").inner_text()                   # 血培养: no 互认 item, no reminder
+    page.screenshot(path=str(tmp_path / "remind.png"), full_page=True)
+    assert (tmp_path / "remind.png").stat().st_size > 20_000
+    # 查看: the report through the external data page's API (its 调阅记录 goes with it)
+    li.locator("button.view").click()
+    li.locator(".detail table").wait_for()
+    assert "丙氨酸氨基转移酶" in li.locator(".detail").inner_text()
+    # 互认 / 引用: the EMR citation comes back and is shown
+    li.locator("button.cite").click()
+    wait_status(li, "已互认")
+    note = li.locator(".note-box").inner_text()
+    assert "病历引用" in note and "PG-GGN" in note and "丙氨酸氨基转移酶 42U/L" in note
+    assert li.locator("button.undo").is_visible()
+    quotes = [p for p in outbox_payloads(world, "hr_quote") if p.get("report_no") == "PG-GGN"]
+    assert len(quotes) == 1 and quotes[0]["doctor_id"] == "D01"
+    assert all(u.startswith(world.url) for u in page.requests_seen), page.requests_seen     # nothing from outside
+    assert not any("P-E" in u or ID_E in u for u in page.requests_seen)                      # no identifier in a URL
+    # reopened (a new launch): the decision and its citation are still there
+    open_reminders(world, page, [{"orderId": "pg-1", "hisItemId": "GGN", "kind": "lab"}])
+    again = card(page, "PG-GGN")
+    assert "已互认" in again.locator(".status").inner_text() and "PG-GGN" in again.locator(".note-box").inner_text()
+
+
+def test_page_99_without_a_diagnosis_is_refused(world, page):
+    a = world.auth("APPT-E")["auth_id"]
+    put(world, "lab", a, "PG-XZ4", world.clock() - timedelta(days=5), "HRJY0004", org=PEER, LCXMMC="血脂四项")
+    open_reminders(world, page, [{"orderId": "pg-3", "hisItemId": "XZ4"}])       # kind found from the local map
+    li = card(page, "PG-XZ4")
+    li.locator("button.decline").click()
+    li.locator("select.reason").select_option("99")
+    li.locator("button.confirm-decline").click()
+    li.locator(".error", has_text="理由 99 须填写诊断").wait_for()
+    assert li.locator(".status").inner_text() == "未处理"
+    dec = world.life.ops.table("recognition_decision")
+    with world.life.frontend.connect() as conn:
+        assert conn.execute(select(dec).where(dec.c.report_no == "PG-XZ4")).first() is None
+    li.locator("input.diag").fill("高脂血症 调脂治疗监测")
+    li.locator("button.confirm-decline").click()
+    wait_status(li, "不互认")
+    assert "已向患者说明复查的目的和必要性" in li.locator(".note-box").inner_text()
+    with world.life.frontend.connect() as conn:
+        row = conn.execute(select(dec).where(dec.c.report_no == "PG-XZ4")).mappings().one()
+    assert (row["reason_code"], row["diag_name"], row["counted"]) == ("99", "高脂血症 调脂治疗监测", 0)
+
+
+def test_page_decline_with_a_reason_then_undo(world, page):
+    a = world.auth("APPT-E")["auth_id"]
+    put(world, "lab", a, "PG-KFXT", world.clock() - timedelta(days=2), "HRJY0005", org=ALLY, LCXMMC="空腹血糖")
+    open_reminders(world, page, [{"orderId": "pg-4", "hisItemId": "KFXT", "category": "laboratory"}])
+    li = card(page, "PG-KFXT")
+    assert li.locator("button.undo").is_hidden()                                 # nothing to undo yet
+    li.locator("button.decline").click()
+    li.locator("select.reason").select_option("02")
+    li.locator("button.confirm-decline").click()
+    wait_status(li, "不互认")
+    assert "理由: 检查检验结果在疾病发展演变过程中变化较快的" in li.locator(".note-box").inner_text()
+    [mr] = [p for p in outbox_payloads(world, "hr_recognition") if p.get("report_no") == "PG-KFXT"]
+    assert (mr["reason_code"], mr["recognise"]) == ("02", "0")
+    from tests.display_world import wait
+
+    # the service drains the outbox itself after an answer that queued an upload
+    assert wait(lambda: next(p for p in outbox_payloads(world, "hr_recognition")
+                             if p.get("report_no") == "PG-KFXT")["_status"] == "ACKED", 30)
+    li.locator("button.undo").click()
+    wait_status(li, "未处理")
+    assert li.locator("button.undo").is_hidden() and li.locator(".note-box").inner_text() == ""
+    [rv] = [p for p in outbox_payloads(world, "hr_revoke") if p.get("mr_id") == mr["mr_id"]]   # 撤销不互认 names it
+    assert rv["gh_id"] == "ZY005" and rv["doctor_id"] == "D01"
+    # the visit closes: the decision is locked, and the page says so
+    li.locator("button.cite").click()
+    wait_status(li, "已互认")
+    from hipbridge.platform.outbox import record_visit
+
+    record_visit(world.life.frontend, world.life.ops, world.keys, world.org, "APPT-E", world.clock(),
+                 end=world.clock())
+    try:
+        li.locator("button.undo").click()
+        li.locator(".error", has_text="就诊已结束, 互认决定已锁定").wait_for()
+        assert li.locator(".status").inner_text() == "已互认"
+    finally:
+        ar = world.life.ops.table("auth_record")
+        with world.life.frontend.begin() as c:
+            c.execute(ar.update().where(ar.c.appointment_id == "APPT-E").values(visit_end=None))
+
+
+def test_page_refuses_a_view_launch_and_a_reused_token(world, page):
+    resp = open_reminders(world, page, [], purpose="VIEW")
+    assert resp.status == 403 and "不是互认提醒" in page.locator("#message").inner_text()
+    assert page.locator(".reminder, #patient").count() == 0
+    r = world.launch("ZY005", "P-E", "D01", purpose="RECOGNIZE")
+    url = world.url + "/shared/remind?t=" + r.json()["launchToken"]
+    assert page.goto(url).status == 200
+    assert page.goto(url).status == 401 and "链接已使用" in page.locator("#message").inner_text()
+
+
+def test_page_without_orders_lists_every_recognisable_result(world, patient_a):
+    """An API check of the page's data: no orders → 接诊 mode (searchType 1), every result of the patient."""
+    r = world.launch("ZY001", "P-A", "D01", purpose="RECOGNIZE")
+    tok = r.json()["launchToken"]
+    first = world.http.get("/shared/remind?t=" + tok)
+    assert first.status_code == 303
+    import httpx
+
+    with httpx.Client(base_url=world.url, trust_env=False, timeout=30,
+                      cookies={"hb_display_session": first.cookies["hb_display_session"]}) as h:
+        body = h.get("/shared/remind/items").json()
+        assert body["mode"] == "visit" and {"C-GGN-NEW", "C-GGN-OLD"} <= {i["reportNo"] for i in body["items"]}
+        assert "C-GGN-OURS" not in {i["reportNo"] for i in body["items"]}
+        assert {x["code"] for x in body["reasons"]} >= {"01", "98", "99"}
+        t = world.life.ops.table("recognition_reminder")
+        with world.life.frontend.connect() as conn:
+            st = conn.execute(select(t.c.search_type).where(t.c.remind_id == body["items"][0]["remindId"])).scalar()
+        assert st == "1"
+        other = h.post("/shared/remind/decide", json={"remindId": remind(world, "ZY001", "P-A", "D02", oid="o-pg")
+                                                      ["remindId"], "action": "ignore"})
+        assert other.status_code == 404                          # another doctor's reminder: not this session's
 
 
 def test_zz_citations_survive_the_shared_data_purge(world):

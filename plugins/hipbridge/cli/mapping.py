@@ -46,12 +46,30 @@ def _pct(x: float | None) -> str:
     return "  n/a" if x is None else f"{100 * x:5.1f}%"
 
 
+def _frontend(specs):
+    """The front-end database (its ops schema holds the 互认 reminder's unmapped orders), when there is one:
+    HIPBRIDGE_FRONTEND_URL, or the embedded database once it exists (never created here)."""
+    from hipbridge.io.engines import default_frontend_url, engine_for, home
+    from hipbridge.settings import ops_schema_name
+
+    url = default_frontend_url()
+    if url.startswith("sqlite") and not (home() / "frontend.db").exists():
+        return None, None
+    try:
+        schema = ops_schema_name(specs.require_valid().defaults, url)
+        return engine_for(url, schema), schema
+    except Exception as exc:  # noqa: BLE001 - the code-set report stands without it
+        print(f"警告: 前置库不可用, 不含互认提醒的未映射医嘱: {exc}", file=sys.stderr)
+        return None, None
+
+
 def _gaps(args) -> int:
     from hipbridge.mapping.gaps import compute_gaps
 
     catalog = _catalog(args)
     specs = _specs(args)
-    report = compute_gaps(catalog, specs, args.table)
+    frontend, schema = _frontend(specs)
+    report = compute_gaps(catalog, specs, args.table, frontend=frontend, ops_schema=schema)
     for p in report.problems:
         print(f"警告: {p}", file=sys.stderr)
     print(f"对码覆盖率（按源数据频次加权） 医院 {report.hospital}")

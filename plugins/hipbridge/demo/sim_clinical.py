@@ -92,9 +92,15 @@ class ClinicalFill:
     def _lab(self, org, row, c, i) -> None:
         panel = self.cat["lab_panels"][i % len(self.cat["lab_panels"])]
         t = self._when(org, row, c, hours=3 + i)
+        if panel.get("reported_days_ago"):     # recent: inside its 互认 window
+            lo, hi = panel["reported_days_ago"]
+            t = (self.now - timedelta(days=self.rng.randrange(lo, hi), hours=self.rng.randrange(0, 8))).replace(
+                second=0)
         self.reports[(org, str(row.get(c["id"])))] = (panel, t, 0)
         self._set(row, c, time=t, title=panel["name"], item_code=panel["code"], specimen=panel["specimen"],
                   critical="0", hr="1")
+        if panel.get("recognition_code"):
+            self._set(row, c, recognition_code=panel["recognition_code"])
 
     def _lab_result(self, org, row, c, i) -> None:
         key = (org, str(row.get(c["report"])))
@@ -124,6 +130,8 @@ class ClinicalFill:
         self._set(row, c, time=self._when(org, row, c, hours=5 + i), title=e["name"], item_code=e["code"], part=e["part"],
                   modality=e["modality"], findings=e["findings"], conclusion=e["conclusion"], image=uid, critical="0",
                   hr="1")
+        if e.get("recognition_code"):
+            self._set(row, c, recognition_code=e["recognition_code"])
 
     def _rx(self, org, row, c, i) -> None:
         dx = self.cat["diagnoses"][i % len(self.cat["diagnoses"])]

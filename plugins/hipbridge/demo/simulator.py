@@ -93,6 +93,7 @@ class SimState:
     review_posts: int = 0                                                 # every accepted post, retries included
     hr_records: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)   # 互认 uploads by (role, GUID)
     hr_posts: int = 0                                                     # every accepted 互认 post, retries included
+    hr_reasons: list[dict[str, str]] | None = None    # the 不互认 reason dictionary it serves (None: the seed CSV)
     lock: threading.Lock = field(default_factory=threading.Lock)
     misbehave: str | None = None           # a key of MISBEHAVIOURS: tests of the hospital's refusals
     last_answer: dict[str, Any] | None = None
@@ -195,6 +196,8 @@ def create_app(keys: KeyStore, store=None, cfg: PlatformConfig | None = None, sh
             return biz["org_unknown"], None
         if role == "review":
             return review(v)
+        if role == "hr_reasons":
+            return cfg.codes.success, {"reasons": served_reasons()}
         if role.startswith("hr_"):
             return hr_record(role, v)
         key = (v["org_code"], v.get("appointment_id") or "")
@@ -267,6 +270,16 @@ def create_app(keys: KeyStore, store=None, cfg: PlatformConfig | None = None, sh
         state.reviews.setdefault(v["review_id"], dict(v))
         return cfg.codes.success, {}
 
+    def served_reasons() -> list[dict[str, str]]:
+        """The province's 不互认 reason dictionary (field names config/recognition.yaml reasons_platform)."""
+        if state.hr_reasons is not None:
+            return state.hr_reasons
+        from hipbridge.recognition.catalog import recognition_config
+
+        rc = recognition_config()
+        f = rc.cfg.reasons_platform
+        return [{f.code: r.code, f.name: r.name} for r in rc.reasons.values()]
+
     def hr_record(role: str, v: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
         """提醒 / 互认 / 引用 / 撤销不互认 records: required fields (config/recognition.yaml uploads.required),
         GUIDs and times well-formed, reasons from the dictionary; idempotent on the record's GUID."""
@@ -288,8 +301,10 @@ def create_app(keys: KeyStore, store=None, cfg: PlatformConfig | None = None, sh
                 except ValueError:
                     bad.append(r)
         if role == "hr_recognition" and v.get("reason_code") is not None:
-            reason = rc.reasons.get(str(v["reason_code"]))
-            if reason is None or (reason.needs_diagnosis and not v.get("diag_name")):
+            code = str(v["reason_code"])
+            served = {str(r.get(rc.cfg.reasons_platform.code)) for r in served_reasons()}
+            seed = rc.reasons.get(code)
+            if code not in served or (seed is not None and seed.needs_diagnosis and not v.get("diag_name")):
                 bad.append("reason_code")
         if bad:
             state.requests.append({"service": role, "code": biz["hr_invalid"], "bad": sorted(set(bad))})

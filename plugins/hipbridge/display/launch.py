@@ -140,9 +140,12 @@ class Launcher:
 
     # ------------------------------------------------------------ launch / redeem / session
 
-    def launch(self, req: LaunchRequest, caller: str) -> tuple[str, datetime, LaunchContext]:
+    def launch(self, req: LaunchRequest, caller: str,
+               decided: tuple[str, VisitFacts | None, str | None, dict | None] | None = None
+               ) -> tuple[str, datetime, LaunchContext]:
+        """`decided`: the caller's own `decide(req, …)` of this moment (the 互认 hook has just made it)."""
         now = self.clock()
-        decision, visit, pkey, auth = self.decide(req, now)
+        decision, visit, pkey, auth = decided if decided is not None else self.decide(req, now)
         token = secrets.token_urlsafe(32)          # 256 bits
         expires = now + timedelta(seconds=self.cfg.launch.token_ttl_s)
         facts = self._facts(req, visit)

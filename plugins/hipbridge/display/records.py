@@ -49,7 +49,7 @@ class StoreReader:
         self._tables: dict[str, Any] = {}
         self._times: dict[str, set[str]] = {}
         self._local = threading.local()            # `tampered` of each thread's last patient() call
-        self._plan_cache: tuple | None = None
+        self._plan_cache: dict[tuple[str, ...] | None, tuple] = {}   # by the kinds read (None: every kind)
         self._used_cols: dict[str, list[str]] = {}
         self.retyped = 0     # rows read again typed after failing their MAC as text (a tampered row: 1 each)
         auth, batch = store.cols["auth_id"], store.cols["batch_id"]
@@ -75,18 +75,20 @@ class StoreReader:
         t = self._tables.get(kind)
         return t.name if t is not None else None
 
-    def _plan(self) -> tuple:
+    def _plan(self, kinds: tuple[str, ...] | None = None) -> tuple:
         """(secure store or None, [(kind, secure table, column names)], landing query, secure query): one
         UNION ALL of both (`landing query`, secure query None) when one engine reaches both, else two."""
         secure = getattr(self.store, "secure", None)
         if secure is not None and getattr(secure, "cipher", None) is None:
             secure = None
-        if self._plan_cache is not None and self._plan_cache[0] is secure:
-            return self._plan_cache
+        cached = self._plan_cache.get(kinds)
+        if cached is not None and cached[0] is secure:
+            return cached
         auth = self.store.cols["auth_id"]
         splan = [] if secure is None else [(kind, secure.tables[spec.table], [c.name for c in secure.tables[spec.table].table.columns])
                                            for kind, spec in self.cfg.tables.items()
-                                           if kind in self._tables and spec.table in secure.tables]
+                                           if kind in self._tables and spec.table in secure.tables
+                                           and (kinds is None or kind in kinds)]
         together = bool(splan) and secure.engine is self.store.engine
         width = max([len(cols) for _, cols, _ in self._landing] + [len(n) for *_, n in splan if together] + [0])
 
@@ -95,7 +97,8 @@ class StoreReader:
             vals += [cast(null(), String).label(f"v{i}") for i in range(len(vals), w)]
             return select(literal(kind, String).label("_kind"), literal(src, String).label("_src"), *vals).where(where)
 
-        landing = [part(k, "L", cols, where, width) for k, cols, where in self._landing]
+        landing = [part(k, "L", cols, where, width) for k, cols, where in self._landing
+                   if kinds is None or k in kinds]
         sparts = []
         if splan:
             sw = width if together else max(len(n) for *_, n in splan)
@@ -106,19 +109,20 @@ class StoreReader:
         else:
             q_landing = union_all(*landing) if landing else None
             q_secure = union_all(*sparts) if sparts else None
-        self._plan_cache = (secure, splan, q_landing, q_secure)
-        return self._plan_cache
+        self._plan_cache[kinds] = (secure, splan, q_landing, q_secure)
+        return self._plan_cache[kinds]
 
-    def patient(self, auth_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    def patient(self, auth_ids: list[str], kinds: tuple[str, ...] | None = None) -> dict[str, list[dict[str, Any]]]:
         """kind → rows (role names, plus org_code, org_name, _batch) of the given authorizations.
 
         One round trip on a server database: the landing rows and the rows already moved into the
         encrypted tables (sharing/secure.py) by one UNION ALL; the encrypted ones are MAC-checked and
         decrypted. A tampered row is never data: it is left out and listed in `tampered` (this
-        thread's last call)."""
+        thread's last call). `kinds` reads only those (e.g. the 互认 reminder: lab and exam reports),
+        every kind by default."""
         out: dict[str, list[dict[str, Any]]] = {k: [] for k in self._tables}
         self.tampered = []
-        secure, splan, q_landing, q_secure = self._plan()
+        secure, splan, q_landing, q_secure = self._plan(kinds)
         if q_landing is None or not auth_ids:
             return out
         params = {"auth_ids": list(auth_ids)}

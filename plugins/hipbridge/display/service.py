@@ -64,6 +64,7 @@ class DisplayService:
     app: object
     writer: AuditWriter
     _drain_lock: threading.Lock = field(default_factory=threading.Lock)
+    _pending: bool = False
 
     @classmethod
     def open(cls, frontend_url: str | None = None, **kw) -> DisplayService:
@@ -87,14 +88,19 @@ class DisplayService:
         client = life.client(clock=clock, base_url=platform_url) if upload_now else None
 
         def upload() -> None:
-            if not svc._drain_lock.acquire(blocking=False):
-                return   # a drain is running; the outbox row stays due for the next one
-            try:
-                life.drain_outbox(client)
-            except Exception as exc:  # noqa: BLE001 - the outbox retries; the page never waits for it
-                log.warning("调阅记录上传失败, 发件箱稍后重试: %s", type(exc).__name__)
-            finally:
-                svc._drain_lock.release()
+            svc._pending = True
+            while svc._pending:      # checked after the release: a row queued during a drain goes in another
+                if not svc._drain_lock.acquire(blocking=False):
+                    return   # a drain is running; it sees _pending and drains once more
+                try:
+                    svc._pending = False
+                    rep = life.drain_outbox(client)
+                    if rep.acked + rep.failed + rep.retry >= 100:   # a full batch: there may be more due
+                        svc._pending = True
+                except Exception as exc:  # noqa: BLE001 - the outbox retries; the page never waits for it
+                    log.warning("调阅记录上传失败, 发件箱稍后重试: %s", type(exc).__name__)
+                finally:
+                    svc._drain_lock.release()
 
         svc.app = create_display_app(
             frontend=life.frontend, ops=life.ops, keys=life.keys, reader=reader, launcher=launcher,
@@ -103,14 +109,14 @@ class DisplayService:
             timezone=life.specs.defaults.timezone)
         svc.app.state.launcher, svc.app.state.reader = launcher, reader
         _mount_recognition(svc.app, life, launcher, reader, writer, cfg, clock,   # CDS Hooks /cds-services
-                           upload if upload_now else None)
+                           upload if upload_now else None, platform_url)
         svc.app.state.callers = caller_store(life.keys)   # HIS's tokens: `hipbridge door-token create … --role workstation`
         svc.app.add_middleware(DisplayGuard, store=svc.app.state.callers)
         return svc
 
 
 def _mount_recognition(app, life: Lifecycle, launcher: Launcher, reader: StoreReader, writer: AuditWriter,
-                       cfg: DisplayConfig, clock, on_queued) -> None:
+                       cfg: DisplayConfig, clock, on_queued, platform_url: str | None = None) -> None:
     """The 互认 reminder (recognition/, CDS Hooks) on the same app: same launch, reader and audit."""
     from hipbridge.io.ops import ops_for
     from hipbridge.recognition.catalog import recognition_config
@@ -119,9 +125,17 @@ def _mount_recognition(app, life: Lifecycle, launcher: Launcher, reader: StoreRe
 
     ops = ops_for(life.ops.schema)
     rec = Recognizer(reader, recognition_config(), load_catalogs(cfg).institutions, life.org_code, life.frontend, ops)
+    from hipbridge.recognition.reasons import ReasonDictionary, platform_fetch
+
+    reasons = ReasonDictionary(rec.rec, life.frontend, ops, clock=clock,     # 不互认理由: the platform's, cached
+                               fetch=platform_fetch(life.client(clock=clock, base_url=platform_url), life.org_code))
     app.state.recognition = CdsService(rec=rec, launcher=launcher, writer=writer, frontend=life.frontend, ops=ops,
-                                       org_code=life.org_code, clock=clock, keys=life.keys, on_queued=on_queued)
+                                       org_code=life.org_code, clock=clock, keys=life.keys, on_queued=on_queued,
+                                       reasons=reasons)
     mount_cds(app, app.state.recognition, workstation)
+    from hipbridge.recognition.page import mount_reminder_page
+
+    mount_reminder_page(app, app.state.recognition, launcher, cfg, life.specs.defaults.timezone)   # /shared/remind
 
 
 def app_from_env():

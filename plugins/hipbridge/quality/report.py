@@ -38,7 +38,7 @@ SEVERITY_ORDER = ["fatal", "error", "warning", "info"]
 COLUMN_TEMPLATES = column_labels()   # template → its column in 数据元明细 (from the registry)
 SECTIONS = [("issues", "一、问题清单"), ("overview", "二、概述"), ("scores", "三、总体得分"),
             ("datasets", "四、数据集明细"), ("timeliness", "五、及时性分析"), ("trend", "六、趋势"),
-            ("elements", "七、数据元明细"), ("notes", "八、说明")]
+            ("elements", "七、数据元明细"), ("recognition", "八、检查检验结果互认"), ("notes", "九、说明")]
 TEMPLATES = Path(__file__).parent / "templates"
 
 
@@ -192,6 +192,23 @@ def _period(engine: Engine, specs: SpecSet, outcome: RunOutcome, days: int, as_o
             "since": datetime.combine(start, datetime.min.time())}
 
 
+def _recognition(engine: Engine, schema: str, specs: SpecSet, as_of: datetime) -> dict[str, Any]:
+    """The report month's 互认 KPI (recognition.kpi, the same figures as `hipbridge recognition kpi`), when
+    this front-end runs the reminder (its ops tables exist)."""
+    month = f"{as_of:%Y-%m}"
+    try:
+        if not inspect(engine).has_table("recognition_reminder", schema=schema):
+            return {"month": month, "kpi": None, "note": "本前置库未运行互认提醒 (无提醒记录表)"}
+        from hipbridge.recognition import state as _state  # noqa: F401 - registers the tables
+        from hipbridge.recognition.catalog import recognition_config
+        from hipbridge.recognition.kpi import monthly_kpi
+
+        kpi = monthly_kpi(engine, ops_for(schema), recognition_config(), org_code(specs.defaults), month)
+        return {"month": month, "kpi": kpi, "note": None}
+    except Exception as exc:  # noqa: BLE001 - the quality report stands without this section
+        return {"month": month, "kpi": None, "note": f"互认指标读取失败: {type(exc).__name__}"}
+
+
 def _counts(results: list[RuleResult]) -> dict[str, int]:
     return {"rule_count": len(results), "failed_count": sum(1 for r in results if r.status == FAILED),
             "na_count": sum(1 for r in results if r.status == NOT_APPLICABLE),
@@ -222,6 +239,7 @@ def build_context(engine: Engine, specs: SpecSet, outcome: RunOutcome, cfg: Qual
         "dim_targets": dim_targets, "datasets": _datasets(outcome, tables),
         "elements": elements, "element_groups": _element_groups(elements), "element_cols": element_cols,
         "issues": _issues(outcome.results), "timeliness": timeliness,
+        "recognition": _recognition(engine, schema, specs, as_of),
         "bucket_names": next((list(t["buckets"]) for t in timeliness if t["buckets"]), []),
         "daily_chart": period["daily_chart"], "gap_days": period["gap_days"], "labels_by_table": tables,
         "results": outcome.results, "status_labels": STATUS_LABELS, "severity_labels": SEVERITY_LABELS,
@@ -294,6 +312,17 @@ def write_xlsx(ctx: dict[str, Any], path: Path) -> None:
                [[e["table"], e["target"], e["column"], e["label"],
                  *[_floor2((e["rates"].get(c) or {}).get("rate")) for c in cols], e["below"]]
                 for e in ctx["elements"]])
+    rc = ctx["recognition"]
+    k = rc["kpi"]
+    rows = [["统计月份", f"{rc['month']} ({zone})"]]
+    if k is None:
+        rows.append(["说明", rc["note"]])
+    else:
+        rows += [["提醒(份)", k["reminded"]], ["互认", k["recognised"]], ["不互认(计入)", k["notRecognised"]],
+                 ["不计入(98/99)", k["excluded"]], ["未处理", k["undecided"]],
+                 ["互认率(%)", None if k["rate"] is None else _floor2(k["rate"] * 100)]]
+        rows += [[f"不互认理由 {r['code']}{'' if r['counted'] else ' (不计入)'}", r["count"]] for r in k["byReason"]]
+    book.sheet("检查检验结果互认", ["项目", "值"], rows)
     book.sheet("规则结果", ["规则编号", "模板", "表", "物理表名", "字段", "维度", "严重程度", "状态", "问题数", "检查数",
                         "问题率(%)", "阈值(%)", "说明"],
                [[r.rule_id, r.template, r.table, r.target, ",".join(r.columns), r.dimension, r.severity, r.status,

@@ -65,6 +65,19 @@ class Uploads(_Strict):
     required: dict[str, list[str]]
 
 
+class ReasonsPlatform(_Strict):
+    code: str                  # the field of a list item holding the reason code
+    name: str                  # … and its text
+    refresh_s: int             # a list older than this is asked for again (in the background)
+
+
+class Page(_Strict):
+    title: str
+    wrong_purpose: str
+    none: str
+    none_for_order: str
+
+
 class RecognitionConfig(_Strict):
     catalog: str
     local_sets: dict[str, str]
@@ -75,7 +88,9 @@ class RecognitionConfig(_Strict):
     hr_yes: str
     reasons: str
     reason_system: str
+    reasons_platform: ReasonsPlatform
     cds: Cds
+    page: Page
     decisions: Decisions
     uploads: Uploads
 
@@ -210,9 +225,12 @@ def load_rules(path: Path) -> list[Rule]:
     return rules
 
 
-def load_recognition(directory: Path | None = None, *, mappings_dir: Path | None = None,
-                     hospital: str | None = None) -> Recognition:
-    base = directory or config_dir()
+def load_recognition_settings(directory: Path | None = None) -> RecognitionConfig:
+    """config/recognition.yaml alone (no catalog, maps or tables): e.g. which local sets hold the order maps."""
+    return _settings(directory or config_dir())
+
+
+def _settings(base: Path) -> RecognitionConfig:
     path = base / "recognition.yaml"
     try:
         with path.open(encoding="utf-8") as fh:
@@ -222,10 +240,17 @@ def load_recognition(directory: Path | None = None, *, mappings_dir: Path | None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: YAML syntax error: {exc}") from None
     try:
-        cfg = RecognitionConfig.model_validate(data or {})
+        return RecognitionConfig.model_validate(data or {})
     except ValidationError as exc:
         lines = [f"{path}: {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)]
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+
+
+def load_recognition(directory: Path | None = None, *, mappings_dir: Path | None = None,
+                     hospital: str | None = None) -> Recognition:
+    base = directory or config_dir()
+    path = base / "recognition.yaml"
+    cfg = _settings(base)
     bad = [k for k in list(cfg.local_sets) + list(cfg.kinds.values()) if k not in KINDS]
     if bad:
         raise ConfigError(f"{path}: local_sets / kinds: unknown report kind(s) {bad} (expected {list(KINDS)})")

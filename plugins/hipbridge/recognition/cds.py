@@ -32,9 +32,11 @@ from hipbridge.settings import hospital_tz
 
 from .catalog import Order, Recognition
 from .engine import Candidate, Recognizer
+from .reasons import ReasonDictionary
 
 log = logging.getLogger("hipbridge.recognition.cds")
 SUMMARY_MAX = 139      # CDS Hooks: summary under 140 characters
+QUEUED = "_queued"     # answer() → the route: 提醒记录 uploads were queued (drain the outbox after the answer)
 
 
 def _ref(value: Any, prefix: str) -> str | None:
@@ -82,11 +84,13 @@ def orders_of(context: dict[str, Any], categories: dict[str, str]) -> list[Order
 class CdsService:
     def __init__(self, *, rec: Recognizer, launcher: Launcher, writer: AuditWriter, frontend: Engine, ops: Ops,
                  org_code: str, clock: Callable[[], datetime], keys=None,
-                 on_queued: Callable[[], object] | None = None):
-        """`on_queued` runs after an answer that queued uploads (e.g. drain the outbox)."""
+                 on_queued: Callable[[], object] | None = None, reasons: ReasonDictionary | None = None):
+        """`on_queued` runs after an answer that queued uploads (e.g. drain the outbox); `reasons` is the
+        不互认 dictionary (default: the cached platform list, else the seed CSV, never asking the platform)."""
         self.rec, self.launcher, self.writer, self.keys, self.on_queued = rec, launcher, writer, keys, on_queued
         self.frontend, self.ops, self.org_code, self.clock = frontend, ops, org_code, clock
         self.cfg: Recognition = rec.rec
+        self.reasons = reasons or ReasonDictionary(rec.rec, frontend, ops)
         self.by_id = {s.id: (hook, s) for hook, s in self.cfg.cfg.cds.services.items()}
 
     # ------------------------------------------------------------ discovery
@@ -99,7 +103,7 @@ class CdsService:
 
     def override_reasons(self) -> list[dict[str, str]]:
         return [{"code": r.code, "system": self.cfg.cfg.reason_system, "display": r.name}
-                for r in self.cfg.reasons.values()]
+                for r in self.reasons.current().values()]
 
     def answer(self, service_id: str, body: dict[str, Any], base_url: str, caller: str) -> dict[str, Any]:
         hook, svc = self.by_id[service_id]
@@ -111,28 +115,24 @@ class CdsService:
             return {"cards": []}
         now = self.clock()
         req = LaunchRequest(self.org_code, visit, patient, doctor, None, "RECOGNIZE")
-        decision, _visit, pkey, auth = self.launcher.decide(req, now)
+        decided = self.launcher.decide(req, now)
+        decision, _visit, pkey, auth = decided
         if decision != "ok" or not auth or not auth.get("auth_id"):
             self._audit(now, doctor, pkey, "HR_REMIND", decision, visit, {"hook": hook, "cards": 0})
             return {"cards": []}
-        data = self.rec.reader.patient([auth["auth_id"]])
-        if hook == "order-select":
-            orders = orders_of(ctx, self.cfg.cfg.cds.categories)
-            pairs = [(a.order, c) for a in self.rec.evaluate([auth["auth_id"]], orders, now, data=data)
-                     for c in a.candidates[:1]]          # the newest qualifying result per order line
-        else:
-            pairs = [(None, c) for cs in self.rec.candidates(data, None, now).values() for c in cs]
-            pairs.sort(key=lambda p: p[1].report_time, reverse=True)
+        orders = orders_of(ctx, self.cfg.cfg.cds.categories) if hook == "order-select" else None
+        pairs = self.pairs(auth["auth_id"], orders, now)
         if not pairs:
             self._audit(now, doctor, pkey, "HR_REMIND", "none", visit, {"hook": hook, "cards": 0})
             return {"cards": []}
         orders_ctx = [{"orderId": o.order_id, "code": o.local_code, "kind": o.kind} for o, _ in pairs if o]
         token, _exp, lctx = self.launcher.launch(LaunchRequest(self.org_code, visit, patient, doctor, None,
-                                                               "RECOGNIZE", orders_ctx), caller)
+                                                               "RECOGNIZE", orders_ctx), caller, decided=decided)
         link = {"label": self.cfg.cfg.cds.link_label, "url": f"{base_url.rstrip('/')}/shared/ui?t={token}",
                 "type": "absolute"}
-        stored = [(o, c, self._reminder(now, visit, patient, doctor, svc.search_type, o, c, lctx.patient_key))
-                  for o, c in pairs]
+        queued: list[str] = []
+        stored = [(o, c, self._reminder(now, visit, patient, doctor, svc.search_type, o, c, lctx.patient_key,
+                                        queued)) for o, c in pairs]
         cds = self.cfg.cfg.cds
         cards: list[dict[str, Any]] = []
         if hook == "order-select":
@@ -168,7 +168,19 @@ class CdsService:
                                                       for _, c, rid in stored]}})
         self._audit(now, doctor, lctx.patient_key, "HR_REMIND", "ok", visit,
                     {"hook": hook, "cards": len(cards), "reports": [[c.org_code, c.report_no] for _, c, _ in stored]})
-        return {"cards": cards}
+        return {"cards": cards, QUEUED: bool(queued)} if queued else {"cards": cards}
+
+    def pairs(self, auth_id: str, orders: list[Order] | None, now: datetime) -> list[tuple[Order | None, Candidate]]:
+        """What to remind of: with orders (开单), the newest qualifying result of each order line; without
+        (接诊), every recognisable result of the patient, newest first."""
+        data = self.rec.reader.patient([auth_id], kinds=("lab", "exam"))     # reports only: no results, visits, rx
+        if orders is not None:
+            return [(a.order, c) for a in self.rec.evaluate([auth_id], orders, now, data=data)
+                    for c in a.candidates[:1]]
+        pairs: list[tuple[Order | None, Candidate]] = [
+            (None, c) for cs in self.rec.candidates(data, None, now).values() for c in cs]
+        pairs.sort(key=lambda p: p[1].report_time, reverse=True)
+        return pairs
 
     @staticmethod
     def _ext(c: Candidate) -> dict[str, Any]:
@@ -190,7 +202,7 @@ class CdsService:
             return str(conn.execute(select(t.c.remind_id).where(t.c.id == rid)).scalar())
 
     def _reminder(self, now: datetime, visit: str, patient: str, doctor: str, search_type: str,
-                  o: Order | None, c: Candidate, pkey: str | None = None) -> int:
+                  o: Order | None, c: Candidate, pkey: str | None = None, queued: list[str] | None = None) -> int:
         """The reminder row of (visit, doctor, report, search type, order): created once with its remindId,
         and its 提醒记录 queued in the outbox in the same transaction."""
         t = self.ops.table("recognition_reminder")
@@ -213,6 +225,8 @@ class CdsService:
                     ).inserted_primary_key[0])
                     if self.keys is not None:
                         self._queue_remind(conn, remind_id, now, visit, patient, doctor, search_type, o, c, pkey)
+                        if queued is not None:
+                            queued.append(remind_id)
                     return new
                 except IntegrityError:
                     continue     # a concurrent call created it: read it
@@ -271,10 +285,10 @@ class CdsService:
                 reason = ((f.get("overrideReason") or {}).get("reason") or {})
                 code = str(reason.get("code") or "")
                 comment = (f.get("overrideReason") or {}).get("userComment")
-                r = self.cfg.reasons.get(code)
+                r = self.reasons.current().get(code)
                 if r is None:
                     return 422, {"code": "A1003", "message": f"{where}.overrideReason.reason.code: 不互认理由 {code!r} "
-                                                             f"不在理由字典中 (config/recognition/reasons.csv)"}
+                                                             f"不在理由字典中 (平台字典; 平台不可用时为缓存或 config/recognition/reasons.csv)"}
                 if r.needs_diagnosis and not (comment or "").strip():
                     return 422, {"code": "A1004", "message": f"{where}.overrideReason.userComment: 理由 {code} 须填写诊断"}
             when = _time(f.get("outcomeTimestamp")) or now
@@ -328,7 +342,7 @@ def mount_cds(app: FastAPI, svc: CdsService, workstation: Callable[..., Any]) ->
         except Exception:
             log.exception("互认提醒出错, 返回空提醒 (不阻断开单): %s", service_id)
             out = {"cards": []}
-        if svc.on_queued is not None:
+        if out.pop(QUEUED, False) and svc.on_queued is not None:
             tasks.add_task(svc.on_queued)     # after the answer: uploads never delay the doctor
         return JSONResponse(out, headers={"Cache-Control": "no-store"}, background=tasks)
 

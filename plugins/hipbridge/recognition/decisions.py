@@ -86,7 +86,7 @@ class Decisions:
             raise DecisionError(decision, self.cds.launcher.cfg.message(decision), 403)
         reason = None
         if action == "decline":
-            reason = self.rec.rec.reasons.get(reason_code or "")
+            reason = self.cds.reasons.current().get(reason_code or "")
             if reason is None:
                 raise self._err("unknown_reason", 422)
             if reason.needs_diagnosis and not (diag_name or "").strip():

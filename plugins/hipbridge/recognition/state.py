@@ -110,3 +110,15 @@ def _decision_tables(md: MetaData) -> None:
         UniqueConstraint("quote_id", name="uq_recognition_citation"),
         comment="病历引用记录 (医院病历的一部分, 不随共享数据删除)",
     )
+
+
+@register_ops_tables
+def _reason_tables(md: MetaData) -> None:
+    Table(
+        "recognition_reason", md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("code", String(8), nullable=False),
+        Column("name", String(200), nullable=False),
+        Column("fetched_at", DateTime, nullable=False),
+        comment="不互认理由字典: 平台最近一次给出的列表 (平台不可用时使用)",
+    )
