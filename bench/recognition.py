@@ -167,10 +167,10 @@ def main() -> int:
         import hipbridge.display.state
         import hipbridge.recognition.state  # noqa: F401
         from hipbridge.crypto.keys import KeyStore, provision_pair
-        from hipbridge.display.config import display_config
         from hipbridge.demo.external import platform_keys
-        from hipbridge.io.ops import ensure_ops
         from hipbridge.demo.simulator import free_port
+        from hipbridge.display.config import display_config
+        from hipbridge.io.ops import ensure_ops
         from hipbridge.sharing.door import add_caller
         from hipbridge.sharing.service import Lifecycle
         from hipbridge.spec import load_specs

@@ -707,8 +707,8 @@ def test_concurrent_duplicate_feedback_and_decisions_are_recorded_once(world, pa
 
 
 def test_override_reasons_come_from_the_platform_with_a_cached_fallback(world, patient_a):
-    from hipbridge.display.service import DisplayService
     from hipbridge.demo.simulator import ServerThread
+    from hipbridge.display.service import DisplayService
     from hipbridge.recognition.reasons import ReasonDictionary
 
     sim = world.sim_app.state.sim
