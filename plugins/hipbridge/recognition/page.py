@@ -30,6 +30,7 @@ from hipbridge.display.app import _SECURITY_HEADERS
 from hipbridge.display.config import DisplayConfig
 from hipbridge.display.launch import LaunchContext, Launcher, Refused
 from hipbridge.display.records import StoreUnavailable
+from hipbridge.settings import DEFAULT_TIMEZONE
 
 from .catalog import KINDS, Order, Recognition
 from .cds import CdsService
@@ -62,7 +63,7 @@ def launch_orders(raw: list[dict[str, Any]], rec: Recognition) -> list[Order]:
 
 
 def mount_reminder_page(app: FastAPI, svc: CdsService, launcher: Launcher, dcfg: DisplayConfig,
-                        timezone: str = "Asia/Shanghai") -> None:
+                        timezone: str = DEFAULT_TIMEZONE) -> None:
     rec = svc.cfg
     cookie = dcfg.launch.cookie
     templates = Environment(loader=FileSystemLoader(_HERE / "templates"), autoescape=select_autoescape(["html"]))
