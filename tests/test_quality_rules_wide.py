@@ -384,6 +384,7 @@ def test_c03_volume_is_not_applicable_before_any_reconciliation(tmp_path, hb_hom
 
 @pytest.mark.parametrize("dialect", ["sqlite", "mariadb", "postgresql"])
 def test_gx_agrees_with_sql_on_the_volume_rule(dialect, tmp_path, hb_home, request):
+    """C03 应传总数量 through GX (the control table's rows, the day counts from GX's batch) = the SQL engine."""
     from hipbridge.quality.gx import check_database_gx
 
     engine = _engine(dialect, tmp_path, request)
@@ -394,3 +395,5 @@ def test_gx_agrees_with_sql_on_the_volume_rule(dialect, tmp_path, hb_home, reque
     a = {r.rule_id: (r.status, r.violated, r.denominator) for r in native.results if r.template == "C03"}
     b = {r.rule_id: (r.status, r.violated, r.denominator) for r in via_gx.results if r.template == "C03"}
     assert a == b and a["C03.op_visit.volume"] == ("Failed", 3, 5)
+    # counted by GX itself: its query reads the day counts from GX's batch, not from the table
+    assert "{batch}" in next(r.sql for r in via_gx.results if r.rule_id == "C03.op_visit.volume")
