@@ -397,3 +397,20 @@ def test_gx_agrees_with_sql_on_the_volume_rule(dialect, tmp_path, hb_home, reque
     assert a == b and a["C03.op_visit.volume"] == ("Failed", 3, 5)
     # counted by GX itself: its query reads the day counts from GX's batch, not from the table
     assert "{batch}" in next(r.sql for r in via_gx.results if r.rule_id == "C03.op_visit.volume")
+
+
+def test_an_invalid_control_file_makes_c03_volume_an_error_not_the_run(tmp_path, hb_home):
+    import shutil
+
+    specs_dir = tmp_path / "specs"
+    shutil.copytree(ROOT / "table_specs", specs_dir)
+    ctl = specs_dir / "_control.yaml"
+    ctl.write_text(ctl.read_text(encoding="utf-8").replace("table: op_visit,", "table: op_visits,"), encoding="utf-8")
+    specs = load_specs(specs_dir).require_valid()
+    engine = _engine("sqlite", tmp_path, None)
+    _load(engine, VOLUME_ROWS)
+    got = {r.rule_id: r for r in check_database(engine, specs, ["op_visit"], cfg=CFG, domains=lambda d: None,
+                                                now=NOW, store=False).results}
+    assert got["C03.op_visit.volume"].status == "Error"
+    assert "_control.yaml" in got["C03.op_visit.volume"].error and "op_visits" in got["C03.op_visit.volume"].error
+    assert got["C01.op_visit.MZJZLSH"].status == "Passed"

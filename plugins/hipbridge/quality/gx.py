@@ -110,7 +110,7 @@ def check_database_gx(engine: Engine, specs: SpecSet, tables: list[str] | None =
             scope = Scope(from_sql=sql.table(spec.target.name), pk=list(spec.target.primary_key), physical=physical,
                           exists=exists, columns=cols, sensitive={c.name for c in spec.columns if c.sensitive})
             via_gx = [r for r in rules if exists and (r.kind == "row" or (
-                          r.kind == "control" and r.extra["control_table"] in existing))
+                          r.kind == "control" and r.extra.get("control_table") in existing))
                       and not native._missing_columns(r, scope) and not r.extra.get("config_error")
                       and not (not sql.builtin_regexp and "REGEXP" in (r.violation or ""))]
             gx_ids = {r.rule_id for r in via_gx}

@@ -216,7 +216,12 @@ class ControlVolume(TableTemplate):
 
     def emit(self, t: TableRules) -> None:
         vcfg, d, sql = t.cfg.rules.volume_control, t.defaults, t.sql
-        control = _load_control(t.specs)
+        try:
+            control = _load_control(t.specs)
+        except Exception as exc:  # noqa: BLE001 - an invalid control file is this rule's Error, not the run's
+            t.add("C03", [], kind="control", suffix="volume", fmt_kw={"control_label": "", "expected_label": ""},
+                  config_error=f"{t.specs.directory / '_control.yaml'}: {exc}"[:1000])
+            return
         v, vc = control.volume, control.volume.columns
         updated, org = d.audit("source_updated_at").name, t.org
         start, expected = t.c(vc.business_start.name), t.c(vc.expected.name)
