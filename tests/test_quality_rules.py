@@ -660,7 +660,7 @@ def test_template_registry_and_rules_yaml_agree(tmp_path):
     shutil.copytree(ROOT / "expectations", exp_dir)
     rules = exp_dir / "_rules.yaml"
     text = rules.read_text(encoding="utf-8")
-    rules.write_text(text.replace("  C03: {dimension: 完整性, severity: error, threshold: 5, custom: true,",
-                                  "  C03: {dimension: 完整性, severity: error, threshold: 5,"), encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"_rules\.yaml:\d+: templates\.C03: no generator"):
+    rules.write_text(text.replace("  C05: {dimension: 完整性, severity: warning, threshold: 5, custom: true,",
+                                  "  C05: {dimension: 完整性, severity: warning, threshold: 5,"), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"_rules\.yaml:\d+: templates\.C05: no generator"):
         load_config(exp_dir)

@@ -217,15 +217,60 @@ def test_recognition_result_types_divisions_settlements_and_ranges(dialect, tmp_
     assert got["P05.surgery_record.YFSYKJYWTS"] == ("Failed", 1, 2)
 
 
+# K04 line totals on 费用明细, K06 入院时间 on 出院登记 / 出院小结, U02 on 检验 / 检查报告 (one 标识号 ⇔ one person)
+SAME_FACT_CASE = {
+    "fee_detail": [{"SFMXLSH": "f1", "JE": Decimal("10.00"), "DJ": Decimal("5.00"), "SL": Decimal(2)},
+                   {"SFMXLSH": "f2", "JE": Decimal("10.01"), "DJ": Decimal("5.00"), "SL": Decimal(2)},   # within 0.01
+                   {"SFMXLSH": "f3", "JE": Decimal("12.00"), "DJ": Decimal("5.00"), "SL": Decimal(2)},   # K04 line
+                   {"SFMXLSH": "f4", "JE": Decimal("-7.50"), "DJ": Decimal("2.50"), "SL": Decimal(-3)},  # 退费: fine
+                   {"SFMXLSH": "f5", "JE": Decimal("3.00"), "DJ": Decimal("1.00"), "SL": Decimal(2)},    # K04 line
+                   {"SFMXLSH": "f6", "JE": Decimal("3.00"), "DJ": Decimal("1.00")}],                     # no 数量
+    "ip_admission": [{"ZYJZLSH": "Z1", "RYSJ": T0}, {"ZYJZLSH": "Z2", "RYSJ": T0}, {"ZYJZLSH": "Z3", "RYSJ": T0}],
+    "ip_discharge": [{"ZYJZLSH": "Z1", "RYSJ": T0}, {"ZYJZLSH": "Z2", "RYSJ": T0 + timedelta(minutes=5)},  # K06
+                     {"ZYJZLSH": "Z3", "RYSJ": T0 - timedelta(days=1)},                                    # K06
+                     {"ZYJZLSH": "Z9", "RYSJ": T0}, {"ZYJZLSH": "Z4"}],            # no admission / no time
+    "discharge_summary": [{"CYXJLSH": "D1", "ZYJZLSH": "Z1", "RYSJ": T0},
+                          {"CYXJLSH": "D2", "ZYJZLSH": "Z2", "RYSJ": T0 + timedelta(hours=2)},             # K06
+                          {"CYXJLSH": "D3", "ZYJZLSH": "Z3", "RYSJ": T0}],
+    "patient_info": [{"HZWYBSH": "P1", "ZJLXDM": "01", "ZJHM": "451002198001010011"},
+                     {"HZWYBSH": "P2", "ZJLXDM": "01", "ZJHM": "451002199002020022"},
+                     {"HZWYBSH": "P3", "ZJLXDM": "03", "ZJHM": "E12345678"}],
+    "lab_report": [{"JYJLLSH": "L1", "HZWYBSH": "P1", "ZJLXDM": "01", "ZJHM": "451002198001010011"},
+                   {"JYJLLSH": "L2", "HZWYBSH": "P1", "ZJLXDM": "01", "ZJHM": "451002199002020022"},   # U02
+                   {"JYJLLSH": "L3", "HZWYBSH": "P2", "ZJLXDM": "01", "ZJHM": "451002198001010011"},   # U02
+                   {"JYJLLSH": "L4", "HZWYBSH": "P3", "ZJLXDM": "01", "ZJHM": "451002198001010011"},   # P3: passport
+                   {"JYJLLSH": "L5", "HZWYBSH": "P1", "ZJLXDM": "03", "ZJHM": "E7"},                  # not 身份证
+                   {"JYJLLSH": "L6", "HZWYBSH": "P9", "ZJLXDM": "01", "ZJHM": "451002198001010011"}],  # unknown
+    "exam_report": [{"JCBGLSH": "E1", "HZWYBSH": "P2", "ZJLXDM": "01", "ZJHM": "451002199002020022"},
+                    {"JCBGLSH": "E2", "HZWYBSH": "P2", "ZJLXDM": "01", "ZJHM": "451002198001010011"},  # U02
+                    {"JCBGLSH": "E3", "HZWYBSH": "P1"}],                                              # no 证件号码
+}
+SAME_FACT_CASE_TABLES = ["fee_detail", "ip_discharge", "discharge_summary", "lab_report", "exam_report"]
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "mariadb"])
+def test_line_totals_admission_times_and_report_identities(dialect, tmp_path, hb_home, request):
+    """K04 on 费用明细 (金额 = 单价 × 数量 ± 0.01), K06 on 出院登记 and 出院小结 (入院时间 = 入院登记), U02 on
+    检验 / 检查报告 (the report's 身份证号 = 患者基本信息's for the same 标识号), counted per row."""
+    engine = _engine(dialect, tmp_path, request)
+    _load(engine, SAME_FACT_CASE)
+    got = _results(engine, SAME_FACT_CASE_TABLES)
+    assert got["K04.fee_detail.line"] == ("Failed", 2, 5)
+    assert got["K06.ip_discharge.admit_time"] == ("Failed", 2, 4)
+    assert got["K06.discharge_summary.admit_time"] == ("Failed", 1, 3)
+    assert got["U02.lab_report.identity"] == ("Failed", 2, 5)
+    assert got["U02.exam_report.identity"] == ("Failed", 1, 2)
+
+
 CASES = {"r03": (R03_CASE, R03_CASE_TABLES), "pairs": (PAIR_CASE, PAIR_CASE_TABLES),
          "totals": (TOTALS_CASE, TOTALS_CASE_TABLES), "identity": (IDENTITY_CASE, IDENTITY_CASE_TABLES),
-         "coded": (CODED_CASE, CODED_CASE_TABLES)}
+         "coded": (CODED_CASE, CODED_CASE_TABLES), "same_fact": (SAME_FACT_CASE, SAME_FACT_CASE_TABLES)}
 # the templates issue 15 widened: GX runs two queries per rule, so the comparison on data keeps to these
 WIDENED = {"C02", "C03", "S08", "U02", "R03", "R04", "K03", "K04", "K06", "K07", "P04", "P05", "P06", "P07"}
 
 
 @pytest.mark.parametrize("case, dialect", [(c, "sqlite") for c in sorted(CASES)] + [
-    (c, d) for c in ("coded", "totals") for d in ("mariadb", "postgresql")])
+    (c, d) for c in ("coded", "totals", "same_fact") for d in ("mariadb", "postgresql")])
 def test_gx_agrees_with_sql_on_the_injected_faults(case, dialect, tmp_path, hb_home, request, monkeypatch):
     """Both engines on the fault sets above (tables with rows): the same status, violated count and denominator
     for every rule of the widened templates. On MariaDB and PostgreSQL GX also runs the REGEXP rules such as
@@ -274,3 +319,98 @@ def test_gx_agrees_with_sql_on_every_rule_of_an_empty_front_end(tmp_path, hb_hom
     templates = {r.template for r in native.results}
     assert {"C02", "C03", "C05", "K04", "K06", "K07", "P06", "R01", "R03", "R04", "S08"} <= templates
     assert {s for s, _, _ in a.values()} <= {"Not Applicable", "Failed"}    # C04 fails: no data at all
+
+
+def _day(k: int, hour: int = 10) -> datetime:
+    return datetime.combine(NOW.date() - timedelta(days=k), datetime.min.time()) + timedelta(hours=hour)
+
+
+# C03 应传总数量: op_visit rows by 数据更新时间 — 5 past control days (k = 5…1) and today (not checked)
+VOLUME_ROWS = {
+    "op_visit": [{"MZJZLSH": f"V{k}{i}", "SJGXSJ": _day(k, 8 + i)} for k, n in ((3, 3), (2, 2), (1, 1), (0, 1))
+                 for i in range(n)],
+    "op_registration": [{"GHLSH": "G1", "SJGXSJ": _day(2)}, {"GHLSH": "G2", "SJGXSJ": _day(1)}],
+}
+
+
+def _volume_case(engine):
+    """Published rows, the control table computed by `reconcile`, then three faults in op_visit."""
+    from hipbridge.io.dialects import frontend_dialect
+    from hipbridge.pipeline.reconcile import reconcile
+    from sqlalchemy import text
+
+    md = MetaData()
+    for t in ("fee_settlement", "ip_admission"):          # the reconciliation measures read these (empty here)
+        target_table(SPECS.get(t), SPECS.defaults, md)
+    md.create_all(engine)
+    _load(engine, VOLUME_ROWS)
+    reconcile(engine, SPECS, NOW.date() - timedelta(days=5), NOW.date(), NOW)
+    q = frontend_dialect(engine).q
+    visits, key, upd = q(SPECS.get("op_visit").target.name), q("MZJZLSH"), q("SJGXSJ")
+    with engine.begin() as conn:
+        conn.execute(text(f"DELETE FROM {visits} WHERE {key} = 'V20'"))                  # day 2: 1 of 2
+        conn.execute(text(f"UPDATE {visits} SET {upd} = :t WHERE {key} = 'V10'"),         # day 1: 0 of 1
+                     {"t": _day(0, 9)})
+    _load(engine, {"op_visit": [{"MZJZLSH": "V50", "SJGXSJ": _day(5, 23) + timedelta(minutes=59)}]})  # day 5: 1 of 0
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "mariadb", "postgresql"])
+def test_daily_volume_equals_the_control_table_c03(dialect, tmp_path, hb_home, request):
+    """C03 against 数据量记录汇总.应传总数量: a day is violated when the table now holds another row count for it
+    (fewer rows, a row moved to another day, a row on a day the control says 0); today is not checked."""
+    engine = _engine(dialect, tmp_path, request)
+    _volume_case(engine)
+    out = check_database(engine, SPECS, ["op_visit", "op_registration", "patient_info"], cfg=CFG,
+                         domains=lambda d: None, now=NOW, store=False)
+    got = {r.rule_id: r for r in out.results}
+    visit = got["C03.op_visit.volume"]
+    assert (visit.status, visit.violated, visit.denominator) == ("Failed", 3, 5)
+    assert [s["业务开始时间"] for s in visit.samples] == [
+        (NOW.date() - timedelta(days=k)).isoformat() for k in (5, 2, 1)]
+    assert [int(s["应传总数量"]) for s in visit.samples] == [0, 2, 1]
+    reg = got["C03.op_registration.volume"]
+    assert (reg.status, reg.violated, reg.denominator) == ("Passed", 0, 5)
+    assert got["C03.patient_info.volume"].status == "Not Applicable"          # table not created
+
+
+def test_c03_volume_is_not_applicable_before_any_reconciliation(tmp_path, hb_home):
+    engine = _engine("sqlite", tmp_path, None)
+    _load(engine, VOLUME_ROWS)
+    got = {r.rule_id: r for r in check_database(engine, SPECS, ["op_visit"], cfg=CFG, domains=lambda d: None,
+                                                now=NOW, store=False).results}
+    assert got["C03.op_visit.volume"].status == "Not Applicable"
+    assert "SJLJLHZ" in got["C03.op_visit.volume"].error
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "mariadb", "postgresql"])
+def test_gx_agrees_with_sql_on_the_volume_rule(dialect, tmp_path, hb_home, request):
+    """C03 应传总数量 through GX (the control table's rows, the day counts from GX's batch) = the SQL engine."""
+    from hipbridge.quality.gx import check_database_gx
+
+    engine = _engine(dialect, tmp_path, request)
+    _volume_case(engine)
+    tables = ["op_visit", "op_registration"]
+    native = check_database(engine, SPECS, tables, cfg=CFG, domains=lambda d: None, now=NOW, store=False)
+    via_gx = check_database_gx(engine, SPECS, tables, cfg=CFG, domains=lambda d: None, now=NOW, store=False)
+    a = {r.rule_id: (r.status, r.violated, r.denominator) for r in native.results if r.template == "C03"}
+    b = {r.rule_id: (r.status, r.violated, r.denominator) for r in via_gx.results if r.template == "C03"}
+    assert a == b and a["C03.op_visit.volume"] == ("Failed", 3, 5)
+    # counted by GX itself: its query reads the day counts from GX's batch, not from the table
+    assert "{batch}" in next(r.sql for r in via_gx.results if r.rule_id == "C03.op_visit.volume")
+
+
+def test_an_invalid_control_file_makes_c03_volume_an_error_not_the_run(tmp_path, hb_home):
+    import shutil
+
+    specs_dir = tmp_path / "specs"
+    shutil.copytree(ROOT / "table_specs", specs_dir)
+    ctl = specs_dir / "_control.yaml"
+    ctl.write_text(ctl.read_text(encoding="utf-8").replace("table: op_visit,", "table: op_visits,"), encoding="utf-8")
+    specs = load_specs(specs_dir).require_valid()
+    engine = _engine("sqlite", tmp_path, None)
+    _load(engine, VOLUME_ROWS)
+    got = {r.rule_id: r for r in check_database(engine, specs, ["op_visit"], cfg=CFG, domains=lambda d: None,
+                                                now=NOW, store=False).results}
+    assert got["C03.op_visit.volume"].status == "Error"
+    assert "_control.yaml" in got["C03.op_visit.volume"].error and "op_visits" in got["C03.op_visit.volume"].error
+    assert got["C01.op_visit.MZJZLSH"].status == "Passed"

@@ -122,6 +122,14 @@ class AgeConsistency(_Strict):
     tolerance_years: float = 1
 
 
+class VolumeControl(_Strict):
+    """C03 against 数据量记录汇总 (`table_specs/_control.yaml`): each front-end table's rows per past day."""
+    enabled: bool = True
+    threshold: float = Field(0, ge=0, le=100)     # % of control days whose count may differ
+    message: str = "【{table_label}】每日数据量与{control_label}的{expected_label}不一致"
+    advice: str = ""
+
+
 class GateSettings(_Strict):
     block_on_error: bool = True
 
@@ -149,6 +157,7 @@ class RulesFile(_Strict):
     sex_diagnosis: SexDiagnosis = Field(default_factory=SexDiagnosis)
     age_consistency: AgeConsistency = Field(default_factory=AgeConsistency)
     plausible_age_labels: list[str] = Field(default_factory=list)
+    volume_control: VolumeControl = Field(default_factory=VolumeControl)
     gate: GateSettings = Field(default_factory=GateSettings)
     templates: dict[str, Template] = Field(default_factory=dict)
 

@@ -183,6 +183,8 @@ class Evaluator:
                 results[r.rule_id] = self._safe(self._unique, r, scope)
             elif r.kind == "days":
                 results[r.rule_id] = self._safe(self._days, r, scope)
+            elif r.kind == "control":
+                results[r.rule_id] = self._safe(self._control, r, scope)
         id_rules = [r for r in runnable if r.kind == "idcard"]
         for res in self._idcards(id_rules, scope):
             results[res.rule_id] = res
@@ -344,6 +346,35 @@ class Evaluator:
         status, pct = _status(len(gaps), len(period), rule.threshold)
         res = _result(rule, status, len(gaps), len(period), pct, sql=sql)
         res.samples = [{"日期": d} for d in gaps[: self.cfg.sample_keys]]
+        return res
+
+    # ------------------------------------------------------------ control table (C03 应传总数量)
+    def _control(self, rule: Rule, scope: Scope) -> RuleResult:
+        """Rows of a control table (alias `t`, e.g. 数据量记录汇总) checked against the scope's table."""
+        from sqlalchemy import inspect
+
+        ctl = rule.extra["control_table"]
+        if not inspect(self.conn).has_table(ctl):
+            return _result(rule, NOT_APPLICABLE, 0, 0, None, error=f"控制表 {ctl} 不存在(尚未运行对账)")
+        n = self._scope_rows
+        if n is None:
+            n = int(self._exec(f"SELECT COUNT(*) FROM {scope.from_sql} t{self._where(scope)}",
+                               self._params(scope)).scalar() or 0)
+        f, v = self._rule_sql(rule, scope)
+        params = self._params(scope, rule)
+        sql = (f"SELECT SUM(CASE WHEN ({f}) THEN 1 ELSE 0 END), SUM(CASE WHEN ({f}) AND ({v}) THEN 1 ELSE 0 END) "
+               f"FROM {self.sql.table(ctl)} t")
+        if n == 0:
+            return _result(rule, NOT_APPLICABLE, 0, 0, None, error="表中无数据", sql=sql)
+        den, vio = (int(x or 0) for x in self._exec(sql, params).one())
+        status, pct = _status(vio, den, rule.threshold)
+        res = _result(rule, status, vio, den, pct, sql=sql,
+                      error="控制表中没有本表的汇总" if status == NOT_APPLICABLE else None)
+        if status == FAILED:
+            shown = f"SELECT {rule.extra['day']}, {rule.extra['expected']} FROM {self.sql.table(ctl)} t WHERE ({f}) AND ({v})"
+            rows = self._exec(f"{shown} ORDER BY 1 LIMIT {int(self.cfg.sample_keys)}", params).all()
+            labels = rule.extra["sample_labels"]
+            res.samples = [self._key_row(scope, r, labels) for r in rows]
         return res
 
     # ------------------------------------------------------------ samples

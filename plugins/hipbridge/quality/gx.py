@@ -5,6 +5,8 @@ keys, and a second one counts the rule's denominator; GX reports both counts as
 `observed_value`. Length rules stay character-based because the SQL is ours (GX's own length
 expectations count bytes on MariaDB). Uniqueness, coverage and GB 11643 run on the native engine
 (GX has no per-value Python hook on SQL data), as do regex rules on SQLite (no REGEXP there).
+C03 against 数据量记录汇总 (kind `control`) runs through GX too: the rows it counts are the control table's,
+and the day counts come from GX's batch (the checked table).
 
 Why this is not the default: importing GX costs ~2 s, and GX runs one query per expectation,
 where the native engine counts every row rule of a table in one scan (see docs/quality.md).
@@ -107,8 +109,9 @@ def check_database_gx(engine: Engine, specs: SpecSet, tables: list[str] | None =
             cols = {c["name"] for c in inspect(engine).get_columns(spec.target.name)} if exists else set()
             scope = Scope(from_sql=sql.table(spec.target.name), pk=list(spec.target.primary_key), physical=physical,
                           exists=exists, columns=cols, sensitive={c.name for c in spec.columns if c.sensitive})
-            via_gx = [r for r in rules if exists and r.kind == "row" and not native._missing_columns(r, scope)
-                      and not r.extra.get("config_error")
+            via_gx = [r for r in rules if exists and (r.kind == "row" or (
+                          r.kind == "control" and r.extra.get("control_table") in existing))
+                      and not native._missing_columns(r, scope) and not r.extra.get("config_error")
                       and not (not sql.builtin_regexp and "REGEXP" in (r.violation or ""))]
             gx_ids = {r.rule_id for r in via_gx}
             got = {x.rule_id: x for x in native.run([r for r in rules if r.rule_id not in gx_ids], scope)}
@@ -135,11 +138,20 @@ def _run_gx(gx, ctx, ds, engine: Engine, table: str, rules: list[Rule], scope: S
     keys = ", ".join(f"t.{sql.q(k)}" for k in scope.pk) or "1"
     plan: dict[str, tuple[Rule, str, str]] = {}
     for r in rules:
-        f = render(r.filter, sql, scope.physical) if r.filter else "1=1"
-        v = render(r.violation, sql, scope.physical)
         p = {**params, **r.params}
-        bad = _literal_sql(engine, _batch_query(f"SELECT {keys} FROM (SELECT * FROM {{batch}}) t WHERE ({f}) AND ({v})"), p)
-        den = _literal_sql(engine, _batch_query(f"SELECT 1 FROM (SELECT * FROM {{batch}}) t WHERE ({f})"), p)
+        if r.kind == "control":
+            # the rows checked are the control table's (alias t); the batch is the table they count
+            physical = {**scope.physical, r.table: "(SELECT * FROM {batch})"}
+            f = render(r.filter, sql, physical) if r.filter else "1=1"
+            v = render(r.violation, sql, physical)
+            ctl = sql.table(r.extra["control_table"])
+            bad = _literal_sql(engine, _batch_query(f"SELECT {r.extra['day']} FROM {ctl} t WHERE ({f}) AND ({v})"), p)
+            den = _literal_sql(engine, f"SELECT 1 FROM {ctl} t WHERE ({f})", p)
+        else:
+            f = render(r.filter, sql, scope.physical) if r.filter else "1=1"
+            v = render(r.violation, sql, scope.physical)
+            bad = _literal_sql(engine, _batch_query(f"SELECT {keys} FROM (SELECT * FROM {{batch}}) t WHERE ({f}) AND ({v})"), p)
+            den = _literal_sql(engine, _batch_query(f"SELECT 1 FROM (SELECT * FROM {{batch}}) t WHERE ({f})"), p)
         suite.add_expectation(gx.expectations.UnexpectedRowsExpectation(
             unexpected_rows_query=bad, description=f"{r.rule_id} {r.message}"))
         suite.add_expectation(gx.expectations.UnexpectedRowsExpectation(

@@ -41,7 +41,7 @@ class Rule:
     threshold: float
     message: str
     advice: str
-    kind: str = "row"          # row | unique | table | idcard | days
+    kind: str = "row"          # row | unique | table | idcard | days | control
     violation: str | None = None
     filter: str | None = None  # None: every row of the scope
     params: dict[str, Any] = field(default_factory=dict)
@@ -198,6 +198,62 @@ class RequiredWhen(ColumnTemplate):
             filt = f"{t.c(rw.column)} IN :{p}"
             shown = f"【{other_label}】为{'/'.join(rw.in_ or [])}"
         t.add("C02", [col.name, rw.column], violation=t.empty(col.name), filter=filt, fmt_kw={"condition": shown})
+
+
+class ControlVolume(TableTemplate):
+    """C03 应传总数量: each past day of 数据量记录汇总 equals the table's rows updated that day (kind `control`).
+
+    The control table (`table_specs/_control.yaml`, computed by `pipeline/reconcile.py`) holds, per hospital
+    day and physical front-end table, the rows whose 数据更新时间 fell on that day. Its rows (alias `t`) are
+    the denominator; a day is violated when the table now holds another count for it (a day with 0 expected:
+    when the table has any row on it). Days from today on are not checked (still being uploaded). The
+    counts are one uncorrelated GROUP BY per table (materialised once), not a count per control row.
+    """
+    codes = ("C03",)
+
+    def applies(self, t: TableRules) -> bool:
+        return t.cfg.rules.volume_control.enabled and (t.specs.directory / "_control.yaml").is_file()
+
+    def emit(self, t: TableRules) -> None:
+        vcfg, d, sql = t.cfg.rules.volume_control, t.defaults, t.sql
+        try:
+            control = _load_control(t.specs)
+        except Exception as exc:  # noqa: BLE001 - an invalid control file is this rule's Error, not the run's
+            t.add("C03", [], kind="control", suffix="volume", fmt_kw={"control_label": "", "expected_label": ""},
+                  config_error=f"{t.specs.directory / '_control.yaml'}: {exc}"[:1000])
+            return
+        v, vc = control.volume, control.volume.columns
+        updated, org = d.audit("source_updated_at").name, t.org
+        start, expected = t.c(vc.business_start.name), t.c(vc.expected.name)
+        x_upd, day_x, day_t = f"x.{sql.q(updated)}", sql.day(f"x.{sql.q(updated)}"), sql.day(start)
+        p_org, p_tbl = t.bind(t.org_code), t.bind(t.spec.target.name)
+        counts = (f"SELECT {day_x} AS d, COUNT(*) AS n FROM {{@{t.spec.table}}} x "
+                  f"WHERE x.{sql.q(org)} = :{p_org} AND {x_upd} IS NOT NULL GROUP BY {day_x}")
+        violation = (f"(({expected} = 0 AND {day_t} IN (SELECT k.d FROM ({counts}) k)) OR ({expected} <> 0 AND "
+                     f"({day_t}, {expected}) NOT IN (SELECT k.d, k.n FROM ({counts}) k)))")
+        filt = (f"{t.c(vc.platform_table.name)} = :{p_tbl} AND {t.c(org)} = :{p_org} AND {expected} IS NOT NULL "
+                f"AND {start} < :hb_today")
+        rule = t.add("C03", [updated], kind="control", violation=violation, filter=filt, suffix="volume",
+                     fmt_kw={"control_label": v.label, "expected_label": vc.expected.label},
+                     control_table=v.name, day=day_t, expected=expected,
+                     sample_labels=[vc.business_start.label, vc.expected.label])
+        if rule is not None:
+            rule.threshold, rule.message = vcfg.threshold, fmt(vcfg.message, table_label=t.spec.label,
+                                                               control_label=v.label, expected_label=vc.expected.label)
+            rule.advice = vcfg.advice or rule.advice
+
+
+_CONTROL_CACHE: dict[tuple[str, float], Any] = {}
+
+
+def _load_control(specs: SpecSet):
+    from hipbridge.pipeline.reconcile import CONTROL_FILE, load_control
+
+    path = specs.directory / CONTROL_FILE
+    key = (str(path), path.stat().st_mtime)
+    if key not in _CONTROL_CACHE:
+        _CONTROL_CACHE[key] = load_control(specs)
+    return _CONTROL_CACHE[key]
 
 
 # ---------------------------------------------------------------------- 规范性
@@ -605,7 +661,7 @@ class LabLimits(TableTemplate):
 
 # The registry, in the order rules are generated (and listed in a report).
 REGISTRY: tuple[TableTemplate, ...] = (
-    TableEmpty(), OrgCode(), Required(), RequiredWhen(), PrimaryKey(),
+    TableEmpty(), ControlVolume(), OrgCode(), Required(), RequiredWhen(), PrimaryKey(),
     ValueDomain(), CodeName(), IdCard(), Pattern(), Precision(), Length(), Mobile(), Division(),
     Range(), Future(), Reference(), TimeOrder(),
     Timeliness(), Continuity(), BusinessEnd(), SexDiagnosis(), AgeConsistency(), LabLimits(),
