@@ -247,7 +247,7 @@ _CONTROL_CACHE: dict[tuple[str, float], Any] = {}
 
 
 def _load_control(specs: SpecSet):
-    from hipbridge.pipeline.reconcile import CONTROL_FILE, load_control
+    from hipbridge.spec.control import CONTROL_FILE, load_control
 
     path = specs.directory / CONTROL_FILE
     key = (str(path), path.stat().st_mtime)
