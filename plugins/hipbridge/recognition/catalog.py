@@ -15,10 +15,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
-from hipbridge.platform.config import ConfigError
+from hipbridge.platform.config import ConfigError, load_model
 from hipbridge.settings import config_dir
 
 KINDS = ("lab", "exam")
@@ -231,19 +230,7 @@ def load_recognition_settings(directory: Path | None = None) -> RecognitionConfi
 
 
 def _settings(base: Path) -> RecognitionConfig:
-    path = base / "recognition.yaml"
-    try:
-        with path.open(encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: missing configuration file") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: YAML syntax error: {exc}") from None
-    try:
-        return RecognitionConfig.model_validate(data or {})
-    except ValidationError as exc:
-        lines = [f"{path}: {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)]
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+    return load_model(RecognitionConfig, base / "recognition.yaml")
 
 
 def load_recognition(directory: Path | None = None, *, mappings_dir: Path | None = None,
