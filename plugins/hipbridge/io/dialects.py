@@ -5,9 +5,8 @@ INFILE, COPY, executemany), how its staging table is built, how an upsert is spe
 marks a running transfer, how the operations schema is created, and a few spellings the quality
 rules use. Code that talks to the front-end asks `frontend_dialect(engine)` (or `dialect_class(name)`
 where only a dialect name is at hand) instead of testing `dialect.name`; a new front-end database is
-one new subclass of `FrontendDialect`, registered in `_CLASSES`. Sources are another matter: the
-reads (`extract.py`) spell each source dialect's window bounds themselves, and `monitor/doctor.py`
-keeps its per-server diagnostics.
+one new subclass of `FrontendDialect`, registered in `_CLASSES`. Sources (read, never written) have
+their own dialect objects in `sources.py`.
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ from sqlalchemy.engine import Engine, make_url
 
 from hipbridge.settings import settings
 
+from .sources import airflow_conn_types, for_airflow_conn_type
+
 _log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
@@ -37,46 +39,19 @@ class ConnectionNotConfigured(LookupError):
 
 REGISTRY_FILE = "connections.yaml"
 
-# Airflow Connection types → SQLAlchemy 2 dialect+driver. Airflow's own URIs (`postgres://`,
-# `mssql://`, `oracle://`, `mysql://`) name no driver, and SQLAlchemy 2 refuses `postgres://`.
-_AIRFLOW_DRIVERS = {
-    "mysql": "mysql+pymysql",
-    "mariadb": "mysql+pymysql",
-    "postgres": "postgresql+psycopg2",
-    "postgresql": "postgresql+psycopg2",
-    "mssql": "mssql+pymssql",
-    "oracle": "oracle+oracledb",
-    "sqlite": "sqlite",
-}
-
-
 def url_from_airflow_connection(conn) -> str:
-    """An Airflow Connection (any object with Airflow's Connection fields) as an SQLAlchemy URL."""
-    from sqlalchemy.engine import URL
+    """An Airflow Connection (any object with Airflow's Connection fields) as an SQLAlchemy URL.
 
-    conn_type = (conn.conn_type or "").lower()
-    driver = _AIRFLOW_DRIVERS.get(conn_type)
-    if driver is None:
+    Airflow's own URIs (`postgres://`, `mssql://`, `oracle://`, `mysql://`) name no driver, and
+    SQLAlchemy 2 refuses `postgres://`: each source dialect (`sources.py`) names its driver and
+    reads its Connection's extra.
+    """
+    dialect = for_airflow_conn_type(conn.conn_type or "")
+    if dialect is None:
         raise ConnectionNotConfigured(
             f"Airflow Connection {conn.conn_id!r} has type {conn.conn_type!r}; hipbridge reads "
-            f"{', '.join(sorted(set(_AIRFLOW_DRIVERS)))}")
-    extra = dict(conn.extra_dejson or {})
-    if driver == "sqlite":
-        return f"sqlite:///{conn.host or conn.schema}"
-    query: dict[str, str] = {}
-    database = conn.schema or None
-    if driver == "oracle+oracledb":
-        # Airflow's Oracle connection keeps the service name (or SID) in extra; `schema` is the owner.
-        if extra.get("service_name"):
-            query["service_name"] = str(extra["service_name"])
-            database = None
-        elif extra.get("sid"):
-            database = str(extra["sid"])
-    elif driver == "mysql+pymysql":
-        query["charset"] = str(extra.get("charset", "utf8mb4"))
-    return URL.create(driver, username=conn.login or None, password=conn.password or None,
-                      host=conn.host or None, port=conn.port or None, database=database,
-                      query=query).render_as_string(hide_password=False)
+            f"{', '.join(airflow_conn_types())}")
+    return dialect.airflow_url(conn)
 
 
 def registered_connections() -> dict[str, str]:

@@ -4,7 +4,7 @@ The integrator's SQL is wrapped, not edited: `SELECT * FROM (<sql>) src WHERE sr
 AND src.<wm> < :window_end`. A query that already uses `:window_start` / `:window_end` is run as it
 is (for sources where the filter must sit inside a UNION or a hint).
 
-Two ways to read, chosen per source dialect:
+Two ways to read, chosen per source dialect (`sources.py` says which dialect reads how):
 
 - **fast read** (MySQL/MariaDB, PostgreSQL): connectorx fetches a whole result in Rust, about
   8× faster than a Python driver, but cannot stream. So the window is cut into *slices* of about
@@ -29,9 +29,11 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 from sqlalchemy import text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Dialect, Engine
 
 from hipbridge.settings import settings
+
+from .sources import source_dialect
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,6 @@ _SQL_COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
 def filters_own_window(sql: str) -> bool:
     """The query places :window_start / :window_end itself (a mention in a comment does not count)."""
     return bool(_HAS_WINDOW_PARAMS.search(_SQL_COMMENTS.sub(" ", sql)))
-_TS = "%Y-%m-%d %H:%M:%S"
 # a slice may hold this many times chunk_rows before it is cut again (cuts aim at 80% of chunk_rows)
 _SLICE_SLACK = 1.2
 _SLICE_AIM = 0.8
@@ -59,31 +60,22 @@ def windowed_sql(sql: str, watermark_column: str | None, quote) -> str:
 
 
 def bind_window(engine: Engine, start: datetime, end: datetime) -> dict:
-    # SQLite stores local timestamps as 'YYYY-MM-DD HH:MM:SS' text: compare as text in that form.
-    if engine.dialect.name == "sqlite":
-        return {"window_start": start.strftime(_TS), "window_end": end.strftime(_TS)}
-    return {"window_start": start, "window_end": end}
+    """The window parameters of a streamed read, as the source's dialect binds them."""
+    return source_dialect(engine).bind_window(start, end)
 
 
 def timestamp_literal(dialect: str, value: datetime) -> str:
-    """A window bound written into SQL text (connectorx takes no bind parameters).
-
-    The value is always a datetime we computed, never user text, so this is not an injection path.
-    """
-    ts = value.strftime(_TS)
-    if dialect == "oracle":
-        return f"TIMESTAMP '{ts}'"
-    if dialect == "mssql":
-        return f"CONVERT(DATETIME2, '{ts}', 120)"
-    return f"'{ts}'"
+    """A window bound written into SQL text (connectorx takes no bind parameters), in `dialect`'s spelling."""
+    return source_dialect(dialect).timestamp_literal(value)
 
 
-def literal_window_sql(sql: str, watermark_column: str | None, dialect, start: datetime, end: datetime) -> str:
+def literal_window_sql(sql: str, watermark_column: str | None, dialect: Dialect, start: datetime,
+                       end: datetime) -> str:
     """windowed_sql with the bounds inlined, for readers that take no parameters."""
     stmt = windowed_sql(sql, watermark_column, dialect.identifier_preparer.quote)
-    name = dialect.name
-    stmt = re.sub(r":window_start\b", lambda _: timestamp_literal(name, start), stmt)
-    return re.sub(r":window_end\b", lambda _: timestamp_literal(name, end), stmt)
+    source = source_dialect(dialect)
+    stmt = re.sub(r":window_start\b", lambda _: source.timestamp_literal(start), stmt)
+    return re.sub(r":window_end\b", lambda _: source.timestamp_literal(end), stmt)
 
 
 def count_sql(windowed: str) -> str:
@@ -92,40 +84,19 @@ def count_sql(windowed: str) -> str:
 
 def connectorx_url(engine: Engine) -> str | None:
     """The connectorx URL for a source engine, or None where the fast read is not used."""
-    setting = settings().fast_read_mode.lower()
-    if setting in ("0", "false", "no", "off"):
-        return None
-    url = engine.url
-    backend = url.get_backend_name()
-    allowed = {"mysql": "mysql", "mariadb": "mysql", "postgresql": "postgresql"}
-    if setting == "all":
-        allowed["mssql"] = "mssql"  # tiberius, no client library; Oracle in connectorx needs the Oracle client
-    scheme = allowed.get(backend)
-    if scheme is None:
+    cx_url = source_dialect(engine).fast_read_url(engine.url, settings().fast_read_mode.lower())
+    if cx_url is None:
         return None
     try:
-        import connectorx  # noqa: F401
+        import connectorx  # noqa: F401 - optional: without it every read streams
     except ImportError:
         return None
-    u = make_url(str(url.render_as_string(hide_password=False))).set(drivername=scheme)
-    query = {k: v for k, v in u.query.items() if scheme == "postgresql" and k in ("sslmode",)}
-    if scheme == "postgresql":
-        query["cxprotocol"] = "binary"
-    return u.set(query=query).render_as_string(hide_password=False)
-
-
-def _oracle_fetch_defaults() -> None:
-    """oracledb thin mode: CLOBs as str (not LOB handles), NUMBER as Decimal (money stays exact)."""
-    import oracledb
-
-    oracledb.defaults.fetch_lobs = False
-    oracledb.defaults.fetch_decimals = True
+    return cx_url
 
 
 def _stream(engine: Engine, sql: str, watermark_column: str | None, start: datetime, end: datetime,
             chunk_rows: int) -> Iterator[pd.DataFrame]:
-    if engine.dialect.name == "oracle":
-        _oracle_fetch_defaults()
+    source_dialect(engine).prepare_stream()
     quote = engine.dialect.identifier_preparer.quote
     stmt = text(windowed_sql(sql, watermark_column, quote))
     params = bind_window(engine, start, end) if watermark_column or filters_own_window(sql) else {}

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine, make_url
 from hipbridge import profiles
 from hipbridge.io import engines
 from hipbridge.io.extract import probe_columns
+from hipbridge.io.sources import source_dialect
 from hipbridge.settings import hospital_now, hospital_tz, ops_schema_name
 from hipbridge.spec import SpecSet, load_specs
 
@@ -50,16 +51,6 @@ def masked(url: str) -> str:
     return mask_url(url)   # no password, no password-like query parameters
 
 
-# (UTC now, the server's local now): the clock is compared in UTC; the difference is its time zone.
-_DB_NOW = {
-    "mysql": "SELECT UTC_TIMESTAMP(6), NOW(6)",
-    "mariadb": "SELECT UTC_TIMESTAMP(6), NOW(6)",
-    "postgresql": "SELECT (now() AT TIME ZONE 'UTC'), LOCALTIMESTAMP",
-    "mssql": "SELECT SYSUTCDATETIME(), SYSDATETIME()",
-    "oracle": "SELECT SYS_EXTRACT_UTC(SYSTIMESTAMP), CAST(SYSTIMESTAMP AS TIMESTAMP) FROM DUAL",
-}
-
-
 def _skew(cfg: DoctorConfig, area: str, name: str, theirs_utc: datetime, ours_utc: datetime) -> Check:
     seconds = (theirs_utc - ours_utc).total_seconds()
     status = FAIL if abs(seconds) > cfg.clock_skew_fail_s else WARN if abs(seconds) > cfg.clock_skew_warn_s else OK
@@ -73,7 +64,7 @@ def _naive(value) -> datetime:
 
 def _clock_checks(cfg: DoctorConfig, engine: Engine, area: str, tz: str) -> list[Check]:
     """The server's clock against ours (in UTC), and its time zone against the hospital's."""
-    sql = _DB_NOW.get(engine.dialect.name)
+    sql = source_dialect(engine).clock_sql   # (UTC now, the server's local now)
     if sql is None:   # SQLite: a file on this machine, read with this machine's clock
         return [Check(area, "时钟", SKIP, "本机文件数据库，与前置机同一时钟")]
     with engine.connect() as c:
@@ -102,7 +93,7 @@ def source_checks(cfg: DoctorConfig, specs: SpecSet) -> list[Check]:
             url = engines.connection_url(conn_id)
             engine = engines.engine_for(url)
             with engine.connect() as c:
-                c.execute(text("SELECT 1" if engine.dialect.name != "oracle" else "SELECT 1 FROM DUAL"))
+                c.execute(text(source_dialect(engine).ping_sql))
         except Exception as exc:  # noqa: BLE001 - any failure to reach a source is the finding
             out.append(Check(area, "连接", FAIL, _safe(exc)))
             continue

@@ -18,6 +18,7 @@ from hipbridge.crypto.atrest import quarantine_protector
 from hipbridge.io import engines, state
 from hipbridge.io.extract import filters_own_window, read_chunks
 from hipbridge.io.load import StagingWriter
+from hipbridge.io.sources import source_dialect
 from hipbridge.io.spool import clear_stale_spool
 from hipbridge.io.staging import BATCH_TABLE_SEP, batch_table_name, drop_table, staging_name
 from hipbridge.settings import org_code, org_name
@@ -263,7 +264,7 @@ def _check_watermark_type(ctx: Context, spec: TableSpec, chunk, column: str, sou
     """
     from pandas.api.types import infer_dtype, is_datetime64_any_dtype
 
-    if source.dialect.name == "sqlite" or chunk.empty:
+    if not source_dialect(source).has_date_type or chunk.empty:
         return
     lookup = {str(c).lower(): c for c in chunk.columns}
     values = chunk[lookup[column.lower()]] if column.lower() in lookup else None
