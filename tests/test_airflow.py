@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import UTC, datetime
 
@@ -35,6 +36,18 @@ def test_manual_run_without_logical_date_publishes_through_airflow(tmp_path):
         recorded = c.execute(text("SELECT dag_id, state, logical_date FROM dag_run")).all()
     assert {(d, s) for d, s, _ in recorded} == {("hipbridge_visit", "success"), ("hipbridge_diag", "success")}
     assert all(ld is None for _, _, ld in recorded)
+    # the steps' typed results crossed XCom as JSON with the keys a running DAG of an earlier version reads
+    with meta.connect() as c:
+        xcoms = c.execute(text("SELECT dag_id, task_id, value FROM xcom WHERE key = 'return_value'")).all()
+    values = {(d, t): json.loads(v) if isinstance(v, str) else v for d, t, v in xcoms}
+    visit = {t: v for (d, t), v in values.items() if d == "hipbridge_visit"}
+    assert set(visit) == {"plan", "transfer", "quality_gate", "publish"}
+    assert visit["plan"]["table_id"] == "visit"
+    assert set(visit["transfer"]) == {"extracted", "staged", "quarantined", "duplicates", "skipped"}
+    assert visit["transfer"]["extracted"] == visit["transfer"]["staged"] + visit["transfer"]["quarantined"] > 0
+    assert visit["quality_gate"] == {"blocked": False, "message": None, "results": visit["quality_gate"]["results"]}
+    assert set(visit["publish"]) == {"inserted", "updated", "voided", "unchanged", "staged"}
+    assert visit["publish"]["staged"] == visit["transfer"]["staged"]
 
 
 def test_dags_have_params_tags_docs_and_assets(tmp_path):

@@ -329,7 +329,7 @@ def test_a_window_that_read_an_older_version_never_overwrites_a_newer_one(mini, 
     mini.execute("UPDATE CLINIC_VISIT SET FEE = 99, UPDATE_TIME = '2026-11-21 12:00:00' WHERE VISIT_NO = 'V1'")
     daily = sync_table("visit", "window", date(2026, 11, 20), date(2026, 11, 21), ctx=ctx)
     assert daily.inserted == 3
-    assert not gate.gate(ctx, backfill)["blocked"]
+    assert not gate.gate(ctx, backfill).blocked
     late = publish.publish(ctx, backfill)  # the backfill window publishes last
     assert (late.older, late.updated, late.written) == (1, 0, 0)
     q = ctx.engine.dialect.identifier_preparer.quote
@@ -436,7 +436,7 @@ def test_two_publishes_at_once_keep_the_newer_row(mini, dialect, request, tmp_pa
     ctx = Context.create(mini.specs, url)
     backfill = plan.plan(ctx, "visit", "window", date(2026, 11, 20), date(2026, 11, 21))
     transfer.transfer(ctx, backfill)
-    assert not gate.gate(ctx, backfill)["blocked"]
+    assert not gate.gate(ctx, backfill).blocked
     mini.execute("UPDATE CLINIC_VISIT SET FEE = 99, UPDATE_TIME = '2026-11-21 12:00:00' WHERE VISIT_NO = 'V1'")
     daily = plan.plan(ctx, "visit", "window", date(2026, 11, 20), date(2026, 11, 21))
     transfer.transfer(ctx, daily)

@@ -262,7 +262,7 @@ def build_dag(spec: TableSpec, specs: SpecSet) -> DAG:
             except Exception as exc:  # noqa: BLE001 - recorded, then re-raised, classified
                 fail(ctx, b, exc)
                 fail_fast(exc)
-            return {k: v for k, v in moved.items() if k != "mapping"}
+            return moved.to_xcom()
 
         @task(task_id="quality_gate", retries=0)
         def gate_batch(batch: dict, moved: dict) -> dict:
@@ -272,21 +272,21 @@ def build_dag(spec: TableSpec, specs: SpecSet) -> DAG:
             from hipbridge.pipeline.gate import gate
 
             outcome = gate(_context(), Batch.from_dict(batch))
-            if outcome["blocked"]:
-                raise AirflowFailException(f"质控门禁未通过，未发布：{outcome['message']}")
-            return outcome
+            if outcome.blocked:
+                raise AirflowFailException(f"质控门禁未通过，未发布：{outcome.message}")
+            return outcome.to_xcom()
 
         @task(task_id="publish", outlets=[asset_for(spec)])
         def publish_batch(batch: dict, _gate: dict) -> dict:
             from hipbridge.io.state import Batch
             from hipbridge.pipeline.publish import publish
+            from hipbridge.pipeline.results import PublishResult
 
             try:
                 counts = publish(_context(), Batch.from_dict(batch))
             except Exception as exc:  # noqa: BLE001 - re-raised, classified
                 fail_fast(exc)
-            return {"inserted": counts.inserted, "updated": counts.updated, "voided": counts.voided,
-                    "unchanged": counts.unchanged, "staged": counts.staged}
+            return PublishResult.of(counts).to_xcom()
 
         planned = plan_batch()
         moved = transfer_batch(planned)
@@ -412,20 +412,20 @@ def build_backfill_dag(specs: SpecSet | None = None, max_parallel: int | None = 
             from airflow.exceptions import AirflowFailException
 
             from hipbridge.pipeline.backfill import Window, run_window
+            from hipbridge.pipeline.results import WindowResult
 
             run = get_current_context().get("dag_run")
             r = run_window(_context(), window["table"], Window.from_dict(window), run_id=getattr(run, "run_id", None))
             if r.status != BatchStatus.PUBLISHED:
                 raise AirflowFailException(f"{window['table']} {window['start']}…{window['end']}: {r.status}: {r.message}")
-            return {"window": f"{window['start']}…{window['end']}", "extracted": r.extracted,
-                    "published": r.published, "quarantined": r.quarantined}
+            return WindowResult(f"{window['start']}…{window['end']}", extracted=r.extracted, published=r.published,
+                                quarantined=r.quarantined).to_xcom()
 
         @task(task_id="summary", trigger_rule="all_done")
         def summary(results) -> dict:
-            done = [r for r in (results or []) if r]
-            return {"windows": len(done), "extracted": sum(r["extracted"] for r in done),
-                    "published": sum(r["published"] for r in done),
-                    "quarantined": sum(r["quarantined"] for r in done)}
+            from hipbridge.pipeline.results import BackfillSummary, WindowResult
+
+            return BackfillSummary.of([WindowResult.from_xcom(r) for r in (results or []) if r]).to_xcom()
 
         summary(sync_window.expand(window=windows()))
     return dag

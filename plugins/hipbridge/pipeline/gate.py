@@ -15,9 +15,10 @@ from hipbridge.spec import TableSpec
 from hipbridge.statuses import BatchStatus
 
 from .context import Context
+from .results import GateResult
 
 
-def check_batch(ctx: Context, spec: TableSpec, batch: state.Batch, staging: Table) -> dict:
+def check_batch(ctx: Context, spec: TableSpec, batch: state.Batch, staging: Table) -> GateResult:
     row = state.batch_row(ctx.engine, ctx.ops, batch.batch_id) or {}
     extracted, quarantined = int(row.get("extracted") or 0), int(row.get("quarantined") or 0)
     messages: list[str] = []
@@ -32,17 +33,17 @@ def check_batch(ctx: Context, spec: TableSpec, batch: state.Batch, staging: Tabl
                        rows=extracted)
     if outcome.blocked:
         messages.append(getattr(outcome, "message", None) or "致命级质控规则未通过")
-    return {"blocked": bool(messages), "message": "；".join(messages) or None,
-            "results": len(getattr(outcome, "results", []) or [])}
+    return GateResult(blocked=bool(messages), message="；".join(messages) or None,
+                      results=len(getattr(outcome, "results", []) or []))
 
 
-def gate(ctx: Context, batch: state.Batch) -> dict:
+def gate(ctx: Context, batch: state.Batch) -> GateResult:
     """Run the quality gate on the staged batch; a fatal failure blocks publishing."""
     spec = ctx.specs.get(batch.table_id)
     staging, _ = ctx.tables_for(spec, batch)
     outcome = check_batch(ctx, spec, batch, staging)
-    if outcome["blocked"]:
+    if outcome.blocked:
         state.update_batch(ctx.engine, ctx.ops, batch.batch_id, status=BatchStatus.BLOCKED, finished_at=ctx.now(),
-                           message=outcome["message"])
+                           message=outcome.message)
         drop_table(ctx.engine, staging.schema, staging.name)  # the batch is over: its plaintext rows go with it
     return outcome

@@ -73,18 +73,17 @@ def sync_table(table: str, mode: str = "incremental", window_start=None, window_
     try:
         moved = transfer(ctx, batch)
         outcome = gate(ctx, batch)
-        if outcome["blocked"]:
+        if outcome.blocked:
             return BatchResult(table, batch.batch_id, mode, batch.window_start, batch.window_end, BatchStatus.BLOCKED,
-                               extracted=moved["extracted"], quarantined=moved["quarantined"],
-                               skipped=moved.get("skipped", 0),
-                               mapping_counts=moved["mapping"], message=outcome["message"])
+                               extracted=moved.extracted, quarantined=moved.quarantined, skipped=moved.skipped,
+                               mapping_counts=moved.mapping, message=outcome.message)
         counts = publish(ctx, batch)
     except Exception as exc:
         fail(ctx, batch, exc)
         raise
     return BatchResult(table, batch.batch_id, mode, batch.window_start, batch.window_end, BatchStatus.PUBLISHED,
-                       extracted=moved["extracted"], published=counts.written, quarantined=moved["quarantined"],
+                       extracted=moved.extracted, published=counts.written, quarantined=moved.quarantined,
                        inserted=counts.inserted, updated=counts.updated, voided=counts.voided,
-                       unchanged=counts.unchanged + counts.superseded, skipped=moved.get("skipped", 0),
+                       unchanged=counts.unchanged + counts.superseded, skipped=moved.skipped,
                        older=counts.older, unsent=counts.unsent, deleted=counts.deleted,
-                       mapping_counts=moved["mapping"])
+                       mapping_counts=moved.mapping)

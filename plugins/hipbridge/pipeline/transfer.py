@@ -31,6 +31,7 @@ from .conform import EMPTY_MARKERS, conform_chunk
 from .context import Context
 from .failures import DeterministicError, PipelineError, source_query_error
 from .probe import probe_source
+from .results import TransferResult
 from .retry import (
     FrontendUnavailable,
     SourceFailure,
@@ -82,7 +83,7 @@ def housekeeping(ctx: Context, spec: TableSpec, batch: state.Batch) -> None:
                     drop_table(ctx.engine, schema, name)
 
 
-def transfer(ctx: Context, batch: state.Batch) -> dict:
+def transfer(ctx: Context, batch: state.Batch) -> TransferResult:
     """Extract in chunks, conform and map, stage; quarantine what cannot be loaded.
 
     A source or front-end that goes away is retried with backoff (the batch starts again from
@@ -125,14 +126,14 @@ def _batch_constants(ctx: Context, spec: TableSpec, extracted_at: datetime, code
     return {k: v for k, v in out.items() if v is not None}
 
 
-def _transfer_once(ctx: Context, batch: state.Batch, spec: TableSpec, source: Engine) -> dict:
+def _transfer_once(ctx: Context, batch: state.Batch, spec: TableSpec, source: Engine) -> TransferResult:
     with try_lock(ctx.engine, batch.batch_id) as mine:  # held while the staging table fills
         if not mine:
             raise PipelineError(f"batch {batch.batch_id} is being transferred by another process")
         return _transfer_locked(ctx, batch, spec, source)
 
 
-def _transfer_locked(ctx: Context, batch: state.Batch, spec: TableSpec, source: Engine) -> dict:
+def _transfer_locked(ctx: Context, batch: state.Batch, spec: TableSpec, source: Engine) -> TransferResult:
     sql = ctx.specs.query_text(spec)
     try:  # before anything is written: every column the spec names must come back from the query
         probe_source(ctx.specs, spec, source, sql)
@@ -206,7 +207,7 @@ def _transfer_locked(ctx: Context, batch: state.Batch, spec: TableSpec, source: 
     state.update_batch(ctx.engine, ctx.ops, batch.batch_id, status=BatchStatus.STAGED, extracted=totals["extracted"],
                        quarantined=totals["quarantined"], duplicates=totals["duplicates"],
                        skipped=totals["skipped"], max_changed_at=max_changed)
-    return {**totals, "mapping": mapping_totals}
+    return TransferResult(**totals, mapping=mapping_totals)
 
 
 CHANGED_AT_ALIAS = "hb_changed_at"
