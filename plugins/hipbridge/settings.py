@@ -9,12 +9,13 @@ the complete list of what the environment can change.
 values, so a test's `monkeypatch.setenv` takes effect at once and a hot path pays a dict scan).
 An empty variable counts as unset, as `os.environ.get(X) or default` did before.
 
-This module is a leaf: it imports nothing from hipbridge at module level, because `io` and
-`profiles` import it (the two imports inside functions below avoid that cycle).
+This module is a leaf: it imports nothing from hipbridge at run time (`io`, `spec` and `profiles`
+import it; the one import inside a function below, of `profiles`, avoids that cycle).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from datetime import date, datetime
 from functools import lru_cache
@@ -162,9 +163,31 @@ def ops_schema_name(defaults: Defaults, frontend) -> str:
     On SQLite the operations schema is a file next to the front-end file and keeps the plain name.
     `HIPBRIDGE_OPS_SCHEMA` names it explicitly (tests; ownership is still checked).
     """
-    from hipbridge.io.ops import derive_ops_schema  # io imports settings: imported here, not at the top
-
     return settings().ops_schema or derive_ops_schema(frontend, defaults.ops_schema)
+
+
+# MariaDB and PostgreSQL allow 64 and 63 characters in a schema name
+_MAX_SCHEMA_NAME = 63
+
+
+def derive_ops_schema(frontend, base: str) -> str:
+    """`<front-end database>_<base>` on MariaDB/PostgreSQL; `base` on SQLite (a file next to the front-end).
+
+    frontend: an SQLAlchemy URL (or its text) or Engine.
+    """
+    url = getattr(frontend, "url", frontend)   # an Engine's URL
+    if not hasattr(url, "get_backend_name"):
+        # every command imports this module: SQLAlchemy waits for a caller that has a URL to read
+        from sqlalchemy.engine import make_url
+
+        url = make_url(str(url))
+    if url.get_backend_name() == "sqlite" or not url.database:
+        return base
+    name = f"{url.database}_{base}"
+    if len(name) > _MAX_SCHEMA_NAME:
+        digest = hashlib.sha1(url.database.encode()).hexdigest()[:8]
+        name = f"{url.database[:_MAX_SCHEMA_NAME - len(base) - 10]}_{digest}_{base}"
+    return name
 
 
 def org_code(defaults: Defaults) -> str:

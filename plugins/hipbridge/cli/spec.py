@@ -10,11 +10,12 @@ from pathlib import Path
 def _check(args) -> int:
     # Imported when the command runs, not at module top: every command's parser is built at start-up
     # (see hipbridge.cli), so a module-top import here would be paid by every other command.
+    from hipbridge.io.engines import known_connection_url
     from hipbridge.spec import load_specs
     from hipbridge.spec.sql_guard import spec_query_errors
 
     result = load_specs(args.specs)
-    for table, err in spec_query_errors(result).items():   # one read-only SELECT per source dialect (sqlglot)
+    for table, err in spec_query_errors(result, known_connection_url).items():   # one read-only SELECT per source dialect (sqlglot)
         result.errors.append(err)
         result.specs.pop(table, None)
     for err in result.errors + result.warnings:

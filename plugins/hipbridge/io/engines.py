@@ -87,6 +87,12 @@ def register_connections(urls: dict[str, str]) -> Path:
     return path
 
 
+def known_connection_url(conn_id: str) -> str | None:
+    """A connection's URL where it is known without asking Airflow: `HIPBRIDGE_CONN_<ID>`, then
+    `connections.yaml` (`hipbridge spec check` reads the source's dialect from it)."""
+    return settings().source_url(conn_id) or registered_connections().get(conn_id.lower())
+
+
 def connection_url(conn_id: str) -> str:
     """Resolve a source connection id to an SQLAlchemy URL.
 

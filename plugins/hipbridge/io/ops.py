@@ -14,7 +14,6 @@ name when no other front-end database on the server used it (and refuses, naming
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,10 +30,10 @@ from sqlalchemy import (
     inspect,
     text,
 )
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from hipbridge.settings import hospital_now, settings
+from hipbridge.settings import derive_ops_schema, hospital_now, settings  # noqa: F401 - derive_ops_schema: re-exported
 
 from .dialects import frontend_dialect
 
@@ -115,28 +114,6 @@ def _owner(md: MetaData) -> None:
         Column("created_at", DateTime, nullable=False),
         comment="归属: which front-end database owns this operations schema (one row)",
     )
-
-
-# MariaDB and PostgreSQL allow 64 and 63 characters in a schema name
-_MAX_NAME = 63
-
-
-def _url_of(frontend) -> URL:
-    if isinstance(frontend, Engine):
-        return frontend.url
-    return frontend if isinstance(frontend, URL) else make_url(str(frontend))
-
-
-def derive_ops_schema(frontend, base: str) -> str:
-    """`<front-end database>_<base>` on MariaDB/PostgreSQL; `base` on SQLite (a file next to the front-end)."""
-    url = _url_of(frontend)
-    if url.get_backend_name() == "sqlite" or not url.database:
-        return base
-    name = f"{url.database}_{base}"
-    if len(name) > _MAX_NAME:
-        digest = hashlib.sha1(url.database.encode()).hexdigest()[:8]
-        name = f"{url.database[:_MAX_NAME - len(base) - 10]}_{digest}_{base}"
-    return name
 
 
 class OpsSchemaError(RuntimeError):

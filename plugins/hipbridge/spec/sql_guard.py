@@ -18,9 +18,12 @@ connect to the sources with read-only database accounts (README).
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -148,11 +151,6 @@ def require_read_only(sql: str, sqlalchemy_dialect: str, where: str = "source qu
 
 def accepted_path(sql: str, dialect: str | None) -> Path | None:
     """Where the acceptance of `sql` in `dialect` is recorded (None: sqlglot's version is unknown)."""
-    import hashlib
-    from importlib import metadata
-
-    from hipbridge.io.engines import home
-
     try:
         version = metadata.version("sqlglot")
     except metadata.PackageNotFoundError:
@@ -160,21 +158,17 @@ def accepted_path(sql: str, dialect: str | None) -> Path | None:
     digest = hashlib.sha256()
     for part in (version, dialect or "", Path(__file__).read_text(encoding="utf-8"), sql):
         digest.update(part.encode("utf-8") + b"\0")
-    return home() / "sql_guard" / "accepted" / digest.hexdigest()
+    return settings().home / "sql_guard" / "accepted" / digest.hexdigest()
 
 
-def _known_dialect(conn_id: str) -> str | None:
-    """The connection's sqlglot dialect when its URL is known without Airflow (env or connections.yaml)."""
+def _known_dialect(conn_id: str, url_of: Callable[[str], str | None] | None) -> str | None:
+    """The connection's sqlglot dialect when its URL is known (`url_of`, else the environment)."""
     from sqlalchemy.engine import make_url
 
-    url = settings().source_url(conn_id)
-    if not url:
-        try:
-            from hipbridge.io.engines import registered_connections
-
-            url = registered_connections().get(conn_id.lower())
-        except Exception:  # noqa: BLE001 - an unreadable registry is reported where it is used
-            url = None
+    try:
+        url = url_of(conn_id) if url_of else settings().source_url(conn_id)
+    except Exception:  # noqa: BLE001 - an unreadable registry is reported where it is used
+        url = None
     if not url:
         return None
     try:
@@ -183,15 +177,20 @@ def _known_dialect(conn_id: str) -> str | None:
         return None
 
 
-def spec_query_errors(specs) -> dict:
-    """Table id → SpecError (file:line) for every spec whose SQL is not one read-only SELECT."""
+def spec_query_errors(specs, url_of: Callable[[str], str | None] | None = None) -> dict:
+    """Table id → SpecError (file:line) for every spec whose SQL is not one read-only SELECT.
+
+    url_of: a connection id's URL where it is known without Airflow (`io.engines.known_connection_url`:
+    the environment, then `connections.yaml`); by default the environment only. This layer does not
+    resolve connections itself (`io` sits above `spec`).
+    """
     from .load import SpecError, _line_of
 
     out = {}
     for table, spec in sorted(specs.specs.items()):
         src = spec.source
         sql = specs.query_text(spec)
-        known = _known_dialect(src.connection)
+        known = _known_dialect(src.connection, url_of)
         dialects = [known] if known else sorted(set(DIALECTS.values()))
         found: list[tuple[str, SqlProblem]] = []
         for d in dialects:
