@@ -43,7 +43,7 @@ def _report_child(engine_kind: str) -> None:
     """Runs in a child process: the whole report over the front-end; prints its JSON timing line."""
     from hipbridge.io.engines import default_frontend_url, engine_for, home
     from hipbridge.quality.config import load_config
-    from hipbridge.quality.report import write_report
+    from hipbridge.reporting.quality import write_report
     from hipbridge.settings import ops_schema_name
     from hipbridge.spec import load_specs
 

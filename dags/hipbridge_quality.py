@@ -35,7 +35,7 @@ with DAG(
         from hipbridge.io.engines import default_frontend_url, engine_for, home
         from hipbridge.quality.check import check_database
         from hipbridge.quality.config import load_config
-        from hipbridge.quality.report import write_report
+        from hipbridge.reporting.quality import write_report
         from hipbridge.settings import ops_schema_name
         from hipbridge.spec import load_specs
 

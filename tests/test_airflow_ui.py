@@ -21,7 +21,7 @@ import httpx
 import pytest
 from hipbridge.io.ops import ensure_ops
 from hipbridge.quality.check import check_database
-from hipbridge.quality.report import write_report
+from hipbridge.reporting.quality import write_report
 from hipbridge.settings import ops_schema_name
 
 from tests.test_quality_rules import DOMAINS, NOW, ROOT, build_fixture

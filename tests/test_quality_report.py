@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 from hipbridge.quality.check import check_database
-from hipbridge.quality.report import write_report
+from hipbridge.reporting.quality import write_report
 from openpyxl import load_workbook
 from sqlalchemy import create_engine, text
 
@@ -74,7 +74,7 @@ def test_assessment_period_matches_the_data(tmp_path, hb_home):
     that skipped the middle day shows exactly that one 断档日."""
     from datetime import timedelta
 
-    from hipbridge.quality.report import build_context
+    from hipbridge.reporting.quality import build_context
 
     engine, specs, cfg = build_fixture(f"sqlite:///{tmp_path / 'p.db'}", tmp_path)
     col = specs.defaults.audit("extracted_at").name

@@ -77,7 +77,7 @@ def _run(args) -> int:
 
 def _report(args) -> int:
     from hipbridge.io.engines import home
-    from hipbridge.quality.report import write_report
+    from hipbridge.reporting.quality import write_report
 
     specs, cfg, engine, outcome = _run_checks(args, "report")
     out_dir = Path(args.out or settings().report_dir or home() / "reports")   # as the DAG

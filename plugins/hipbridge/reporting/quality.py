@@ -6,6 +6,10 @@ Sections, in reading order (quality.md §7): 问题清单 (with 整改建议) fi
 time in the hospital's zone with the zone named. The 评估周期 starts at the first upload inside the
 chosen number of days, so a three-day-old front-end is not reported with 27 empty days.
 The report shows sample KEYS only.
+
+It lives in `reporting/`, above both `quality` and `recognition`, because its 互认 section reads
+recognition's KPI: inside `quality/` it closed an import cycle (quality → recognition → display →
+sharing → quality, sharing's push-back checks running the quality engine).
 """
 
 from __future__ import annotations
@@ -19,19 +23,19 @@ from sqlalchemy import func, inspect, select
 from sqlalchemy.engine import Engine
 
 from hipbridge.io.ops import ops_for
-from hipbridge.reporting import ReportClock
-from hipbridge.reporting.charts import bar_chart, line_chart
-from hipbridge.reporting.page import environment, num, pct
-from hipbridge.reporting.xlsx import ReportBook
+from hipbridge.quality.check import RunOutcome, period_volume
+from hipbridge.quality.config import QualityConfig
+from hipbridge.quality.engine import ERROR, FAILED, NOT_APPLICABLE, PASSED, STATUS_LABELS, RuleResult
+from hipbridge.quality.store import past_runs
+from hipbridge.quality.templates import column_labels
 from hipbridge.settings import ops_schema_name, org_code, org_name
 from hipbridge.spec import SpecSet
 from hipbridge.statuses import BatchStatus
 
-from .check import RunOutcome, period_volume
-from .config import QualityConfig
-from .engine import ERROR, FAILED, NOT_APPLICABLE, PASSED, STATUS_LABELS, RuleResult
-from .store import past_runs
-from .templates import column_labels
+from .charts import bar_chart, line_chart
+from .clock import ReportClock
+from .page import environment, num, pct
+from .xlsx import ReportBook
 
 SEVERITY_LABELS = {"fatal": "致命", "error": "错误", "warning": "警告", "info": "提示"}
 SEVERITY_ORDER = ["fatal", "error", "warning", "info"]
@@ -39,7 +43,7 @@ COLUMN_TEMPLATES = column_labels()   # template → its column in 数据元明�
 SECTIONS = [("issues", "一、问题清单"), ("overview", "二、概述"), ("scores", "三、总体得分"),
             ("datasets", "四、数据集明细"), ("timeliness", "五、及时性分析"), ("trend", "六、趋势"),
             ("elements", "七、数据元明细"), ("recognition", "八、检查检验结果互认"), ("notes", "九、说明")]
-TEMPLATES = Path(__file__).parent / "templates"
+TEMPLATES = Path(__file__).parent / "templates"   # quality_report.html.j2 beside the shared base.html.j2
 
 
 # ---------------------------------------------------------------- report data, one piece per function
@@ -256,7 +260,7 @@ def _sample_keys(samples: list[dict[str, Any]] | None, shown: int = 3) -> tuple[
 def render_html(ctx: dict[str, Any]) -> str:
     env = environment(TEMPLATES)
     env.filters["sample_keys"] = _sample_keys
-    return env.get_template("report.html.j2").render(**ctx)
+    return env.get_template("quality_report.html.j2").render(**ctx)
 
 
 # ---------------------------------------------------------------- XLSX
