@@ -16,6 +16,7 @@ output with placeholders (`hipbridge deploy env --example`); a test keeps the tw
 from __future__ import annotations
 
 import base64
+import json
 import os
 import secrets
 from collections.abc import Callable
@@ -23,7 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hipbridge.io.engines import PROJECT_ROOT
+from hipbridge.platform.config import sharing_config
 from hipbridge.settings import settings
+from hipbridge.spec import load_specs
 
 ENV_FILE = PROJECT_ROOT / "deploy" / "hipbridge.env"
 EXAMPLE_FILE = PROJECT_ROOT / "deploy" / "hipbridge.env.example"
@@ -59,15 +62,11 @@ class Secrets:
 
 def source_connections(specs_dir: str | Path | None = None) -> list[str]:
     """Connection ids the table specs name (`source.connection`), each an env variable in the file."""
-    from hipbridge.spec import load_specs
-
     specs = load_specs(specs_dir)
     return sorted({s.source.connection for s in specs.specs.values()})
 
 
 def share_schema() -> str:
-    from hipbridge.platform.config import sharing_config
-
     return sharing_config().store.schema_name
 
 
@@ -163,8 +162,6 @@ def write_airflow_passwords(env: dict[str, str] | None = None) -> Path:
     Airflow would otherwise generate a password at the api-server's first start and print it to
     the log, a new one for every recreated container.
     """
-    import json
-
     if env is None:   # the process environment, through the settings (the password stays a SecretStr there)
         secret = settings().airflow_admin_password
         password, env = (secret.get_secret_value() if secret else ""), dict(os.environ)

@@ -20,6 +20,9 @@ import sys
 import threading
 from urllib.parse import quote, quote_plus
 
+# Every command installs this module's log filter at start-up: SQLAlchemy and Airflow load only when a URL
+# or secret is actually masked.
+
 MASK = "***"
 SENSITIVE_KEYS = ("password", "passwd", "pwd", "pass", "secret", "token", "access_token", "api_key", "apikey",
                   "private_key", "passphrase", "authorization")

@@ -11,6 +11,7 @@ Run as `python -m hipbridge.airflow.embedded [table …]`; the caller sets AIRFL
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -50,8 +51,6 @@ def run_dags(tables: list[str] | None = None, conf: dict | None = None, env: dic
 
     `reconcile=(from, to)` also runs the control-table DAG for those hospital days afterwards.
     """
-    import json
-
     env = airflow_env(env)
     migrate(env)
     cmd = [sys.executable, "-m", "hipbridge.airflow.embedded", *(tables or [])]
@@ -83,8 +82,6 @@ def dependency_order(specs) -> list[str]:
 
 
 def _main(argv: list[str]) -> int:
-    import json
-
     def option(name: str) -> dict | None:
         nonlocal argv
         if name not in argv:

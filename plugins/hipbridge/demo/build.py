@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hipbridge.io.engines import register_connections
+from hipbridge.io.engines import dispose_all, home, register_connections
 from hipbridge.settings import hospital_today, settings
 
 from . import extra_columns, his_fees, his_inp, his_org, his_outp, lis, pacs
@@ -39,8 +39,6 @@ def reset_demo_frontend() -> list[Path] | None:
     deleted; Airflow's run history is kept. A front-end configured with HIPBRIDGE_FRONTEND_URL is
     never deleted: None is returned and the caller runs the tables in `full` mode instead.
     """
-    from hipbridge.io.engines import dispose_all, home
-
     if settings().frontend_url:
         return None
     dispose_all()

@@ -16,8 +16,14 @@ from typing import Any
 
 from sqlalchemy import text
 
+from hipbridge.crypto.keys import KeyStore, provision_pair
+from hipbridge.demo.simulator import ServerThread, create_app
+from hipbridge.display.config import display_config
 from hipbridge.io.engines import home
 from hipbridge.platform.config import config_dir
+from hipbridge.platform.outbox import Booking, enqueue_grant, record_visit
+from hipbridge.sharing.callers import CallerStore
+from hipbridge.sharing.service import Lifecycle
 
 DEMO_FILE = "display_demo.json"
 
@@ -27,19 +33,10 @@ def demo_file() -> Path:
 
 
 def platform_keys():
-    from hipbridge.crypto.keys import KeyStore
-
     return KeyStore(home() / "platform_keys")
 
 
 def fill_shared_demo(patients: int = 3, seed: int = 7) -> dict[str, Any]:
-    from hipbridge.crypto.keys import provision_pair
-    from hipbridge.demo.simulator import ServerThread, create_app
-    from hipbridge.display.config import display_config
-    from hipbridge.platform.outbox import Booking, enqueue_grant, record_visit
-    from hipbridge.sharing.callers import CallerStore
-    from hipbridge.sharing.service import Lifecycle
-
     life = Lifecycle.open()
     pk = platform_keys()
     provision_pair(life.keys, pk)

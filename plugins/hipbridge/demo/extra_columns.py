@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .codes import LOCAL_CODE_SETS, name_of
+from .db import ts_text
 from .people import id_numbers
 
 # 手术部位 (body region) by the first two digits of the ICD-9-CM-3 code: 头颈 01, 胸 02, 腹 03, 四肢 04, 盆腔 05
@@ -33,8 +34,6 @@ def _secs(text: pd.Series) -> np.ndarray:
 
 
 def _ts(sec: np.ndarray) -> np.ndarray:
-    from .db import ts_text
-
     return ts_text(sec)
 
 

@@ -6,16 +6,16 @@ Demo only: production code never imports `hipbridge.demo` (tests/test_layering.p
 from __future__ import annotations
 
 from hipbridge.airflow.embedded import airflow_env, run_dags
+from hipbridge.demo import build
+from hipbridge.demo.build import reset_demo_frontend
 from hipbridge.io.engines import home
+from hipbridge.pipeline.context import Context
+from hipbridge.redact import mask_url
+from hipbridge.status import format_table, table_status
 
 
 def run_demo(days: int, scale: float, seed: int = 7, env: dict | None = None, tables: list[str] | None = None) -> int:
     """`make demo`: build the demo hospital, create the front-end, run every table DAG (or `tables`), print a summary."""
-    from hipbridge.demo import build
-    from hipbridge.demo.build import reset_demo_frontend
-    from hipbridge.pipeline.context import Context
-    from hipbridge.status import format_table, table_status
-
     out = home() / "demo"
     print(f"building the demo hospital in {out} (days={days}, scale={scale}, seed={seed}) …", flush=True)
     summary = build(out, seed=seed, days=days, scale=scale, register=True)
@@ -29,7 +29,6 @@ def run_demo(days: int, scale: float, seed: int = 7, env: dict | None = None, ta
     if reset is None:  # a configured front-end is never deleted: read the new source in full instead
         print("HIPBRIDGE_FRONTEND_URL is set: that front-end is not reset; every table runs in full mode", flush=True)
         conf = {"run": {"mode": "full"}}
-    from hipbridge.redact import mask_url
 
     print(f"front-end: {mask_url(ctx.engine.url)}; running the table DAGs through "
           f"Airflow (AIRFLOW_HOME={airflow_env(env)['AIRFLOW_HOME']}) …", flush=True)

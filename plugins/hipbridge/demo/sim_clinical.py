@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from hipbridge.display.config import display_config
 from hipbridge.platform.config import config_dir
 
 
@@ -30,8 +31,6 @@ def clinical_catalogue(directory: str | None = None) -> dict[str, Any]:
 
 
 def _roles(kind: str) -> tuple[str | None, dict[str, str]]:
-    from hipbridge.display.config import display_config
-
     t = display_config().tables.get(kind)
     return (t.table, t.columns) if t else (None, {})
 
@@ -48,8 +47,6 @@ class ClinicalFill:
     seq: int = 0
 
     def __post_init__(self) -> None:
-        from hipbridge.display.config import display_config
-
         self.kind_of = {t.table: k for k, t in display_config().tables.items()}
 
     def fill(self, table_id: str, org: str, row: dict[str, Any], index: int) -> None:

@@ -25,13 +25,23 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Self
 
+import yaml
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import insert
 
 from hipbridge.crypto.keys import KeyStore
+from hipbridge.crypto.sm import sm3_hex
+from hipbridge.display.config import display_config
+from hipbridge.io.frontend import target_columns
 from hipbridge.platform.config import PlatformConfig, SharingConfig, platform_config, sharing_config
 from hipbridge.platform.envelope import EnvelopeError, NonceStore, extract, open_envelope, render, seal
+from hipbridge.recognition.catalog import recognition_config
+from hipbridge.sharing.store import batch_digest, row_digest
+
+from .sim_clinical import ClinicalFill
+
+# uvicorn loads only when the simulated platform is served on a port.
 
 log = logging.getLogger("hipbridge.demo.simulator")
 _MAPPINGS = Path(__file__).resolve().parents[3] / "mappings" / "standard"
@@ -51,7 +61,6 @@ def _domain_codes() -> dict[str, dict[str, str]]:
     index = _MAPPINGS / "_domains.yaml"
     if not index.exists():
         return out
-    import yaml
 
     domains = (yaml.safe_load(index.read_text(encoding="utf-8")) or {}).get("domains", {})
     for did, d in domains.items():
@@ -222,8 +231,6 @@ def create_app(keys: KeyStore, store=None, cfg: PlatformConfig | None = None, sh
                 "expire_time": a.expire.strftime(cfg.time_format)}
 
     def grant(key, v, opened, now) -> tuple[str, dict[str, Any] | None]:
-        from hipbridge.crypto.sm import sm3_hex
-
         body_sm3 = sm3_hex(json.dumps(opened.body, sort_keys=True, ensure_ascii=False).encode())
         identity = (v.get("patient_id_type"), v.get("patient_id_no"), v.get("visit_date"))
         existing = state.auths.get(key)
@@ -250,8 +257,6 @@ def create_app(keys: KeyStore, store=None, cfg: PlatformConfig | None = None, sh
 
     def review(v: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
         """调阅记录上传: required fields present, codes and times well-formed; idempotent on reviewId."""
-        from hipbridge.display.config import display_config
-
         rc = display_config().review
         bad = [r for r in rc.required if v.get(r) in (None, "")]
         if v.get("item_type") not in rc.item_types.values():
@@ -274,7 +279,6 @@ def create_app(keys: KeyStore, store=None, cfg: PlatformConfig | None = None, sh
         """The province's 不互认 reason dictionary (field names config/recognition.yaml reasons_platform)."""
         if state.hr_reasons is not None:
             return state.hr_reasons
-        from hipbridge.recognition.catalog import recognition_config
 
         rc = recognition_config()
         f = rc.cfg.reasons_platform
@@ -283,8 +287,6 @@ def create_app(keys: KeyStore, store=None, cfg: PlatformConfig | None = None, sh
     def hr_record(role: str, v: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
         """提醒 / 互认 / 引用 / 撤销不互认 records: required fields (config/recognition.yaml uploads.required),
         GUIDs and times well-formed, reasons from the dictionary; idempotent on the record's GUID."""
-        from hipbridge.recognition.catalog import recognition_config
-
         rc = recognition_config()
         up = rc.cfg.uploads
         bad = [r for r in up.required.get(role, []) if v.get(r) in (None, "")]
@@ -360,11 +362,6 @@ def _value(col, ctype, role, ctx: dict[str, Any], rng: random.Random, domain_cod
 def push_patient(store, batch_id: str, auth_id: str, v: dict[str, Any], now: datetime, sim, domain_codes,
                  rng: random.Random) -> dict[str, int]:
     """Write one patient's rows from every configured other hospital into the shared store + manifest."""
-    from hipbridge.io.frontend import target_columns
-    from hipbridge.sharing.store import batch_digest, row_digest
-
-    from .sim_clinical import ClinicalFill
-
     fill = ClinicalFill(rng, now.replace(microsecond=0))   # coherent clinical content in the columns the external data page reads
     cols, mcols = store.cols, store.mcols
     counts: dict[str, int] = {}

@@ -9,6 +9,7 @@ with the error.
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -225,8 +226,6 @@ def quality(engine: Engine, schema: str, week: Week, trend_weeks: int) -> dict[s
     last = this_week[-1] if this_week else None
     dims = {}
     if last:
-        import json
-
         dims = {d: v.get("rate") for d, v in (json.loads(last["scores"] or "{}").get("dimensions") or {}).items()}
     counts = {b: int(n) for b, n in gates}
     return {"enabled": True, "runs": [{k: r[k] for k in ("run_id", "started_at", "overall", "grade")} for r in this_week],

@@ -27,6 +27,8 @@ from .config import InspectionConfig, load_inspection_config
 from .drift import combined_hash, compare, config_hashes
 from .store import past_reports, previous_report, save_report
 
+# openpyxl (the workbook) loads only when the XLSX is written.
+
 TEMPLATES = Path(__file__).parent / "templates"
 SECTIONS = [("advice", "一、巡检结论与整改建议"), ("runs", "二、运行情况"), ("volumes", "三、数据量"),
             ("quality", "四、数据质量趋势"), ("errors", "五、错误与隔离"), ("sharing", "六、平台交互与授权"),

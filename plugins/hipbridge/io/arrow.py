@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 
+# pyarrow is imported by `pyarrow()` on first use: DAG files and the CLI import io/ without reading Arrow.
+
 _configured = False
 
 

@@ -12,6 +12,10 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import is_datetime64_any_dtype
 
+from .arrow import pyarrow
+
+# pyarrow.csv is imported when a bulk file is written (a transfer), not when io/ is imported.
+
 
 def frame_records(frame: pd.DataFrame, columns: list[str], date_columns: frozenset[str] = frozenset()) -> list[dict]:
     sub = frame[columns].astype(object)
@@ -41,8 +45,6 @@ POSTGRES_COPY_FORMAT = f"(FORMAT csv, DELIMITER E'\\t', NULL '{LOADER_NULL}')"
 
 
 def _arrow_column(series: pd.Series, date_only: bool = False):
-    from .arrow import pyarrow
-
     pa = pyarrow()
 
     dtype = series.dtype
@@ -61,8 +63,6 @@ def _arrow_column(series: pd.Series, date_only: bool = False):
 
 
 def loader_table(frame: pd.DataFrame, columns: list[str], date_only: frozenset[str] = frozenset()):
-    from .arrow import pyarrow
-
     return pyarrow().table([_arrow_column(frame[c], c in date_only) for c in columns], names=columns)
 
 
@@ -76,8 +76,6 @@ def bulk_text(frame: pd.DataFrame, columns: list[str], date_only: frozenset[str]
 def write_bulk_text(out, frame: pd.DataFrame, columns: list[str], date_only: frozenset[str] = frozenset()) -> None:
     """Write the loader text of a frame (or of an Arrow table with those columns) to a binary file."""
     import pyarrow.csv as pcsv
-
-    from .arrow import pyarrow
 
     table = frame if isinstance(frame, pyarrow().Table) else loader_table(frame, columns, date_only)
     if table.num_rows:

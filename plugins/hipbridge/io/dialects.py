@@ -38,6 +38,7 @@ from .bulktext import (
     frame_records,
     write_bulk_text,
 )
+from .engines import home
 from .spool import spool_dir, spool_prefix
 
 if TYPE_CHECKING:
@@ -587,8 +588,6 @@ class SQLite(FrontendDialect):
     @contextlib.contextmanager
     def try_lock(self, engine: Engine, batch_id: str) -> Iterator[bool]:
         """`flock` on a file in the hipbridge home (SQLite is one host by nature)."""
-        from .engines import home
-
         folder = home() / "locks"
         folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(folder / f"{_lock_name(batch_id)}.lock", os.O_RDWR | os.O_CREAT, 0o600)

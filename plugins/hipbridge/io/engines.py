@@ -11,12 +11,16 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import yaml
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 
+from hipbridge.redact import register_url
 from hipbridge.settings import settings
 
 from .sources import airflow_conn_types, for_airflow_conn_type
+
+# Airflow is imported only while resolving a connection: outside Airflow it is absent or not configured.
 
 _log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
@@ -60,8 +64,6 @@ def registered_connections() -> dict[str, str]:
     `hipbridge demo init` writes the demo hospital's SQLite sources here; nothing else is implied
     by a folder's contents. Secrets never go in this file: a URL with a password is refused.
     """
-    import yaml
-
     path = home() / REGISTRY_FILE
     if not path.exists():
         return {}
@@ -78,8 +80,6 @@ def registered_connections() -> dict[str, str]:
 
 def register_connections(urls: dict[str, str]) -> Path:
     """Add or replace entries of `$HIPBRIDGE_HOME/connections.yaml` (used by the demo builder)."""
-    import yaml
-
     merged = {**registered_connections(), **{k.lower(): v for k, v in urls.items()}}
     path = home() / REGISTRY_FILE
     path.write_text("# Source connections registered for this hipbridge home (no secrets here).\n"
@@ -147,8 +147,6 @@ _ENGINES: dict[tuple[str, str | None], Engine] = {}
 
 
 def _build_engine(url: str, ops_schema: str | None) -> Engine:
-    from hipbridge.redact import register_url
-
     register_url(url)   # its password is masked in our output and in Airflow's task logs
     u = make_url(url)
     if u.get_backend_name() == "sqlite":

@@ -23,7 +23,9 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import queue
 import re
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
@@ -32,8 +34,13 @@ from sqlalchemy import text
 from sqlalchemy.engine import Dialect, Engine
 
 from hipbridge.settings import settings
+from hipbridge.spec.sql_guard import require_read_only
 
+from .arrow import pyarrow
 from .sources import source_dialect
+
+# connectorx and pyarrow are imported when a fast read happens: optional (a source that streams never
+# needs them) and heavy for the DAG files and commands that import this module without reading.
 
 log = logging.getLogger(__name__)
 
@@ -156,8 +163,6 @@ def _arrow_frame(table) -> pd.DataFrame:
     """
     import pyarrow.compute as pc
 
-    from .arrow import pyarrow
-
     pa = pyarrow()
     for i, f in enumerate(table.schema):
         if pa.types.is_decimal(f.type):
@@ -167,8 +172,6 @@ def _arrow_frame(table) -> pd.DataFrame:
 
 def _read_fast(cx_url: str, query: str) -> pd.DataFrame:
     import connectorx as cx
-
-    from .arrow import pyarrow
 
     pyarrow()  # before connectorx allocates the result
 
@@ -192,9 +195,6 @@ def _prefetched(items: Iterator, depth: int = 1) -> Iterator:
     server works on it) while this thread conforms the current one. An error in the reader is
     raised here, at the item where it happened.
     """
-    import queue
-    import threading
-
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
@@ -259,8 +259,6 @@ def _fast(engine: Engine, cx_url: str, sql: str, watermark_column: str, start: d
 def read_chunks(engine: Engine, sql: str, watermark_column: str | None, start: datetime, end: datetime,
                 chunk_rows: int) -> Iterator[pd.DataFrame]:
     """Yield DataFrames of about chunk_rows source rows (columns as the query names them)."""
-    from hipbridge.spec.sql_guard import require_read_only
-
     require_read_only(sql, engine.dialect.name)   # one read-only SELECT, or nothing reaches the source
     cx_url = connectorx_url(engine) if watermark_column else None
     if cx_url is not None and start < end:
@@ -282,8 +280,6 @@ def probe_columns(engine: Engine, sql: str) -> list[str]:
 
     A query that places :window_start / :window_end itself gets an empty window bound to them.
     """
-    from hipbridge.spec.sql_guard import require_read_only
-
     require_read_only(sql, engine.dialect.name)   # the probe too: nothing but one SELECT reaches a source
     stmt = text(probe_sql(sql))
     params = bind_window(engine, _PROBE_AT, _PROBE_AT) if filters_own_window(sql) else {}

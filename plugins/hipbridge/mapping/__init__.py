@@ -13,7 +13,9 @@ from hipbridge.settings import settings
 
 from . import ops as _ops  # noqa: F401 - registers the mapping_gap table in the operations schema
 from .catalog import COUNT_KEYS, Catalog, MappingResult
+from .domains import load_domains
 from .files import MappingConfigError, MappingFileError
+from .local import load_hospital
 
 __all__ = ["COUNT_KEYS", "Catalog", "MappingConfigError", "MappingFileError", "MappingResult",
            "default_hospital", "default_mappings_dir", "load_catalog"]
@@ -46,9 +48,6 @@ def load_catalog(mappings_dir: Path | str | None = None, hospital: str | None = 
     Never raises for a bad file: the errors are in `catalog.errors`, and `apply` refuses a column
     whose domain or local set failed validation (nothing is applied from an invalid file).
     """
-    from .domains import load_domains
-    from .local import load_hospital
-
     root = Path(mappings_dir) if mappings_dir else default_mappings_dir()
     domains, errors = load_domains(root / "standard")
     hosp = load_hospital(root / "local", hospital or default_hospital(), domains)

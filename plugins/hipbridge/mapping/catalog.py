@@ -14,14 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
 from .domains import ValueDomain, find_domain
 from .files import MappingConfigError, MappingFileError
 from .local import HospitalConfig, LocalSet
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from hipbridge.spec import Column, TableSpec
 
 COUNT_KEYS = ("mapped", "empty", "unmapped_kept", "unmapped_other", "unmapped_quarantined")
@@ -58,8 +57,6 @@ class ColumnResolver:
     def arrays(self):
         """(pandas Index of mapped raw values, their standard codes, their standard names) — built once."""
         if self._index is None:
-            import pandas as pd
-
             keys = list(self.lookup)
             self._index = pd.Index(keys, dtype=object)
             self._codes = np.array([self.lookup[k] for k in keys], dtype=object)
@@ -104,8 +101,6 @@ def normalise_value(v: object) -> str | None:
         if v.is_integer():
             return str(int(v))
     try:
-        import pandas as pd
-
         if v is pd.NA or v is pd.NaT:
             return None
     except ImportError:  # pragma: no cover
@@ -216,8 +211,6 @@ class Catalog:
         `Series.map` does). Only the misses — empty cells, values needing normalisation (' M ',
         1.0), unmapped codes — go through the per-distinct-value slow path.
         """
-        import pandas as pd
-
         out = frame.copy(deep=False)
         n = len(frame)
         counts: dict[str, dict[str, int]] = {}

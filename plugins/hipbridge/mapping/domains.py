@@ -15,6 +15,9 @@ import yaml
 
 from .files import MappingFileError, decode_utf8, read_csv
 
+# openpyxl loads only to import a standard's XLSX; `default_mappings_dir` is imported in the function
+# because the package's __init__ imports this module.
+
 DOMAINS_FILE = "_domains.yaml"
 STANDARD_COLUMNS = ["code", "name", "standard", "version"]
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

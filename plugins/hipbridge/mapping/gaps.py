@@ -13,8 +13,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from sqlalchemy import text
+
+from hipbridge.io.engines import source_engine
+from hipbridge.io.extract import bind_window
+from hipbridge.io.ops import ensure_ops
 from hipbridge.settings import DEFAULT_TIMEZONE, hospital_now
 
+from . import ops as _mapping_ops  # noqa: F401 - registers mapping_gap
 from .catalog import EMPTY, MAPPED, Catalog, normalise_value
 from .files import MappingConfigError
 from .similarity import Candidate, NameMatcher
@@ -117,15 +123,12 @@ def strip_sql_comments(sql: str) -> str:
 
 def source_frequencies(engine: Engine, sql: str, source_column: str) -> dict[str | None, int]:
     """Frequency of each value of one source column, computed by the source database."""
-    from sqlalchemy import text
-
     body = strip_sql_comments(sql).strip().rstrip(";").strip()
     col = engine.dialect.identifier_preparer.quote(source_column)
     query = f"SELECT src.{col} AS local_value, COUNT(*) AS n FROM (\n{body}\n) src GROUP BY src.{col}"
     out: dict[str | None, int] = {}
     params: dict = {}
     if re.search(r":window_(start|end)\b", body):  # a query that filters its own window: read all of it
-        from hipbridge.io.extract import bind_window
 
         params = bind_window(engine, datetime(1900, 1, 1), datetime(2100, 1, 1))
     with engine.connect() as conn:
@@ -144,10 +147,6 @@ def _dictionary_names(catalog: Catalog, set_id: str | None, cache: dict) -> dict
     ls = catalog.sets[set_id]
     names = dict(ls.names())
     if ls.dictionary:
-        from sqlalchemy import text
-
-        from hipbridge.io.engines import source_engine
-
         try:
             with source_engine(ls.dictionary["connection"]).connect() as conn:
                 for code, name in conn.execute(text(ls.dictionary["query"])):
@@ -200,8 +199,6 @@ def compute_gaps(catalog: Catalog, specs: SpecSet, table: str | None = None,
     """Gap report over every coded column fed by a source column (`from:`), or one table's. The orders
     the 互认 reminder could not map (table `recognition`) are added by `recognition.gaps.add_recognition_gaps`
     (mapping knows nothing of the reminder: it sits below it)."""
-    from hipbridge.io.engines import source_engine
-
     local_now = hospital_now(specs.defaults.timezone)
     report = GapReport(catalog.hospital.hospital, local_now, timezone=specs.defaults.timezone)
     chosen = ([] if table == RECOGNITION else [specs.get(table)]) if table else [specs.specs[t] for t in sorted(specs.specs)]
@@ -238,10 +235,6 @@ def compute_gaps(catalog: Catalog, specs: SpecSet, table: str | None = None,
 
 def store_snapshot(report: GapReport, engine: Engine, schema: str) -> int:
     """Write the report's gaps (and a coverage row per column without gaps) into ops.mapping_gap."""
-    from hipbridge.io.ops import ensure_ops
-
-    from . import ops as _mapping_ops  # noqa: F401 - registers mapping_gap
-
     ops = ensure_ops(engine, schema)
     table = ops.table("mapping_gap")
     cov = {(c.table, c.column): c.coverage for c in report.coverage}

@@ -22,6 +22,8 @@ from .files import MappingFileError, decode_utf8
 from .gaps import GapReport
 from .local import LOCAL_COLUMNS, STATUS_LABELS, MappingRow, validate_rows
 
+# openpyxl loads only for the review workbook's export and import, not for every mapping command.
+
 SHEET_GAPS = "待对照"
 SHEET_COVERAGE = "覆盖率"
 SHEET_HELP = "说明"

@@ -13,6 +13,8 @@ from typing import ClassVar
 
 from .domains import ValueDomain
 
+# rapidfuzz and pypinyin load only when candidates are suggested (`mapping suggest`), not with the catalog.
+
 _NOISE = re.compile(r"[\s()（）\[\]【】,，、/·.\-_:：;；]+")
 
 

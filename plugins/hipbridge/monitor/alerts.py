@@ -28,6 +28,7 @@ from hipbridge.statuses import BatchStatus
 
 from .channels import ChannelError, send
 from .config import AlertsConfig, MonitoringConfig, monitoring_config
+from .doctor import FAIL, platform_checks
 
 EVENT_LOOKBACK = timedelta(days=2)     # older failures were someone else's morning: not re-announced
 
@@ -165,7 +166,6 @@ def platform_unreachable(cfg: MonitoringConfig, frontend_url: str, specs: SpecSe
     rule = cfg.alerts.rule("platform_unreachable")
     if rule is None:
         return []
-    from .doctor import FAIL, platform_checks
 
     bad = [c for c in platform_checks(cfg.doctor, frontend_url, specs) if c.status == FAIL]
     if not bad:

@@ -10,6 +10,7 @@ disk space. Nothing is written anywhere except what connecting itself records.
 
 from __future__ import annotations
 
+import fnmatch
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass
@@ -26,7 +27,10 @@ from hipbridge import profiles
 from hipbridge.io import engines
 from hipbridge.io.extract import probe_columns
 from hipbridge.io.sources import source_dialect
+from hipbridge.platform.client import PlatformUnavailable
+from hipbridge.redact import mask_url
 from hipbridge.settings import hospital_now, hospital_tz, ops_schema_name
+from hipbridge.sharing.service import Lifecycle
 from hipbridge.spec import SpecSet, load_specs
 
 from .config import DoctorConfig, monitoring_config
@@ -46,8 +50,6 @@ class Check:
 
 
 def masked(url: str) -> str:
-    from hipbridge.redact import mask_url
-
     return mask_url(url)   # no password, no password-like query parameters
 
 
@@ -196,8 +198,6 @@ def _mysql_missing_privileges(grants: list[str], schema: str) -> list[str]:
 
 
 def _grant_pattern_matches(pattern: str, schema: str) -> bool:
-    import fnmatch
-
     pat = pattern.replace("\\_", "\0").replace("_", "?").replace("%", "*").replace("\0", "_")
     return fnmatch.fnmatchcase(schema, pat)
 
@@ -217,9 +217,6 @@ def _postgres_frontend(engine: Engine, ops_schema: str, area: str) -> list[Check
 
 
 def platform_checks(cfg: DoctorConfig, frontend_url: str, specs: SpecSet) -> list[Check]:
-    from hipbridge.platform.client import PlatformUnavailable
-    from hipbridge.sharing.service import Lifecycle
-
     area = "省平台"
     life = Lifecycle.open(frontend_url, specs)
     client = life.client()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+
 import numpy as np
 import pandas as pd
 
@@ -16,8 +18,6 @@ def release_free_memory() -> None:
     global _malloc_trim
     if _malloc_trim is None:
         try:
-            import ctypes
-
             _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
         except (OSError, AttributeError):
             _malloc_trim = False

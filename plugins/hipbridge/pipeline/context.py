@@ -16,6 +16,7 @@ from hipbridge.io.dialects import FrontendDialect, frontend_dialect
 from hipbridge.io.frontend import create_frontend, ledger_table
 from hipbridge.io.ops import Ops, ensure_ops
 from hipbridge.io.staging import batch_staging_table
+from hipbridge.mapping import load_catalog
 from hipbridge.settings import hospital_now, ops_schema_name
 from hipbridge.spec import SpecSet, TableSpec, load_specs
 
@@ -54,8 +55,6 @@ class Context:
 
     @cached_property
     def catalog(self):
-        from hipbridge.mapping import load_catalog
-
         return load_catalog(self.mappings_dir)
 
     @property

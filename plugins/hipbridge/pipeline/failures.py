@@ -18,6 +18,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from hipbridge.spec import SpecLoadError
+
 # MySQL / MariaDB error numbers: access denied (1044, 1045, 1142, 1143, 1227, 1370, 1698), syntax (1064,
 # 1149), unknown column / table / function (1054, 1146, 1109, 1305), ambiguous column (1052)
 MYSQL_DETERMINISTIC = {1044, 1045, 1052, 1054, 1064, 1109, 1142, 1143, 1146, 1149, 1227, 1305, 1370, 1698}
@@ -55,8 +57,6 @@ def _codes(exc: BaseException) -> tuple[int | None, str | None]:
 
 def is_deterministic(exc: BaseException) -> bool:
     """True for a failure a retry cannot fix: syntax error, unknown column or table, access denied, a spec mistake."""
-    from hipbridge.spec import SpecLoadError
-
     seen = 0
     while exc is not None and seen < 5:  # the pipeline wraps driver errors; look through the chain
         inner = getattr(exc, "exc", None)  # pipeline.retry.SourceFailure

@@ -11,6 +11,7 @@ from sqlalchemy import Table
 
 from hipbridge.io import state
 from hipbridge.io.staging import drop_table
+from hipbridge.quality.gate import run_gate
 from hipbridge.spec import TableSpec
 from hipbridge.statuses import BatchStatus
 
@@ -25,7 +26,6 @@ def check_batch(ctx: Context, spec: TableSpec, batch: state.Batch, staging: Tabl
     limit = spec.quality.fatal_quarantine_pct
     if limit is not None and extracted and 100.0 * quarantined / extracted > limit:
         messages.append(f"隔离行占比 {100.0 * quarantined / extracted:.2f}% 超过阈值 {limit}%（{quarantined}/{extracted}）")
-    from hipbridge.quality.gate import run_gate
 
     # transfer counted the batch's duplicate keys: with none, uniqueness needs no GROUP BY
     unique = [frozenset(spec.target.primary_key)] if row.get("duplicates") == 0 else None

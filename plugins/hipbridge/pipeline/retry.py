@@ -8,8 +8,10 @@ from __future__ import annotations
 import logging
 from time import sleep
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
+from hipbridge.redact import mask_url
 from hipbridge.settings import settings
 
 from .failures import PipelineError, is_deterministic
@@ -33,8 +35,6 @@ _TRANSIENT_TEXT = ("can't connect", "lost connection", "server has gone away", "
 
 def is_transient(exc: BaseException) -> bool:
     """A connection that went away (or a deadlock): worth retrying with backoff."""
-    from sqlalchemy import exc as sa_exc
-
     if isinstance(exc, SourceFailure):
         exc = exc.exc
     if is_deterministic(exc):  # a syntax error, unknown column, denied access: the same on every attempt
@@ -71,8 +71,6 @@ def with_retries(what: str, fn, *args, **kwargs):
 
 
 def safe_url(engine: Engine) -> str:
-    from hipbridge.redact import mask_url
-
     return mask_url(engine.url)   # no password, no password-like query parameters
 
 

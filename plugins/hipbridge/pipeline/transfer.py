@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
+from pandas.api.types import infer_dtype, is_datetime64_any_dtype
+from sqlalchemy import and_, inspect, select, text
 from sqlalchemy.engine import Engine
 
 from hipbridge.crypto.atrest import quarantine_protector
@@ -55,8 +57,6 @@ def housekeeping(ctx: Context, spec: TableSpec, batch: state.Batch) -> None:
     A batch still planned or staged (another backfill window, a gate waiting) keeps its table;
     one with no progress for ABANDONED_AFTER is marked failed first.
     """
-    from sqlalchemy import and_, inspect, select
-
     clear_stale_spool()
 
     prefix_name, schema = staging_name(spec), ctx.ops_schema
@@ -249,8 +249,6 @@ def _read_plan(ctx: Context, spec: TableSpec, batch: state.Batch, sql: str, sour
 
 
 def _count_null_rows(source: Engine, sql: str) -> int:
-    from sqlalchemy import text
-
     try:
         with source.connect() as conn:
             return int(conn.execute(text(sql)).scalar() or 0)
@@ -263,8 +261,6 @@ def _check_watermark_type(ctx: Context, spec: TableSpec, chunk, column: str, sou
 
     SQLite has no date type (its timestamps are text), so there the spec check is all there is.
     """
-    from pandas.api.types import infer_dtype, is_datetime64_any_dtype
-
     if not source_dialect(source).has_date_type or chunk.empty:
         return
     lookup = {str(c).lower(): c for c in chunk.columns}

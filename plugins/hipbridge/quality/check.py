@@ -13,17 +13,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 
 from hipbridge.io.dialects import frontend_dialect
+from hipbridge.redact import mask_url
 from hipbridge.settings import hospital_now, ops_schema_name, org_code, org_name
 from hipbridge.spec import SpecSet
 
 from .config import QualityConfig, cached_config
 from .engine import ERROR, Evaluator, RuleResult, Scope, _result, physical_names
-from .rules import DomainCodes, Rule, build_rules
+from .rules import DomainCodes, Rule, build_rules, catalog_domains
 from .scoring import score
+from .store import save_run
 
 _TABLE_REF = re.compile(r"\{@([a-z][a-z0-9_]*)\}")
 
@@ -74,8 +76,6 @@ def new_run_id(prefix: str = "q", at: datetime | None = None) -> str:
 
 
 def safe_url(engine: Engine) -> str:
-    from hipbridge.redact import mask_url
-
     return mask_url(engine.url)   # no password, no password-like query parameters
 
 
@@ -110,8 +110,6 @@ def check_database(engine: Engine, specs: SpecSet, tables: list[str] | None = No
                    run_id: str | None = None, cfg: QualityConfig | None = None, domains: DomainCodes | None = None,
                    store: bool = True, now: datetime | None = None) -> RunOutcome:
     """Run every rule of the chosen tables over the whole tables and (optionally) store the results."""
-    from .store import save_run
-
     cfg = cfg or cached_config()
     started = clock(specs)
     now = now or local_now(specs)
@@ -124,8 +122,6 @@ def check_database(engine: Engine, specs: SpecSet, tables: list[str] | None = No
     physical = physical_names(sql, specs)
     present = {tid for tid, s in specs.specs.items() if s.target.name in existing}
     if domains is None:
-        from .rules import catalog_domains
-
         domains = catalog_domains()
     results: list[RuleResult] = []
     timeliness: dict[str, Any] = {}
@@ -174,8 +170,6 @@ def check_database(engine: Engine, specs: SpecSet, tables: list[str] | None = No
 def period_volume(engine: Engine, specs: SpecSet, tables: list[str], days: int = 30,
                   now: datetime | None = None) -> dict[str, dict[str, int]]:
     """Rows per day of 数据采集时间 for the trend of uploads and gap days (断档日)."""
-    from sqlalchemy import text
-
     sql = frontend_dialect(engine)
     col = specs.defaults.audit("extracted_at").name
     now = now or local_now(specs)

@@ -21,6 +21,8 @@ from hipbridge.settings import settings
 from hipbridge.spec import parse_duration
 from hipbridge.spec.load import line_of, load_yaml_model
 
+from .templates import GENERATED
+
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 Severity = Literal["fatal", "error", "warning", "info"]
 SCHEMA_HINT = "see the keys documented at the top of expectations/_rules.yaml and in quality/config.py"
@@ -262,8 +264,6 @@ def _load(path: Path, model: type[BaseModel]) -> Any:
 
 def _check_registry(path: Path, templates: dict[str, Template]) -> None:
     """Every generated template has its policy in `_rules.yaml`, every non-custom policy a generator."""
-    from .templates import GENERATED
-
     text = path.read_text(encoding="utf-8-sig")
     problems = []
     for tid, t in templates.items():

@@ -16,11 +16,12 @@ import contextlib
 import re
 import time
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import bindparam, inspect, text
 from sqlalchemy.engine import Connection
 
 from hipbridge.io.dialects import FrontendDialect
@@ -254,7 +255,6 @@ class Evaluator:
 
         if len(scope.partitions) < 2:
             return list(self._exec(select(None), params).one())
-        from concurrent.futures import ThreadPoolExecutor
 
         def run_part(part: str):
             stmt, bound = _stmt(select(part), params)
@@ -351,8 +351,6 @@ class Evaluator:
     # ------------------------------------------------------------ control table (C03 应传总数量)
     def _control(self, rule: Rule, scope: Scope) -> RuleResult:
         """Rows of a control table (alias `t`, e.g. 数据量记录汇总) checked against the scope's table."""
-        from sqlalchemy import inspect
-
         ctl = rule.extra["control_table"]
         if not inspect(self.conn).has_table(ctl):
             return _result(rule, NOT_APPLICABLE, 0, 0, None, error=f"控制表 {ctl} 不存在(尚未运行对账)")

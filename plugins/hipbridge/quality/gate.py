@@ -26,6 +26,7 @@ from .config import QualityConfig, cached_config
 from .engine import ERROR, FAILED, Evaluator, RuleResult, Scope, physical_names
 from .rules import DomainCodes, Rule, build_rules, catalog_domains
 from .scoring import score
+from .store import save_run
 
 
 @dataclass
@@ -100,8 +101,6 @@ def run_gate(engine: Engine, spec: TableSpec, specs: SpecSet, batch_id: str, sta
     finished = clock(specs)
     outcome.seconds = (finished - started).total_seconds()
     if store:
-        from .store import save_run
-
         save_run(engine, ops_schema_name(specs.defaults, engine), batch_id, "gate", started, finished, results,
                  score(results, cfg.scoring), [spec.table], database=safe_url(engine), blocked=outcome.blocked,
                  message=outcome.message)

@@ -18,7 +18,7 @@ import re
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 
 from hipbridge.io.dialects import frontend_dialect
@@ -40,6 +40,9 @@ from .engine import (
 )
 from .rules import DomainCodes, Rule, build_rules, catalog_domains, render
 from .scoring import score
+from .store import save_run
+
+# Great Expectations loads only for a GX run (it costs seconds): never at DAG parse or CLI start-up.
 
 
 def _literal(engine: Engine, v) -> str:
@@ -85,8 +88,6 @@ def check_database_gx(engine: Engine, specs: SpecSet, tables: list[str] | None =
                       cfg: QualityConfig | None = None, kind: str = "check", store: bool = True,
                       domains: DomainCodes | None = None, now: datetime | None = None,
                       run_id: str | None = None) -> RunOutcome:
-    from .store import save_run
-
     cfg = cfg or cached_config()
     started = clock(specs)
     now = now or local_now(specs)
@@ -188,7 +189,5 @@ def _run_gx(gx, ctx, ds, engine: Engine, table: str, rules: list[Rule], scope: S
 
 
 def native_count(engine: Engine, scope: Scope) -> int:
-    from sqlalchemy import text
-
     with engine.connect() as conn:
         return int(conn.execute(text(f"SELECT COUNT(*) FROM {scope.from_sql} t")).scalar() or 0)

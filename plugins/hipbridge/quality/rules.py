@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from hipbridge.io.dialects import FrontendDialect
+from hipbridge.mapping import load_catalog
 from hipbridge.settings import org_code as configured_org
 from hipbridge.spec import SpecSet, TableSpec
 
@@ -24,8 +25,6 @@ __all__ = ["DomainCodes", "Rule", "build_rules", "catalog_domains", "inactive_cu
 
 def catalog_domains() -> DomainCodes:
     """Value domains from the mapping module's catalog (mappings/standard)."""
-    from hipbridge.mapping import load_catalog
-
     catalog = load_catalog()
 
     def codes(domain_id: str) -> Mapping[str, str] | None:

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Column, DateTime, Float, Index, MetaData, String, Table, Text, select
 from sqlalchemy.engine import Engine
 
-from hipbridge.io.ops import ops_for, register_ops_tables
+from hipbridge.io.ops import ensure_schema, ops_for, register_ops_tables
 
 from .engine import RuleResult
 
@@ -71,8 +71,6 @@ def ensure_tables(engine: Engine, schema: str) -> tuple[Table, Table]:
     run, res = ops.table(RUN), ops.table(RESULT)
     key = (id(engine), schema)
     if key not in _READY:
-        from hipbridge.io.ops import ensure_schema
-
         ensure_schema(engine, schema)
         run.create(engine, checkfirst=True)
         res.create(engine, checkfirst=True)

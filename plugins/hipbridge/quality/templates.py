@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from hipbridge.spec.control import CONTROL_FILE, load_control
+
 if TYPE_CHECKING:
     from hipbridge.io.dialects import FrontendDialect
     from hipbridge.spec import SpecSet, TableSpec
@@ -247,8 +249,6 @@ _CONTROL_CACHE: dict[tuple[str, float], Any] = {}
 
 
 def _load_control(specs: SpecSet):
-    from hipbridge.spec.control import CONTROL_FILE, load_control
-
     path = specs.directory / CONTROL_FILE
     key = (str(path), path.stat().st_mtime)
     if key not in _CONTROL_CACHE:

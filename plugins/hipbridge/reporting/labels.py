@@ -4,6 +4,8 @@ stored codes stay English; an unknown code is shown as it is."""
 
 from __future__ import annotations
 
+from hipbridge.mapping.local import STATUS_LABELS
+
 LABELS: dict[str, dict[str, str]] = {
     "batch_status": {"planned": "已计划", "extracted": "已抽取", "staged": "已暂存", "blocked": "质控拦截",
                      "published": "已发布", "failed": "失败"},
@@ -21,8 +23,6 @@ LABELS: dict[str, dict[str, str]] = {
 
 
 def _mapping_status() -> dict[str, str]:
-    from hipbridge.mapping.local import STATUS_LABELS  # the review workbook's names, one source
-
     return STATUS_LABELS
 
 

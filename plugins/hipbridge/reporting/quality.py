@@ -15,6 +15,7 @@ sharing → quality, sharing's push-back checks running the quality engine).
 from __future__ import annotations
 
 import contextlib
+import math
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,9 @@ from .charts import bar_chart, line_chart
 from .clock import ReportClock
 from .page import environment, num, pct
 from .xlsx import ReportBook
+
+# recognition/ is imported only when the front-end holds 互认 tables: it brings the display's web stack
+# with it, which a quality report without 互认 does not need.
 
 SEVERITY_LABELS = {"fatal": "致命", "error": "错误", "warning": "警告", "info": "提示"}
 SEVERITY_ORDER = ["fatal", "error", "warning", "info"]
@@ -272,8 +276,6 @@ def _samples(r: RuleResult) -> str:
 
 def _floor2(v: float | None) -> float | None:
     """Rates in the XLSX are cut like the page's (99.999 is 99.99, never 100.00)."""
-    import math
-
     return None if v is None else math.floor(v * 100 + 1e-9) / 100
 
 

@@ -36,9 +36,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hipbridge.crypto.keys import KeyStore
 from hipbridge.crypto.sm import sm3_hex
+from hipbridge.platform.config import sharing_config
+from hipbridge.profiles import active
 from hipbridge.sharing.roles import ROLES
 
 log = logging.getLogger("hipbridge.sharing.callers")
@@ -49,8 +55,6 @@ PUBLIC_PATHS = frozenset({"/healthz"})
 
 def docs_allowed() -> bool:
     """The active deployment profile's `web.openapi_docs` (false in `config/profiles/production.yaml`)."""
-    from hipbridge.profiles import active
-
     return active().web.openapi_docs
 
 
@@ -98,8 +102,6 @@ class CallerStore:
     @classmethod
     def for_keys(cls, keys: KeyStore | None = None, callers_file: str | None = None) -> CallerStore:
         if callers_file is None:
-            from hipbridge.platform.config import sharing_config
-
             callers_file = sharing_config().door.callers_file
         return cls((keys or KeyStore()).directory / callers_file)
 
@@ -186,9 +188,7 @@ def bearer_token(header: str | None) -> str | None:
 
 def _body_too_large(limit: int) -> Exception:
     """An HTTPException (FastAPI re-raises those from body reading, so the answer is 413, not 400)."""
-    from starlette.exceptions import HTTPException
-
-    class BodyTooLarge(HTTPException):
+    class BodyTooLarge(StarletteHTTPException):
         pass
 
     return BodyTooLarge(413, f"请求体超过 {limit} 字节")
@@ -337,12 +337,7 @@ def secure_app(app, store: CallerStore, rules: Mapping[str, Iterable[str]], *,
 
     Create the app with `docs_url=None, redoc_url=None, openapi_url=None`; this adds
     `/openapi.json` (role admin) unless the active profile turns the API description off."""
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse
-
     app.state.callers = store
-    from fastapi.exception_handlers import http_exception_handler
-    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request, exc: StarletteHTTPException):

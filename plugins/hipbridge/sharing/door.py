@@ -20,6 +20,7 @@ from typing import Annotated, Literal
 from fastapi import BackgroundTasks, Depends, FastAPI, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import and_, select
 from sqlalchemy.engine import Engine
 
 from hipbridge.crypto.keys import KeyStore
@@ -175,8 +176,6 @@ def create_door_app(frontend: Engine, ops: Ops, keys: KeyStore, org_code: str, o
         return {"accepted": True, "outboxId": res.outbox_id, "duplicate": res.duplicate, "authStatus": res.auth_status}
 
     def _patient_of(appointment_id: str) -> str | None:
-        from sqlalchemy import and_, select
-
         ar = ops.table("auth_record")
         with frontend.connect() as conn:
             return conn.execute(select(ar.c.patient_key).where(and_(

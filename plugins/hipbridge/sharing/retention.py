@@ -41,6 +41,7 @@ from hipbridge.platform.config import RetentionConfig, retention_config
 from hipbridge.platform.state import audit, audit_many
 from hipbridge.spec import SpecSet
 
+from .secure import auth_ids_by_patient
 from .store import SharedStore
 
 log = logging.getLogger("hipbridge.sharing.retention")
@@ -300,8 +301,6 @@ def purge_shared(frontend: Engine, ops: Ops, store: SharedStore, keys: KeyStore,
 
 def _add_indexed_auths(store: SharedStore, due: list[dict[str, Any]]) -> None:
     """Each due patient's authIds: their authorizations', plus those the blind index finds in the encrypted store."""
-    from .secure import auth_ids_by_patient
-
     found = auth_ids_by_patient(store.secure, [d["patient_key"] for d in due]) if store.secure is not None else {}
     for d in due:
         ids = {r["auth_id"] for r in d["records"] if r["auth_id"]} | found.get(d["patient_key"], set())

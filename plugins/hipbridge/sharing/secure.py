@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Column, Index, MetaData, String, Table, Text, and_, delete, or_, select, tuple_
+from sqlalchemy import Column, Index, MetaData, String, Table, Text, and_, delete, func, or_, select, tuple_
 from sqlalchemy.engine import Engine, make_url
 
 from hipbridge.crypto.config import CryptoConfig, crypto_config
@@ -271,8 +271,6 @@ def ingest(secure: SecureStore, cipher: FieldCipher, keys: KeyStore, verified: s
         with secure.engine.connect() as conn:
             left = conn.execute(select(land.c[bcol]).limit(1)).first()
             if left is not None:
-                from sqlalchemy import func
-
                 report.waiting[land.name] = conn.execute(select(func.count()).select_from(land)).scalar_one()
     if report.moved:
         log.info("共享数据入库加密: %s", report.moved)

@@ -36,6 +36,8 @@ from .secure import IngestReport, SecureStore, SharedRow, find_rows, ingest, ope
 from .store import SharedStore, open_store
 from .verify import VerifyReport, verify_batches
 
+# door_app imports the FastAPI door when it is served: the lifecycle's DAG tasks never need the web stack.
+
 
 def hospital_now(specs: SpecSet) -> datetime:
     """Naive local time of the hospital (Asia/Shanghai), the time base of every stored datetime."""

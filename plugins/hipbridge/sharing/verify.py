@@ -29,10 +29,15 @@ from hipbridge.crypto.keys import KeyStore
 from hipbridge.crypto.sm import sm2_verify
 from hipbridge.io.ops import Ops
 from hipbridge.platform.config import SharingConfig, sharing_config
+from hipbridge.quality.check import check_database, new_run_id, safe_url
+from hipbridge.quality.config import cached_config
+from hipbridge.quality.engine import RuleResult
+from hipbridge.quality.store import save_run
 from hipbridge.settings import ops_schema_name
 from hipbridge.spec import SpecSet
 
 from .retention import purge_orphans
+from .secure import open_secure, stored_versions
 from .store import SharedStore, batch_digest, row_digest
 
 log = logging.getLogger("hipbridge.sharing.verify")
@@ -180,8 +185,6 @@ def verify_batches(frontend: Engine, ops: Ops, store: SharedStore, specs: SpecSe
 
 def _conflicts(store: SharedStore, table_id: str, rows, data_cols: list[str]) -> int:
     """Q07: rows whose business key the secure store already holds with the same data_num and other content."""
-    from .secure import open_secure, stored_versions
-
     secure = store.secure if store.secure is not None else open_secure(store)
     st = secure.tables.get(table_id)
     if st is None or not rows:
@@ -217,8 +220,6 @@ def _bad_signatures(rows, data_cols: list[str], sign_col: str, keys: KeyStore) -
 def _identity_columns(spec) -> tuple[str, str] | None:
     """(证件类型代码, 证件号码) of a shared table: the column bound to the id-type domain of the GB 11643
     check (quality `gb11643.id_type_domain`) and the column carrying that check."""
-    from hipbridge.quality.config import cached_config
-
     domain = cached_config().gb11643.id_type_domain
     kind = next((c.name for c in spec.columns if c.codes and c.codes.domain == domain), None)
     number = next((c.name for c in spec.columns if "gb11643" in c.checks), None)
@@ -228,12 +229,6 @@ def _identity_columns(spec) -> tuple[str, str] | None:
 def _quality(frontend: Engine, store: SharedStore, specs: SpecSet, report: VerifyReport, now: datetime,
              skip: list[str]) -> str | None:
     """Run the quality engine over the touched shared tables; save it as a `push` run in the ops schema."""
-    try:
-        from hipbridge.quality.check import check_database, new_run_id, safe_url
-        from hipbridge.quality.store import save_run
-    except ImportError as exc:  # the quality module is optional for the lifecycle itself
-        log.warning("质控引擎不可用, 仅执行回推核验规则: %s", exc)
-        return None
     tables = sorted({b.table_id for b in report.batches if b.table_id})
     try:
         outcome = check_database(store.engine, specs, tables, kind="push", run_id=new_run_id("push"), store=False,
@@ -270,8 +265,6 @@ _PUSH_RULES = {  # rule → (quality dimension, advice shown in the report)
 
 def _push_rule_results(report: VerifyReport) -> list:
     """The push-back rules' findings as quality results, so the quality report lists them with the rest."""
-    from hipbridge.quality.engine import RuleResult
-
     agg: dict[tuple[str, str], dict[str, Any]] = {}
     for b in report.batches:
         for p in b.problems:

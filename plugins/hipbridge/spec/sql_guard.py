@@ -27,7 +27,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
+
 from hipbridge.settings import settings
+
+from .load import SpecError, _line_of
+
+# sqlglot (about 0.6 s) is imported by the checks that parse, never while DAG files or the CLI parser load.
 
 # SQLAlchemy dialect name → sqlglot dialect
 DIALECTS: dict[str, str] = {"oracle": "oracle", "mssql": "tsql", "mysql": "mysql", "mariadb": "mysql",
@@ -163,8 +169,6 @@ def accepted_path(sql: str, dialect: str | None) -> Path | None:
 
 def _known_dialect(conn_id: str, url_of: Callable[[str], str | None] | None) -> str | None:
     """The connection's sqlglot dialect when its URL is known (`url_of`, else the environment)."""
-    from sqlalchemy.engine import make_url
-
     try:
         url = url_of(conn_id) if url_of else settings().source_url(conn_id)
     except Exception:  # noqa: BLE001 - an unreadable registry is reported where it is used
@@ -184,8 +188,6 @@ def spec_query_errors(specs, url_of: Callable[[str], str | None] | None = None) 
     the environment, then `connections.yaml`); by default the environment only. This layer does not
     resolve connections itself (`io` sits above `spec`).
     """
-    from .load import SpecError, _line_of
-
     out = {}
     for table, spec in sorted(specs.specs.items()):
         src = spec.source
