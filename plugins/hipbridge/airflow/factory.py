@@ -9,10 +9,13 @@ naming the YAML file, line and key, while every valid table keeps its DAG.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from airflow.sdk import DAG, Asset, Param, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
 from airflow.timetables.interval import CronDataIntervalTimetable
 from airflow.timetables.trigger import CronTriggerTimetable
 
@@ -54,8 +57,6 @@ RUN_PARAM_HELP = ('{"mode": "incremental"} 按水位增量；{"mode": "full"} �
 
 def run_window(run: dict) -> tuple[str, object, object]:
     """(mode, first day, last day) of a validated `run` param."""
-    from datetime import date
-
     mode = run.get("mode") or "incremental"
     if mode != "window":
         return mode, None, None
@@ -66,8 +67,6 @@ def run_window(run: dict) -> tuple[str, object, object]:
 def fail_fast(exc: BaseException) -> None:
     """Re-raise a task's failure: a mistake (spec, SQL, access) as AirflowFailException, so the task fails at
     once without retries; anything else (an outage) as it is, for Airflow's retries with back-off."""
-    from airflow.sdk.exceptions import AirflowFailException
-
     from hipbridge.pipeline.failures import is_deterministic
 
     if is_deterministic(exc):
@@ -151,7 +150,6 @@ def scheduled_high_watermark(run_type, fired_at: datetime | None, tz: str) -> da
     """
     if fired_at is None or not str(run_type or "").lower().endswith("scheduled"):
         return None
-    from zoneinfo import ZoneInfo
 
     local_day = fired_at.astimezone(ZoneInfo(tz)).date()
     return datetime.combine(local_day, datetime.min.time())
@@ -173,8 +171,6 @@ def backfill_window(params: dict, start: datetime | None, end: datetime | None, 
     caller plans it with advance_watermark off). Refused, with the reason, when the run has no
     data interval or its conf asks for something else (full reload, other dates).
     """
-    from zoneinfo import ZoneInfo
-
     run = params.get("run") or {}
     if (run.get("mode") or "incremental") == "full" or run.get("first_day") or run.get("days"):
         raise BackfillRefused(
@@ -216,10 +212,6 @@ def build_dag(spec: TableSpec, specs: SpecSet) -> DAG:
 
         @task(task_id="plan")
         def plan_batch() -> dict:
-            from dataclasses import replace
-
-            from airflow.sdk.exceptions import AirflowFailException
-
             from hipbridge.pipeline.plan import plan
 
             context = get_current_context()
@@ -266,8 +258,6 @@ def build_dag(spec: TableSpec, specs: SpecSet) -> DAG:
 
         @task(task_id="quality_gate", retries=0)
         def gate_batch(batch: dict, moved: dict) -> dict:
-            from airflow.sdk.exceptions import AirflowFailException
-
             from hipbridge.io.state import Batch
             from hipbridge.pipeline.gate import gate
 
@@ -334,8 +324,6 @@ def build_reconciliation_dag(specs: SpecSet | None = None) -> DAG | None:
 
         @task(task_id="reconcile")
         def reconcile_days() -> dict:
-            from datetime import date
-
             from hipbridge.pipeline.reconcile import reconcile
 
             params = get_current_context()["params"]
@@ -390,10 +378,6 @@ def build_backfill_dag(specs: SpecSet | None = None, max_parallel: int | None = 
 
         @task(task_id="windows")
         def windows() -> list[dict]:
-            from datetime import date
-
-            from airflow.sdk.exceptions import AirflowFailException
-
             from hipbridge.pipeline.backfill import split_windows
             from hipbridge.pipeline.failures import PipelineError
 
@@ -409,8 +393,6 @@ def build_backfill_dag(specs: SpecSet | None = None, max_parallel: int | None = 
 
         @task(task_id="sync_window", max_active_tis_per_dagrun=parallel)
         def sync_window(window: dict) -> dict:
-            from airflow.exceptions import AirflowFailException
-
             from hipbridge.pipeline.backfill import Window, run_window
             from hipbridge.pipeline.results import WindowResult
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime
 
 from hipbridge.settings import ops_schema_name
 
@@ -35,8 +36,6 @@ _ACTIONS = {"LAUNCH": "医生站启动", "VIEW_TIMELINE": "查看外院数据列
 
 
 def _who(args) -> int:
-    from datetime import datetime
-
     from hipbridge.audit import who_viewed
 
     engine, ops, keys = _open(args)

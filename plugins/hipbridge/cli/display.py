@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from hipbridge.settings import org_code
@@ -18,7 +19,6 @@ def _serve(args) -> int:
     cfg = display_config()
     host, port = args.host or cfg.server.host, args.port or cfg.server.port
     if args.workers > 1:   # one process per core; the audit chain serializes them on its tail row
-        import os
 
         if args.db:
             os.environ["HIPBRIDGE_FRONTEND_URL"] = args.db

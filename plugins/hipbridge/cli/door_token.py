@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 from hipbridge.settings import hospital_tz
 
@@ -17,7 +18,6 @@ def _shown(iso: str | None) -> str:
     """A stored UTC instant as the hospital reads it: Asia/Shanghai, zone named."""
     if not iso:
         return "-"
-    from datetime import datetime
 
     tz = hospital_tz()
     return datetime.fromisoformat(iso).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S") + f" ({tz.key})"

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
+from unicodedata import east_asian_width
 
 
 def _table(rows: list[tuple[str, ...]], headers: tuple[str, ...]) -> str:
-    from unicodedata import east_asian_width
-
     def width(s: str) -> int:
         return sum(2 if east_asian_width(ch) in "WF" else 1 for ch in s)
 
