@@ -1,8 +1,8 @@
 """Sample specs of the shared tables (small stand-ins with the ids `config/sharing.yaml` names).
 
-Test scaffolding, kept out of the product package (issue 14): the retention and lifecycle tests and
-the deletion / crypto benchmarks use these reduced tables; the demo and everything else use the real
-`table_specs/`. The shared store is built from whatever specs carry these ids.
+Kept out of the product package (issue 14). Only the deletion and crypto benchmarks (bench/deletion.py,
+bench/crypto.py) still use these reduced tables; the retention and lifecycle tests, the demo and
+everything else use the real `table_specs/`. The shared store is built from whatever specs carry these ids.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 import uuid
 from datetime import datetime, timedelta
@@ -94,9 +95,9 @@ class World:
 
 
 def write_specs(d: Path) -> Path:
-    from tests.sharing_sample_specs import write_sample_specs
-
-    return write_sample_specs(d)
+    """The real table specs (`table_specs/`), copied so a test may add or break one without touching the repo."""
+    shutil.copytree(Path(__file__).resolve().parents[1] / "table_specs", d)
+    return d
 
 
 ID_A = valid_id("45100219800101123")
@@ -212,7 +213,7 @@ def test_verification_rejects_tampered_push_and_runs_quality(world):
     store = w.life.store
     t = store.tables["lab_result"]
     with store.engine.begin() as c:   # someone alters a pushed result after the manifest was written
-        c.execute(t.update().where(t.c.JYMXLSH == select(t.c.JYMXLSH).limit(1).scalar_subquery()).values(JCJG=999))
+        c.execute(t.update().where(t.c.JYMXLSH == select(t.c.JYMXLSH).limit(1).scalar_subquery()).values(JYDLJG="999"))
     v = w.life.verify(w.clock(), run_quality=True)
     by_table = {b.table_name: b for b in v.batches}
     assert by_table[t.name].status == "REJECTED"
@@ -416,14 +417,15 @@ def test_a_pushed_row_of_another_patient_is_rejected_q11(world):
     w.book("Q1101", ID_A, datetime(2026, 3, 3, 8, 30))
     w.drain()
     store = w.life.store
-    t, cols, mc = store.tables["op_visit"], store.cols, store.mcols
-    data_cols = store.data_columns("op_visit")
-    with store.engine.begin() as c:   # the platform sends one visit with another person's ID, digests recomputed
+    # lab_report carries the patient's 证件类型 + 证件号码 in the real specs (op_visit does not)
+    t, cols, mc = store.tables["lab_report"], store.cols, store.mcols
+    data_cols = store.data_columns("lab_report")
+    with store.engine.begin() as c:   # the platform sends one report with another person's ID, digests recomputed
         rows = c.execute(select(t)).mappings().all()
         assert rows and all(r["ZJHM"] == ID_A for r in rows)
         victim = dict(rows[0])
         victim["ZJHM"] = valid_id("45100219900202002")
-        c.execute(t.update().where(t.c.MZJZLSH == victim["MZJZLSH"], t.c.YLJGDM == victim["YLJGDM"]).values(
+        c.execute(t.update().where(t.c.JYJLLSH == victim["JYJLLSH"], t.c.YLJGDM == victim["YLJGDM"]).values(
             ZJHM=victim["ZJHM"], **{cols["row_digest"]: row_digest(victim, data_cols)}))
         batch = victim[cols["batch_id"]]
         digests = list(c.execute(select(t.c[cols["row_digest"]]).where(t.c[cols["batch_id"]] == batch)).scalars())
@@ -537,7 +539,7 @@ def test_a_pushed_row_whose_platform_signature_does_not_verify_is_rejected_q09(w
                 {cols["sign"]: s}))
         lab, lab_cols = store.tables["lab_report"], store.data_columns("lab_report")
         for r in [dict(x) for x in c.execute(select(lab)).mappings()]:                  # every row signed properly
-            c.execute(lab.update().where(lab.c.YLJGDM == r["YLJGDM"], lab.c.JYBGLSH == r["JYBGLSH"]).values(
+            c.execute(lab.update().where(lab.c.YLJGDM == r["YLJGDM"], lab.c.JYJLLSH == r["JYJLLSH"]).values(
                 {cols["sign"]: sign(platform_key, r, lab_cols)}))
     v = w.life.verify(w.clock(), run_quality=False)
     by = {b.table_name: b for b in v.batches}
