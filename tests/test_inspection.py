@@ -142,7 +142,12 @@ def test_weekly_report_from_what_was_recorded(tmp_path, hb_home, mariadb_url):
     runs = {r[0].value: [c.value for c in r] for r in wb["运行情况"].iter_rows(min_row=2)}
     assert runs["visit"][2:4] == [6, 1] and runs["fee"][12] == 3600 and runs["patient"][13] == 5   # 跳过
     certs = [[c.value for c in r] for r in wb["删除证明"].iter_rows(min_row=2)]
-    assert [r[3] for r in certs] == ["OK", "FAILED"] and certs[0][7] == 12
+    assert [r[3] for r in certs] == ["完成", "失败"] and certs[0][7] == 12 and certs[0][1] == "外院共享数据"
+    # the workbook, like the page, names stored codes in Chinese
+    cells = {str(c.value) for ws in wb.worksheets for row in ws.iter_rows(min_row=2) for c in row if c.value}
+    assert not cells & {"OK", "FAILED", "ACKED", "REVOKED", "ACTIVE", "shared", "failed", "blocked", "grant"}
+    sharing = [r[0].value for r in wb["平台交互"].iter_rows(min_row=2)]
+    assert "本周新建调用 · 已确认" in sharing and "本周授权 · 已撤销" in sharing
 
     # next week: one file changed, one added; the drift names them, the trends carry last week on
     (root / "table_specs" / "a.yaml").write_text("table: a\nlabel: 改了\n", encoding="utf-8")

@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 from hipbridge.quality.check import check_database
+from hipbridge.quality.engine import STATUS_LABELS
 from hipbridge.reporting.quality import write_report
 from openpyxl import load_workbook
 from sqlalchemy import create_engine, text
@@ -43,6 +44,9 @@ def test_html_and_xlsx(tmp_path, hb_home):
         assert ws.freeze_panes == "A2", ws.title
         floats = [c.value for row in ws.iter_rows(min_row=2) for c in row if isinstance(c.value, float)]
         assert all(round(v, 2) == v for v in floats), (ws.title, [v for v in floats if round(v, 2) != v][:3])
+    results = [[c.value for c in r] for r in wb["规则结果"].iter_rows(min_row=2)]
+    assert {r[6] for r in results} <= {"致命", "错误", "警告", "提示"}          # names, not stored codes
+    assert {r[7] for r in results} <= set(STATUS_LABELS.values()) and "未通过" in {r[7] for r in results}
     rates = [c.value for c in wb["数据集明细"]["E"][1:] if isinstance(c.value, float)]
     assert rates, "dimension rates exported as numbers"
 

@@ -181,6 +181,35 @@ def test_a_shared_earlier_schema_is_refused_until_an_operator_says_whose_it_is(m
     assert r.inserted == 3 and set(_flags(ctx_d).values()) == {"1"}
 
 
+def test_fresh_ops_starts_an_empty_schema_and_leaves_the_shared_one_to_its_owner(mini, server, monkeypatch):
+    """`frontend init --fresh-ops`, as a subprocess: the other way out of the refusal above."""
+    legacy = f"{server.prefix}_ops"
+    specs = _specs_with_defaults(mini, target=f"T{server.prefix[-6:]}", ops_schema=legacy)
+    c, d = server.database("c"), server.database("d")
+    _old_install(server, specs, [c, d], legacy, monkeypatch)
+    dispose_all()
+    env = {k: v for k, v in os.environ.items() if k != "HIPBRIDGE_OPS_SCHEMA"}
+    env["PYTHONPATH"] = str(ROOT / "plugins")
+
+    def init(db: str, *flags: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "hipbridge.cli", "frontend", "init", "--db", _url(db), "--specs",
+                               str(specs), *flags], env=env, capture_output=True, text=True, timeout=300, check=False)
+
+    both = init(d, "--fresh-ops", "--adopt-ops", legacy)
+    assert both.returncode != 0 and "--adopt-ops and --fresh-ops exclude each other" in both.stderr
+    out = init(d, "--fresh-ops")
+    assert out.returncode == 0, out.stderr
+    assert f"operations schema {d}_{legacy}" in out.stdout
+    assert legacy in server.schemas() and f"{d}_{legacy}" in server.schemas()   # the shared one is left alone
+    dispose_all()
+    ctx_d = Context.create(specs, _url(d))
+    r = sync_table("visit", "full", ctx=ctx_d)                 # an empty ledger: every row goes out as new
+    assert r.inserted == 3 and set(_flags(ctx_d).values()) == {"1"}
+    dispose_all()
+    with pytest.raises(OpsSchemaError, match=f"--adopt-ops {legacy}"):   # its owner still has to say so
+        sync_table("visit", ctx=Context.create(specs, _url(c)))
+
+
 # ---------------------------------------------------------------- 2. keys compared exactly
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from hipbridge.reporting.labels import zh
 from hipbridge.reporting.xlsx import ReportBook
 
 
@@ -29,7 +30,7 @@ def fill(book: ReportBook, ctx: dict[str, Any]) -> None:
     book.sheet("每日运行", [f"日期({zone})", "批次数", "入库记录数", "失败/拦截"],
                [[k, v["batches"], v["published"], v["failed"]] for k, v in ctx["runs"]["daily"].items()])
     book.sheet("失败批次", ["表", "表名", "批次", "状态", f"开始时间({zone})", "错误信息"],
-               [[f["table"], f["label"], f["batch_id"], f["status"], f["started_at"], f["message"]]
+               [[f["table"], f["label"], f["batch_id"], zh(f["status"], "batch_status"), f["started_at"], f["message"]]
                 for f in ctx["runs"]["failures"]])
     book.sheet("表状态", ["表", "表名", "物理表名", "前置机行数", f"最近成功上传({zone})", "距今天数"],
                [[r["table"], r["label"], r["target"], r["rows"], r["last_published"], r["days_since"]]
@@ -42,13 +43,13 @@ def fill(book: ReportBook, ctx: dict[str, Any]) -> None:
     book.sheet("质量趋势", ["周", "总体得分(该周最后一次)"], [[k, v] for k, v in ctx["quality"]["trend"].items()])
     sh = ctx["sharing"]
     book.sheet("平台交互", ["项目", "值"], [] if not sh.get("enabled") else [
-        *[[f"本周新建调用 · {k}", v] for k, v in sh["created"].items()], ["周末积压(NEW+SENT)", sh["backlog"]],
+        *[[f"本周新建调用 · {zh(k, 'outbox_status')}", v] for k, v in sh["created"].items()], ["周末积压(NEW+SENT)", sh["backlog"]],
         ["最早未确认", sh["oldest_pending"]], ["最早未确认等待(小时)", sh["oldest_hours"]],
-        *[[f"本周授权 · {k}", v] for k, v in sh["authorizations"].items()],
-        *[[f"失败调用 · {f['kind']} {f['appointment_id']}", f"{f['last_code'] or ''} {f['last_error'] or ''}"[:300]]
+        *[[f"本周授权 · {zh(k, 'auth_status')}", v] for k, v in sh["authorizations"].items()],
+        *[[f"失败调用 · {zh(f['kind'], 'outbox_kind')} {f['appointment_id']}", f"{f['last_code'] or ''} {f['last_error'] or ''}"[:300]]
           for f in sh["failed"]]])
     book.sheet("删除证明", ["作业", "范围", "演练", "状态", f"开始({zone})", f"结束({zone})", "候选", "删除行数", "说明"],
-               [[r["run_id"], r["scope"], "是" if r["dry_run"] else "否", r["status"], r["started_at"], r["finished_at"],
+               [[r["run_id"], zh(r["scope"], "deletion_scope"), "是" if r["dry_run"] else "否", zh(r["status"], "deletion_run"), r["started_at"], r["finished_at"],
                  r["candidates"], r["deleted_rows"], r.get("message") or ""] for r in ctx["deletions"]["runs"]])
     book.sheet("配置漂移", ["变化", "文件"], _drift_rows(ctx["drift"]))
     book.sheet("数据库与磁盘", ["项目", "值"], [

@@ -331,7 +331,8 @@ def write_xlsx(ctx: dict[str, Any], path: Path) -> None:
     book.sheet("检查检验结果互认", ["项目", "值"], rows)
     book.sheet("规则结果", ["规则编号", "模板", "表", "物理表名", "字段", "维度", "严重程度", "状态", "问题数", "检查数",
                         "问题率(%)", "阈值(%)", "说明"],
-               [[r.rule_id, r.template, r.table, r.target, ",".join(r.columns), r.dimension, r.severity, r.status,
+               [[r.rule_id, r.template, r.table, r.target, ",".join(r.columns), r.dimension, sev.get(r.severity, r.severity),
+                 st.get(r.status, r.status),
                  r.violated, r.denominator, r.pct, r.threshold, r.error or ""] for r in ctx["results"]])
     book.save(path)
 
