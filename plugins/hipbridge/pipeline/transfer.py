@@ -15,6 +15,7 @@ import numpy as np
 from sqlalchemy.engine import Engine
 
 from hipbridge.crypto.atrest import quarantine_protector
+from hipbridge.crypto.frontend import FrontendEncryptor
 from hipbridge.io import engines, state
 from hipbridge.io.extract import filters_own_window, read_chunks
 from hipbridge.io.load import StagingWriter
@@ -155,6 +156,8 @@ def _transfer_locked(ctx: Context, batch: state.Batch, spec: TableSpec, source: 
     catalog = ctx.catalog if any(c.codes for c in spec.columns) else None
 
     protect = quarantine_protector(ctx.engine, ctx.ops_schema, spec)
+    enc_columns = ctx.encrypted.get(spec.table)
+    encrypt = FrontendEncryptor(ctx.engine, ctx.ops_schema, enc_columns) if enc_columns else None
 
     def write_quarantine(conn, rows):
         state.add_quarantine(conn, ctx.ops, batch.batch_id, batch.table_id, protect(rows), extracted_at)
@@ -172,7 +175,8 @@ def _transfer_locked(ctx: Context, batch: state.Batch, spec: TableSpec, source: 
             if rownum == 0 and read.column:
                 _check_watermark_type(ctx, spec, chunk, read.column, source)
             conformed = conform_chunk(chunk, spec, ctx.defaults, catalog=catalog, extracted_at=extracted_at,
-                                      org_code=code, org_name=name, changed_column=read.column)
+                                      org_code=code, org_name=name, changed_column=read.column,
+                                      encrypt=encrypt)
             if conformed.max_changed_at is not None:
                 max_changed = max(max_changed or conformed.max_changed_at, conformed.max_changed_at)
             frame = conformed.frame
