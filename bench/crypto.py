@@ -8,6 +8,11 @@
    MariaDB source into a MariaDB front-end, with 1 % dirty rows whose raw rows are SM4-encrypted in
    quarantine, against the same transfer with the quarantine protector replaced by the identity in
    this process (baseline). Alternating runs, best of each. Target ≤ 1.2×.
+2b. The front-end switch (config/crypto.yaml `frontend.tables`, docs §3.4): the demo hospital's
+   27 specs (HIS/LIS/PACS built once, `hipbridge.demo.build`) transferred end to end (`sync_table`
+   of every table in dependency order, full mode) into a fresh MariaDB front-end, with every
+   spec's `sensitive` columns SM4-encrypted in the business tables ("on") against the switch off
+   ("off", the shipped default). Same data, alternating runs, best of each. Target ≤ 1.2×.
 3. Ingest into the encrypted shared store: `ingest()` (SM4 on the sensitive and encrypt_also
    columns, blind indexes, row MAC, delete of the landing copy) against the same move without any
    cryptography (INSERT … SELECT + DELETE on the server), rows/s.
@@ -134,6 +139,106 @@ def bench_transfer(admin: str, rows: int, runs: int) -> dict:
             "met": best["encrypted"] / best["baseline"] <= 1.2}
 
 
+def _switch_config(tmp: Path, specs) -> tuple[Path, int, int]:
+    """A copy of config/ whose crypto.yaml encrypts every spec's sensitive columns in the front-end."""
+    import shutil
+
+    config = tmp / "config_on"
+    shutil.copytree(ROOT / "config", config)
+    tables = sorted(t for t, s in specs.specs.items() if any(c.sensitive for c in s.columns))
+    path = config / "crypto.yaml"
+    body = path.read_text(encoding="utf-8")
+    assert "  tables: {}" in body
+    path.write_text(body.replace("  tables: {}", "  tables: {" + ", ".join(f"{t}: sensitive" for t in tables) + "}",
+                                 1), encoding="utf-8")
+    return config, len(tables), sum(sum(c.sensitive for c in specs.specs[t].columns) for t in tables)
+
+
+def bench_frontend_switch(admin: str, scale: float, days: int, runs: int) -> dict:
+    """The 27 demo specs into MariaDB with the front-end switch on (sensitive columns) and off."""
+    from hipbridge.airflow.embedded import dependency_order
+    from hipbridge.crypto.atrest import forget_keyrings
+    from hipbridge.demo import build
+    from hipbridge.io.engines import dispose_all
+    from hipbridge.pipeline import run as pipeline_run
+    from hipbridge.pipeline.context import Context
+
+    tmp = Path(tempfile.mkdtemp(prefix="hb_bench_switch_"))
+    saved = {k: os.environ.get(k) for k in ("HIPBRIDGE_HOME", "HIPBRIDGE_CONFIG", "HIPBRIDGE_OPS_SCHEMA",
+                                            "HIPBRIDGE_FRONTEND_URL")}
+    os.environ["HIPBRIDGE_HOME"] = str(tmp / "home")
+    os.environ.pop("HIPBRIDGE_CONFIG", None)
+    t0 = time.perf_counter()
+    build(tmp / "home" / "demo", days=days, scale=scale, register=True)
+    build_s = time.perf_counter() - t0
+    times: dict[str, list[float]] = {"on": [], "off": []}
+    per_table: dict[str, dict[str, float]] = {"on": {}, "off": {}}
+    rows: dict[str, int] = {}
+    config_on, n_tables, n_cols = None, 0, 0
+    try:
+        # an untimed warm-up first (imports, catalogs, caches, the source files in the page cache),
+        # then alternating runs
+        order = ["warm-up"] + [v for i in range(runs) for v in (("on", "off") if i % 2 == 0 else ("off", "on"))]
+        for variant in order:
+            fe = f"hbbench_fe_{uuid.uuid4().hex[:8]}"
+            os.environ["HIPBRIDGE_OPS_SCHEMA"] = f"{fe}_ops"
+            eng = create_engine(admin)
+            with eng.begin() as c:
+                c.execute(text(f"CREATE DATABASE `{fe}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"))
+            url = f"{admin.rstrip('/')}/{fe}?charset=utf8mb4&local_infile=1"
+            try:
+                os.environ.pop("HIPBRIDGE_CONFIG", None)
+                ctx = Context.create(None, url)
+                if config_on is None:
+                    config_on, n_tables, n_cols = _switch_config(tmp, ctx.specs)
+                if variant == "on":
+                    os.environ["HIPBRIDGE_CONFIG"] = str(config_on)
+                    ctx = Context.create(None, url)
+                    assert ctx.encrypted, "the switch is on for no table"
+                ctx.ensure_frontend()
+                from hipbridge.crypto.atrest import keyring_for
+
+                keyring_for(ctx.engine, ctx.ops_schema).active("data")   # key made before timing
+                total, extracted = 0.0, 0
+                for table in dependency_order(ctx.specs):
+                    t1 = time.perf_counter()
+                    r = pipeline_run.sync_table(table, "full", ctx=ctx)
+                    dt = time.perf_counter() - t1
+                    total += dt
+                    extracted += r.extracted
+                    if variant in per_table:
+                        per_table[variant][table] = min(dt, per_table[variant].get(table, dt))
+                    rows[table] = r.extracted
+                if variant in times:
+                    times[variant].append(total)
+                if variant == "on":   # the switch really encrypted: a sensitive column of 患者基本信息表 holds ciphertext
+                    with ctx.engine.connect() as c:
+                        xm = c.execute(text("SELECT XM FROM HZJBXXB WHERE XM IS NOT NULL LIMIT 1")).scalar()
+                    assert xm and xm.startswith("v1:"), xm
+            finally:
+                dispose_all()
+                forget_keyrings()
+                with eng.begin() as c:
+                    c.execute(text(f"DROP DATABASE IF EXISTS `{fe}`"))
+                    c.execute(text(f"DROP DATABASE IF EXISTS `{fe}_ops`"))
+                eng.dispose()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    best = {k: min(v) for k, v in times.items()}
+    slow = sorted(((t, per_table["on"][t] - per_table["off"][t]) for t in per_table["on"] if t in per_table["off"]),
+                  key=lambda x: -x[1])[:5]
+    return {"specs": len(rows), "encrypted_tables": n_tables,
+            "encrypted_columns": n_cols, "rows_extracted": sum(rows.values()), "scale": scale, "days": days,
+            "demo_build_s": round(build_s, 1), "on_s": round(best["on"], 2), "off_s": round(best["off"], 2),
+            "slowdown": round(best["on"] / best["off"], 3), "runs": times,
+            "most_added_s": {t: round(d, 3) for t, d in slow}, "target": "≤ 1.2×",
+            "met": best["on"] / best["off"] <= 1.2}
+
+
 def bench_store(admin: str, rows_per_table: int, lookups: int) -> tuple[dict, dict]:
     from hipbridge.crypto.keys import KeyStore
     from hipbridge.io.engines import dispose_all
@@ -233,6 +338,10 @@ def main() -> int:
     ap.add_argument("--values", type=int, default=30_000, help="values for the SM4 throughput comparison")
     ap.add_argument("--rows", type=int, default=200_000, help="source rows for the transfer comparison")
     ap.add_argument("--runs", type=int, default=2, help="transfer runs per variant (alternating)")
+    ap.add_argument("--switch-scale", type=float, default=0.05, help="demo hospital scale for the front-end switch")
+    ap.add_argument("--switch-days", type=int, default=3, help="demo hospital days for the front-end switch")
+    ap.add_argument("--switch-runs", type=int, default=2, help="27-spec runs per variant (alternating)")
+    ap.add_argument("--only", choices=["switch"], help="run only the front-end switch comparison and merge it into --out")
     ap.add_argument("--store-rows", type=int, default=20_000, help="shared rows for ingest and lookups")
     ap.add_argument("--lookups", type=int, default=300)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "crypto.json"))
@@ -242,6 +351,15 @@ def main() -> int:
     from hipbridge.crypto.provider import SoftwareKeyProvider
     from hipbridge.io.engines import engine_for
 
+    if args.only == "switch":
+        out = Path(args.out)
+        result = json.loads(out.read_text(encoding="utf-8")) if out.exists() else {}
+        result["frontend_switch"] = {"load_avg_before": os.getloadavg(), **bench_frontend_switch(
+            args.mariadb, args.switch_scale, args.switch_days, args.switch_runs), "load_avg_after": os.getloadavg()}
+        result["frontend_switch"]["at"] = datetime.now().isoformat(timespec="seconds")
+        print(json.dumps(result["frontend_switch"], ensure_ascii=False))
+        out.write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        return 0
     tmp = Path(tempfile.mkdtemp(prefix="hb_bench_keys_"))
     ring = keyring_for(engine_for(f"sqlite:///{tmp / 'fe.db'}", "hbops"), "hbops", SoftwareKeyProvider(tmp / "keys"))
     result = {"machine": "2 cores shared with other jobs", "at": datetime.now().isoformat(timespec="seconds"),
@@ -249,6 +367,9 @@ def main() -> int:
     print(json.dumps(result["sm4_field_encryption"], ensure_ascii=False))
     result["transfer"] = bench_transfer(args.mariadb, args.rows, args.runs)
     print(json.dumps(result["transfer"], ensure_ascii=False))
+    result["frontend_switch"] = {"load_avg_before": os.getloadavg(), **bench_frontend_switch(
+        args.mariadb, args.switch_scale, args.switch_days, args.switch_runs), "load_avg_after": os.getloadavg()}
+    print(json.dumps(result["frontend_switch"], ensure_ascii=False))
     result["shared_store_ingest"], result["blind_index_lookup"] = bench_store(args.mariadb, args.store_rows,
                                                                               args.lookups)
     print(json.dumps(result["shared_store_ingest"], ensure_ascii=False))

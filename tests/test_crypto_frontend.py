@@ -27,8 +27,9 @@ from hipbridge.pipeline.run import sync_table
 from hipbridge.spec import load_specs
 from hipbridge.spec.types import ColumnType
 from hipbridge.yamlconfig import ConfigError
-from sqlalchemy import inspect, text
+from sqlalchemy import create_engine, inspect, text
 
+from tests.conftest import MARIADB_ADMIN
 from tests.minihospital import ROWS, MiniHospital
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -184,3 +185,38 @@ def test_declared_width_holds_the_longest_ciphertext(hb_home):
         assert max(len(t) for t in tokens if t) <= width
         assert [cipher.decrypt(t) for t in tokens] == values    # the batched CBC is plain SM4-CBC
     assert encrypted_type(ColumnType("text")).kind == "text"
+
+
+def test_key_rotation_reencrypts_the_frontend_columns_and_the_pipeline_sees_no_change(tmp_path, monkeypatch, mini,
+                                                                                      hb_home, mariadb_url):
+    """`hipbridge keys rotate` covers the front-end's encrypted columns (generic SQL, MariaDB here)."""
+    frontend_url = mariadb_url
+    from hipbridge.crypto.fields import key_id_of
+    from hipbridge.crypto.keys import KeyStore
+    from hipbridge.crypto.rotate import rotate
+    from hipbridge.sharing.service import Lifecycle
+
+    monkeypatch.setenv("HIPBRIDGE_CONFIG", str(_config(tmp_path, "{visit: [XM]}")))
+    monkeypatch.setenv("HIPBRIDGE_SHARE_SCHEMA", f"{os.environ['HIPBRIDGE_OPS_SCHEMA']}_share")
+    ctx = Context.create(mini.specs, frontend_url)
+    sync_table("visit", ctx=ctx)
+    before = _rows(ctx)
+    share = os.environ["HIPBRIDGE_SHARE_SCHEMA"]
+    try:
+        life = Lifecycle.open(frontend_url, ctx.specs, KeyStore())
+        old = {key_id_of(r["XM"]) for r in before.values()}
+        rep = rotate(life, "data", batch_rows=2)
+    finally:
+        from hipbridge.io.engines import dispose_all
+
+        dispose_all()
+        with create_engine(MARIADB_ADMIN).begin() as c:     # the shared store it opened: ours to drop
+            for db in (share, f"{share}_secure"):
+                c.execute(text(f"DROP DATABASE IF EXISTS `{db}`"))
+    assert rep.rewritten.get("MZJZJL") == 3 and set(rep.retired) == old
+    after = _rows(ctx)
+    assert all(key_id_of(r["XM"]) == rep.new_key and r["XM"] != before[k]["XM"] for k, r in after.items())
+    assert {k: reveal_value(ctx.engine, ctx.ops_schema, r["XM"]) for k, r in after.items()} == \
+        {k: NAMES[k] for k in after}
+    again = sync_table("visit", "window", date(2026, 11, 20), date(2026, 11, 21), ctx=ctx)
+    assert (again.unchanged, again.published) == (3, 0)     # the digest is over the plaintext

@@ -95,13 +95,25 @@ class FieldCipher:
         out: list[str | None] = [None] * len(vals)
         if not present:
             return out
-        pads = _PADS
-        padded = [b + pads[16 - len(b) % 16] for b in (vals[i].encode("utf-8") for i in present)]
-        nblocks = np.fromiter((len(b) >> 4 for b in padded), dtype=np.int64, count=len(padded))
-        start = np.zeros(len(padded), dtype=np.int64)
-        np.cumsum(nblocks[:-1], out=start[1:])
-        blocks = np.frombuffer(b"".join(padded), dtype=np.uint8).reshape(-1, 16)
-        ivs = os.urandom(16 * len(padded))
+        import pyarrow as pa
+
+        # PKCS#7 padding of every value at once: Arrow holds the UTF-8 bytes back to back; each
+        # value's bytes move to its slot in a buffer prefilled with its pad byte
+        arr = pa.array([vals[i] for i in present], type=pa.string())
+        offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset:arr.offset + len(arr) + 1].astype(np.int64)
+        lens = np.diff(offsets)
+        nblocks = lens // 16 + 1
+        plen = nblocks * 16
+        dst = np.zeros(len(lens), dtype=np.int64)
+        np.cumsum(plen[:-1], out=dst[1:])
+        buf = np.repeat((plen - lens).astype(np.uint8), plen)
+        if offsets[-1] > offsets[0]:
+            data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)
+            pos = np.arange(offsets[0], offsets[-1])
+            buf[pos + np.repeat(dst - offsets[:-1], lens)] = data[offsets[0]:offsets[-1]]
+        blocks = buf.reshape(-1, 16)
+        start = dst >> 4
+        ivs = os.urandom(16 * len(lens))
         prev = np.frombuffer(ivs, dtype=np.uint8).reshape(-1, 16).copy()
         ct = np.empty_like(blocks)
         update = Cipher(algorithms.SM4(key), modes.ECB()).encryptor().update
@@ -110,17 +122,19 @@ class FieldCipher:
         counts = nblocks[order]
         for k in range(int(counts[0])):
             live = order[: int(np.searchsorted(-counts, -k, side="left"))] if k else order
-            pos = start[live] + k
-            block = np.frombuffer(update((blocks[pos] ^ prev[live]).tobytes()), dtype=np.uint8).reshape(-1, 16)
-            ct[pos] = block
+            pos_k = start[live] + k
+            block = np.frombuffer(update((blocks[pos_k] ^ prev[live]).tobytes()), dtype=np.uint8).reshape(-1, 16)
+            ct[pos_k] = block
             prev[live] = block
-        raw = ct.tobytes()
-        b64 = base64.b64encode
-        prefix = f"v1:{key_id}:"
+        # tokens as one ASCII blob: b2a_base64 ends each ciphertext with the newline that separates them
+        raw, b2a, pre = ct.tobytes(), binascii.b2a_base64, f"v1:{key_id}:".encode()
+        parts: list[bytes] = []
+        add = parts.extend
+        for j, (s0, s1) in enumerate(zip(dst.tolist(), (dst + plen).tolist())):
+            add((pre, b2a(ivs[16 * j:16 * j + 16], newline=False), b":", b2a(raw[s0:s1])))
+        tokens = b"".join(parts).decode("ascii").split("\n")
         for j, i in enumerate(present):
-            s0 = int(start[j]) << 4
-            out[i] = (f"{prefix}{b64(ivs[16 * j:16 * j + 16]).decode()}:"
-                      f"{b64(raw[s0:s0 + (int(nblocks[j]) << 4)]).decode()}")
+            out[i] = tokens[j]
         return out
 
     def decrypt(self, token: str | None) -> str | None:

@@ -6,8 +6,8 @@
    ciphertext and row MAC change in the same UPDATE). Older keys stay readable throughout.
 3. When nothing is left under an older key it is marked retired in the key registry.
 
-What is covered: the encrypted shared tables (ciphertext columns and row MACs) and the quarantine's
-raw rows. A shared row whose MAC does not verify is *not* re-MACed under the new key (that would
+What is covered: the encrypted shared tables (ciphertext columns and row MACs), the quarantine's
+raw rows and the front-end business tables' encrypted columns (config/crypto.yaml `frontend`). A shared row whose MAC does not verify is *not* re-MACed under the new key (that would
 launder a tampering): it is left as it is and counted in `tampered`.
 """
 
@@ -54,6 +54,33 @@ def _targets(life) -> list[_Target]:
                            st.encrypted, ("row_mac", st.mac_columns)))
     q = life.ops.table("quarantine")
     out.append(_Target(f"{life.ops.schema}.quarantine", life.frontend, q, ["id"], ["raw", "row_key"]))
+    return out + _frontend_targets(life)
+
+
+def _frontend_targets(life) -> list[_Target]:
+    """The province's business tables' encrypted columns (config/crypto.yaml `frontend`), when
+    their table exists. Only the ciphertext changes: the row digest and publish's ledger are over
+    the plaintext, so the pipeline sees no change."""
+    from sqlalchemy import inspect
+
+    from hipbridge.io.frontend import target_table
+
+    from .frontend import frontend_columns
+
+    specs = getattr(life, "specs", None)
+    if specs is None or specs.defaults is None:
+        return []
+    chosen = frontend_columns(specs)
+    if not chosen:
+        return []
+    existing = set(inspect(life.frontend).get_table_names())
+    out = []
+    for table_id, columns in sorted(chosen.items()):
+        spec = specs.get(table_id)
+        if spec.target.name not in existing:
+            continue
+        table = target_table(spec, specs.defaults, dialect=life.frontend.dialect.name, encrypted=columns)
+        out.append(_Target(spec.target.name, life.frontend, table, list(spec.target.primary_key), sorted(columns)))
     return out
 
 
