@@ -139,7 +139,7 @@ def bench_transfer(admin: str, rows: int, runs: int) -> dict:
             "met": best["encrypted"] / best["baseline"] <= 1.2}
 
 
-def _switch_config(tmp: Path, specs) -> tuple[Path, int, int]:
+def _switch_config(tmp: Path, specs) -> tuple[Path, list[str], int]:
     """A copy of config/ whose crypto.yaml encrypts every spec's sensitive columns in the front-end."""
     import shutil
 
@@ -151,7 +151,7 @@ def _switch_config(tmp: Path, specs) -> tuple[Path, int, int]:
     assert "  tables: {}" in body
     path.write_text(body.replace("  tables: {}", "  tables: {" + ", ".join(f"{t}: sensitive" for t in tables) + "}",
                                  1), encoding="utf-8")
-    return config, len(tables), sum(sum(c.sensitive for c in specs.specs[t].columns) for t in tables)
+    return config, tables, sum(sum(c.sensitive for c in specs.specs[t].columns) for t in tables)
 
 
 def bench_frontend_switch(admin: str, scale: float, days: int, runs: int) -> dict:
@@ -172,9 +172,10 @@ def bench_frontend_switch(admin: str, scale: float, days: int, runs: int) -> dic
     build(tmp / "home" / "demo", days=days, scale=scale, register=True)
     build_s = time.perf_counter() - t0
     times: dict[str, list[float]] = {"on": [], "off": []}
+    cpu: dict[str, list[float]] = {"on": [], "off": []}     # this process's CPU (conform, encryption, …)
     per_table: dict[str, dict[str, float]] = {"on": {}, "off": {}}
     rows: dict[str, int] = {}
-    config_on, n_tables, n_cols = None, 0, 0
+    config_on, encrypted_ids, n_cols = None, [], 0
     try:
         # an untimed warm-up first (imports, catalogs, caches, the source files in the page cache),
         # then alternating runs
@@ -190,7 +191,7 @@ def bench_frontend_switch(admin: str, scale: float, days: int, runs: int) -> dic
                 os.environ.pop("HIPBRIDGE_CONFIG", None)
                 ctx = Context.create(None, url)
                 if config_on is None:
-                    config_on, n_tables, n_cols = _switch_config(tmp, ctx.specs)
+                    config_on, encrypted_ids, n_cols = _switch_config(tmp, ctx.specs)
                 if variant == "on":
                     os.environ["HIPBRIDGE_CONFIG"] = str(config_on)
                     ctx = Context.create(None, url)
@@ -200,6 +201,7 @@ def bench_frontend_switch(admin: str, scale: float, days: int, runs: int) -> dic
 
                 keyring_for(ctx.engine, ctx.ops_schema).active("data")   # key made before timing
                 total, extracted = 0.0, 0
+                c0 = time.process_time()
                 for table in dependency_order(ctx.specs):
                     t1 = time.perf_counter()
                     r = pipeline_run.sync_table(table, "full", ctx=ctx)
@@ -211,6 +213,7 @@ def bench_frontend_switch(admin: str, scale: float, days: int, runs: int) -> dic
                     rows[table] = r.extracted
                 if variant in times:
                     times[variant].append(total)
+                    cpu[variant].append(time.process_time() - c0)
                 if variant == "on":   # the switch really encrypted: a sensitive column of 患者基本信息表 holds ciphertext
                     with ctx.engine.connect() as c:
                         xm = c.execute(text("SELECT XM FROM HZJBXXB WHERE XM IS NOT NULL LIMIT 1")).scalar()
@@ -231,10 +234,17 @@ def bench_frontend_switch(admin: str, scale: float, days: int, runs: int) -> dic
     best = {k: min(v) for k, v in times.items()}
     slow = sorted(((t, per_table["on"][t] - per_table["off"][t]) for t in per_table["on"] if t in per_table["off"]),
                   key=lambda x: -x[1])[:5]
-    return {"specs": len(rows), "encrypted_tables": n_tables,
+    enc_tables = [t for t in per_table["on"] if t in encrypted_ids]
+    enc_on = sum(per_table["on"][t] for t in enc_tables)
+    enc_off = sum(per_table["off"][t] for t in enc_tables)
+    return {"specs": len(rows), "encrypted_tables": len(encrypted_ids),
             "encrypted_columns": n_cols, "rows_extracted": sum(rows.values()), "scale": scale, "days": days,
             "demo_build_s": round(build_s, 1), "on_s": round(best["on"], 2), "off_s": round(best["off"], 2),
             "slowdown": round(best["on"] / best["off"], 3), "runs": times,
+            "cpu_on_s": round(min(cpu["on"]), 2), "cpu_off_s": round(min(cpu["off"]), 2),
+            "cpu_slowdown": round(min(cpu["on"]) / min(cpu["off"]), 3), "cpu_runs": cpu,
+            "encrypted_tables_on_s": round(enc_on, 2), "encrypted_tables_off_s": round(enc_off, 2),
+            "encrypted_tables_slowdown": round(enc_on / enc_off, 3),
             "most_added_s": {t: round(d, 3) for t, d in slow}, "target": "≤ 1.2×",
             "met": best["on"] / best["off"] <= 1.2}
 

@@ -187,13 +187,15 @@ def test_declared_width_holds_the_longest_ciphertext(hb_home):
     assert encrypted_type(ColumnType("text")).kind == "text"
 
 
-def test_key_rotation_reencrypts_the_frontend_columns_and_the_pipeline_sees_no_change(tmp_path, monkeypatch, mini,
+def test_key_rotation_covers_the_frontend_columns_and_a_retired_key_is_destroyed_once_unused(tmp_path, monkeypatch, mini,
                                                                                       hb_home, mariadb_url):
-    """`hipbridge keys rotate` covers the front-end's encrypted columns (generic SQL, MariaDB here)."""
+    """`keys rotate` covers the front-end's encrypted columns and sweeps retired keys; `keys destroy`
+    is refused while anything uses the key (generic SQL, MariaDB here)."""
     frontend_url = mariadb_url
     from hipbridge.crypto.fields import key_id_of
     from hipbridge.crypto.keys import KeyStore
-    from hipbridge.crypto.rotate import rotate
+    from hipbridge.crypto.rotate import KeyInUse, destroy, rotate
+    from hipbridge.crypto.sm import CryptoError
     from hipbridge.sharing.service import Lifecycle
 
     monkeypatch.setenv("HIPBRIDGE_CONFIG", str(_config(tmp_path, "{visit: [XM]}")))
@@ -206,6 +208,30 @@ def test_key_rotation_reencrypts_the_frontend_columns_and_the_pipeline_sees_no_c
         life = Lifecycle.open(frontend_url, ctx.specs, KeyStore())
         old = {key_id_of(r["XM"]) for r in before.values()}
         rep = rotate(life, "data", batch_rows=2)
+        assert rep.rewritten.get("MZJZJL") == 3 and set(rep.retired) == old
+        after = _rows(ctx)
+        assert all(key_id_of(r["XM"]) == rep.new_key and r["XM"] != before[k]["XM"] for k, r in after.items())
+
+        # keys destroy: refused for a key in use, and for a retired key a straggler still uses (a batch
+        # staged before the rotation, published after it); the next rotation sweeps it; then destroyed
+        [gone] = old
+        with pytest.raises(KeyInUse, match="active"):
+            destroy(life, rep.new_key)
+        straggler = before["V1"]["XM"]
+        with ctx.engine.begin() as c:
+            c.execute(text(f"UPDATE {ctx.dialect.table('MZJZJL')} SET XM = :x WHERE JZLSH = 'V1'"), {"x": straggler})
+        with pytest.raises(KeyInUse, match="MZJZJL 1 行"):
+            destroy(life, gone)
+        swept = rotate(life, "data", batch_rows=2)
+        assert swept.rewritten.get("MZJZJL") == 3 and gone not in swept.retired   # V1 (and the newer rows) rewritten
+        destroy(life, gone)
+        entry = next(e for e in life.ring.entries() if e["key_id"] == gone)
+        assert entry["status"] == "destroyed" and entry["destroyed"] is not None
+        with ctx.engine.connect() as c:
+            assert c.execute(text(f"SELECT wrapped_key FROM {ctx.dialect.table('key_registry', ctx.ops_schema)} "
+                                  "WHERE key_id = :k"), {"k": gone}).scalar() == ""
+        with pytest.raises(CryptoError, match="销毁"):
+            reveal_value(ctx.engine, ctx.ops_schema, straggler)
     finally:
         from hipbridge.io.engines import dispose_all
 
@@ -213,9 +239,7 @@ def test_key_rotation_reencrypts_the_frontend_columns_and_the_pipeline_sees_no_c
         with create_engine(MARIADB_ADMIN).begin() as c:     # the shared store it opened: ours to drop
             for db in (share, f"{share}_secure"):
                 c.execute(text(f"DROP DATABASE IF EXISTS `{db}`"))
-    assert rep.rewritten.get("MZJZJL") == 3 and set(rep.retired) == old
     after = _rows(ctx)
-    assert all(key_id_of(r["XM"]) == rep.new_key and r["XM"] != before[k]["XM"] for k, r in after.items())
     assert {k: reveal_value(ctx.engine, ctx.ops_schema, r["XM"]) for k, r in after.items()} == \
         {k: NAMES[k] for k in after}
     again = sync_table("visit", "window", date(2026, 11, 20), date(2026, 11, 21), ctx=ctx)

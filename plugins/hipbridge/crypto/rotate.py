@@ -112,7 +112,11 @@ def rotate(life, purpose: str = "data", batch_rows: int = 2000,
            progress: Callable[[int, int], None] | None = None) -> RotationReport:
     """Rotate the `data` (SM4) or `row` (row MAC) key of a front-end; see the module docstring."""
     ring: KeyRing = life.ring
-    old = [e["key_id"] for e in ring.entries() if e["purpose"] == purpose and e["status"] in ("active", "readable")]
+    # retired keys too: a batch staged before an earlier rotation and published after it brought
+    # ciphertext under a key retired meanwhile; this rotation rewrites it (they stay retired)
+    entries = [e for e in ring.entries() if e["purpose"] == purpose]
+    old = [e["key_id"] for e in entries if e["status"] in ("active", "readable", "retired")]
+    in_use = {e["key_id"] for e in entries if e["status"] in ("active", "readable")}
     new = ring.create(purpose, activate=True)
     report = RotationReport(purpose, new, old)
     cipher = FieldCipher(ring)
@@ -160,7 +164,7 @@ def rotate(life, purpose: str = "data", batch_rows: int = 2000,
             if progress:
                 progress(done, total)
     for k in old:   # retired once nothing is left under it (tampered rows keep theirs readable)
-        if not pending(life, purpose, [k]):
+        if k in in_use and not pending(life, purpose, [k]):
             ring.retire(k)
             report.retired.append(k)
     return report
@@ -169,3 +173,29 @@ def rotate(life, purpose: str = "data", batch_rows: int = 2000,
 def _changed(t: _Target) -> list[str]:
     return list(t.columns) + ([t.mac[0]] if t.mac else [])
 
+
+class KeyInUse(Exception):
+    """A key still referenced (or not retired) cannot be destroyed."""
+
+
+def destroy(life, key_id: str) -> None:
+    """Destroy (crypto-shred) a retired key once no ciphertext or MAC references it.
+
+    Refused, naming why, for an unknown, active or readable key, and for a retired key that any
+    secure table, the quarantine or a front-end encrypted column still uses (run `keys rotate`
+    first: it rewrites those rows under the active key)."""
+    ring: KeyRing = life.ring
+    entry = next((e for e in ring.entries() if e["key_id"] == key_id), None)
+    if entry is None:
+        raise KeyInUse(f"密钥 {key_id} 不在密钥登记表中")
+    if entry["status"] == "destroyed":
+        raise KeyInUse(f"密钥 {key_id} 已销毁")
+    if entry["status"] != "retired":
+        raise KeyInUse(f"密钥 {key_id} 状态为 {entry['status']}: 只能销毁已停用 (retired) 的密钥; "
+                       f"先运行 hipbridge keys rotate --purpose {entry['purpose']}")
+    refs = pending(life, entry["purpose"], [key_id])
+    if refs:
+        where = ", ".join(f"{t} {n} 行" for t, n in sorted(refs.items()))
+        raise KeyInUse(f"密钥 {key_id} 仍被引用 ({where}), 不能销毁; 先运行 hipbridge keys rotate --purpose "
+                       f"{entry['purpose']}")
+    ring.destroy(key_id)
