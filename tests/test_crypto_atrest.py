@@ -6,6 +6,7 @@ Against the simulated platform (real HTTP) and MariaDB, through `Lifecycle` as t
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -323,6 +324,13 @@ def test_sdf_boundary_refuses_clearly_and_production_refuses_development_keys(hb
     cli = [sys.executable, "-m", "hipbridge.cli", "keys"]
     r = subprocess.run([*cli, "rotate", "--quiet"], env=env, capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 0, r.stderr
+    r = subprocess.run([*cli, "rotate-kek"], env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 0 and "已轮换为 v1" in r.stdout, r.stderr
+    listed = json.loads(subprocess.run([*cli, "list", "--json"], env=env, capture_output=True, text=True, timeout=120,
+                                       check=True).stdout)
+    active = next(e["key_id"] for e in listed if e["purpose"] == "data" and e["status"] == "active")
+    r = subprocess.run([*cli, "destroy", active], env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 2 and "状态为 active" in r.stderr, r.stderr
     env["HIPBRIDGE_PROFILE"] = "production"
     r = subprocess.run([*cli, "list"], env=env, capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 2 and "拒绝使用开发密钥" in r.stderr and "由开发密钥库生成" in r.stderr, r.stderr
