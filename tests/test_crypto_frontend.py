@@ -72,9 +72,10 @@ def _width(ctx, column: str) -> int | None:
 
 def test_configured_columns_hold_ciphertext_rerun_writes_nothing_change_republishes(
         tmp_path, monkeypatch, mini, frontend_url):
-    monkeypatch.setenv("HIPBRIDGE_CONFIG", str(_config(tmp_path, "{visit: [XM, HZWYBSH]}")))
+    # ZYJZLSH is a constant of the spec (value: "-"): encrypted per row too, never a staging default
+    monkeypatch.setenv("HIPBRIDGE_CONFIG", str(_config(tmp_path, "{visit: [XM, HZWYBSH, ZYJZLSH]}")))
     ctx = Context.create(mini.specs, frontend_url)
-    assert ctx.encrypted == {"visit": frozenset({"XM", "HZWYBSH"})}
+    assert ctx.encrypted == {"visit": frozenset({"XM", "HZWYBSH", "ZYJZLSH"})}
     r = sync_table("visit", ctx=ctx)
     assert (r.status, r.inserted) == ("published", 3)
 
@@ -85,7 +86,8 @@ def test_configured_columns_hold_ciphertext_rerun_writes_nothing_change_republis
         assert NAMES[key] not in row["XM"] and row["JZLSH"] == key        # keys stay plaintext
         assert reveal_value(ctx.engine, ctx.ops_schema, row["XM"]) == NAMES[key]
         shown = reveal_row(ctx.engine, ctx.ops_schema, row, ctx.encrypted["visit"])
-        assert (shown["XM"], shown["HZWYBSH"]) == (NAMES[key], PIDS[key])
+        assert (shown["XM"], shown["HZWYBSH"], shown["ZYJZLSH"]) == (NAMES[key], PIDS[key], "-")
+        assert row["ZYJZLSH"].startswith("v1:")
     assert len({row["XM"] for row in first.values()}) == 3
     assert _width(ctx, "XM") == encrypted_type(ColumnType("varchar", length=4)).length   # varchar(4) widened
 

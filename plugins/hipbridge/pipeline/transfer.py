@@ -117,9 +117,11 @@ def _batch_constants(ctx: Context, spec: TableSpec, extracted_at: datetime, code
     d = ctx.defaults
     out = {d.audit("org_code").name: code, d.audit("org_name").name: name,
            d.audit("confidentiality").name: d.confidentiality, d.audit("extracted_at").name: extracted_at}
+    encrypted = ctx.encrypted.get(spec.table, frozenset())   # ciphertext differs per row: never a constant
     for col in spec.columns:  # constant text values; anything typed is left to the loader
         v = col.value
         if (isinstance(v, str) and col.codes is None and col.ctype.kind == "varchar" and v.strip() == v
+                and col.name not in encrypted
                 and v not in EMPTY_MARKERS and len(v) <= (col.ctype.length or 0)):
             out[col.name] = v
     return {k: v for k, v in out.items() if v is not None}
