@@ -407,6 +407,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="hb_bench_keys_"))
     ring = keyring_for(engine_for(f"sqlite:///{tmp / 'fe.db'}", "hbops"), "hbops", SoftwareKeyProvider(tmp / "keys"))
     result = {"machine": "2 cores shared with other jobs", "at": datetime.now().isoformat(timespec="seconds"),
+              "load_avg_start": os.getloadavg(),
               "sm4_field_encryption": bench_sm4(ring, args.values)}
     print(json.dumps(result["sm4_field_encryption"], ensure_ascii=False))
     result["transfer"] = bench_transfer(args.mariadb, args.rows, args.runs)
@@ -418,6 +419,7 @@ def main() -> int:
                                                                               args.lookups)
     print(json.dumps(result["shared_store_ingest"], ensure_ascii=False))
     print(json.dumps(result["blind_index_lookup"], ensure_ascii=False))
+    result["load_avg_end"] = os.getloadavg()
     Path(args.out).write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return 0
 
