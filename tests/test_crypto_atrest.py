@@ -6,6 +6,7 @@ Against the simulated platform (real HTTP) and MariaDB, through `Lifecycle` as t
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -242,6 +243,58 @@ def test_software_keystore_wraps_deks_and_key_files_are_0600(hb_home):
     forget_keyrings()
 
 
+def test_kek_rotation_rewraps_the_deks_and_deletes_the_old_kek(hb_home):
+    """`hipbridge keys rotate-kek`: every DEK of the purpose is re-wrapped under a new KEK (0600), the
+    old KEK file is deleted, the data keys and so every ciphertext stay as they were; a copy of the
+    old KEK opens nothing any more; a process that cached nothing reads everything."""
+    import shutil
+
+    from hipbridge.crypto.atrest import forget_keyrings, keyring_for
+    from hipbridge.crypto.fields import FieldCipher
+    from hipbridge.crypto.provider import SoftwareKeyProvider
+    from hipbridge.crypto.sm import CryptoError
+    from hipbridge.io.engines import engine_for
+
+    keydir = hb_home / "keys"
+    engine = engine_for(f"sqlite:///{hb_home / 'fe.db'}", "hbops")
+    ring = keyring_for(engine, "hbops", SoftwareKeyProvider(keydir))
+    first = FieldCipher(ring).encrypt("张三")
+    second_key = ring.create("data", activate=True)          # two DEKs of the purpose, one readable
+    second = FieldCipher(ring).encrypt("450102199001011234")
+    assert second.split(":")[1] == second_key
+    shutil.copytree(keydir, hb_home / "old-keys")
+
+    def wrapped() -> dict[str, str]:
+        with engine.connect() as c:
+            return dict(c.execute(text("SELECT key_id, wrapped_key FROM hbops.key_registry WHERE purpose = 'data'")).all())
+
+    before = wrapped()
+    rep = ring.rewrap_all("data")
+    assert rep["kek_version"] == 1 and set(rep["rewrapped"]) == set(before)
+    after = wrapped()
+    assert all(after[k] != before[k] for k in before)
+    assert not (keydir / "kek_data.hex").exists() and (keydir / "kek_data_v1.hex").exists()
+    assert stat.S_IMODE((keydir / "kek_data_v1.hex").stat().st_mode) == 0o600
+    forget_keyrings()
+    fresh = FieldCipher(keyring_for(engine, "hbops", SoftwareKeyProvider(keydir)))
+    assert (fresh.decrypt(first), fresh.decrypt(second)) == ("张三", "450102199001011234")
+    assert fresh.encrypt("李四").split(":")[1] == second_key      # the active DEK is unchanged
+    forget_keyrings()
+    stale = keyring_for(engine, "hbops", SoftwareKeyProvider(hb_home / "old-keys"))
+    with pytest.raises(CryptoError, match="KEK"):
+        FieldCipher(stale).decrypt(first)
+    forget_keyrings()
+    again = keyring_for(engine, "hbops", SoftwareKeyProvider(keydir)).rewrap_all("data")   # a second rotation
+    assert again["kek_version"] == 2 and sorted(p.name for p in keydir.glob("kek_data*")) == ["kek_data_v2.hex"]
+    forget_keyrings()
+    assert FieldCipher(keyring_for(engine, "hbops", SoftwareKeyProvider(keydir))).decrypt(first) == "张三"
+    forget_keyrings()
+    from hipbridge.crypto.provider import SdfKeyProvider
+
+    with pytest.raises(CryptoError, match="KEK rotation"):   # the device's KEKs are the device's business
+        SdfKeyProvider(None).new_kek("data")
+
+
 def test_sdf_boundary_refuses_clearly_and_production_refuses_development_keys(hb_home, monkeypatch):
     from hipbridge import profiles
     from hipbridge.crypto.provider import (
@@ -271,6 +324,13 @@ def test_sdf_boundary_refuses_clearly_and_production_refuses_development_keys(hb
     cli = [sys.executable, "-m", "hipbridge.cli", "keys"]
     r = subprocess.run([*cli, "rotate", "--quiet"], env=env, capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 0, r.stderr
+    r = subprocess.run([*cli, "rotate-kek"], env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 0 and "已轮换为 v1" in r.stdout, r.stderr
+    listed = json.loads(subprocess.run([*cli, "list", "--json"], env=env, capture_output=True, text=True, timeout=120,
+                                       check=True).stdout)
+    active = next(e["key_id"] for e in listed if e["purpose"] == "data" and e["status"] == "active")
+    r = subprocess.run([*cli, "destroy", active], env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 2 and "状态为 active" in r.stderr, r.stderr
     env["HIPBRIDGE_PROFILE"] = "production"
     r = subprocess.run([*cli, "list"], env=env, capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 2 and "拒绝使用开发密钥" in r.stderr and "由开发密钥库生成" in r.stderr, r.stderr

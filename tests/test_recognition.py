@@ -414,6 +414,35 @@ def test_caller_auth_and_who_may_be_reminded(world, patient_a):
     assert world.audit_events("HR_REMIND")[-1]["result_code"] == "not_authorized"
 
 
+def test_cds_services_authenticate_before_reading_the_body_and_limit_it(world, patient_a):
+    """Issue 12 item 5 on the CDS Hooks endpoints of the display app: the caller token is checked
+    before the body is read (a 1 GB body gets 401 at once, then 403 for a wrong role), an oversized
+    body is 413 by its length and while streaming; discovery stays public but limited too."""
+    from tests.test_door_security import _raw
+
+    port = int(world.url.rsplit(":", 1)[1])
+    for path in (f"/cds-services/{OS}", f"/cds-services/{OS}/feedback", "/recognition/decisions"):
+        head = (f"POST {path} HTTP/1.1\r\nHost: display\r\nContent-Type: application/json\r\n"
+                f"Content-Length: 1000000000\r\n\r\n").encode()
+        assert _raw(port, head, b"{" * 1024).startswith(b"HTTP/1.1 401"), path
+        booking = head.replace(b"Host: display", b"Host: display\r\nAuthorization: Bearer " + world.booking_token.encode())
+        assert _raw(port, booking, b"{" * 1024).startswith(b"HTTP/1.1 403"), path
+        authed = head.replace(b"Host: display", b"Host: display\r\nAuthorization: Bearer " + world.his_token.encode())
+        assert _raw(port, authed, b"{" * 1024).startswith(b"HTTP/1.1 413"), path
+    discovery = b"POST /cds-services HTTP/1.1\r\nHost: display\r\nContent-Length: 1000000000\r\n\r\n"
+    assert _raw(port, discovery, b"{" * 1024).startswith(b"HTTP/1.1 413")
+    assert world.http.get(world.url + "/cds-services").status_code == 200
+
+    def chunks():   # no Content-Length: chunked transfer, counted while it streams
+        for _ in range(64):
+            yield b" " * 4096
+
+    r = world.http.post(world.url + f"/cds-services/{OS}", content=chunks(),
+                        headers={"Authorization": f"Bearer {world.his_token}", "Content-Type": "application/json"})
+    assert r.status_code == 413 and r.json()["code"] == "PAYLOAD_TOO_LARGE"
+    assert hook(world, OS, "ZY001", "P-A", "D01", [sr("o-1", "GGN")]).status_code == 200   # a normal body passes
+
+
 def test_an_internal_error_answers_no_cards_and_never_blocks(world, patient_a):
     import dataclasses
 

@@ -1,4 +1,4 @@
-"""`hipbridge keys list | rotate`: the key registry and key rotation (docs/密码应用方案.md)."""
+"""`hipbridge keys list | rotate | rotate-kek | destroy`: the key registry, key rotation and destruction (docs/密码应用方案.md)."""
 
 from __future__ import annotations
 
@@ -51,6 +51,26 @@ def _rotate(args) -> int:
     return 0
 
 
+def _destroy(args) -> int:
+    from hipbridge.crypto.rotate import KeyInUse, destroy
+
+    life = _life(args)
+    try:
+        destroy(life, args.key_id)
+    except KeyInUse as exc:
+        print(f"hipbridge keys destroy: {exc}", file=sys.stderr)
+        return 2
+    print(f"密钥 {args.key_id} 已销毁 (封装的密钥已清除, 以其加密的数据不可恢复)")
+    return 0
+
+
+def _rotate_kek(args) -> int:
+    life = _life(args)
+    rep = life.ring.rewrap_all(args.purpose)
+    print(f"KEK ({rep['purpose']}) 已轮换为 v{rep['kek_version']}; 重新封装 {len(rep['rewrapped'])} 个密钥; 旧 KEK 已删除")
+    return 0
+
+
 def register(sub) -> None:
     p = sub.add_parser("keys", help="密钥: 密钥登记表, 密钥轮换")
     s = p.add_subparsers(dest="keys_command", metavar="ACTION")
@@ -65,3 +85,11 @@ def register(sub) -> None:
     r.add_argument("--batch-rows", type=int, default=None, help="rows per transaction (config: rotation.batch_rows)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=_rotate)
+    d = s.add_parser("destroy", help="crypto-shred a retired key (refused while any ciphertext or MAC uses it)")
+    d.add_argument("key_id")
+    d.add_argument("--db", default=None)
+    d.set_defaults(func=_destroy)
+    k = s.add_parser("rotate-kek", help="new KEK for a purpose, re-wrap its DEKs, delete the old KEK (data unchanged)")
+    k.add_argument("--purpose", choices=["data", "row"], default="data")
+    k.add_argument("--db", default=None)
+    k.set_defaults(func=_rotate_kek)

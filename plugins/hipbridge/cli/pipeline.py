@@ -1,4 +1,4 @@
-"""`hipbridge run | status | frontend init | reconcile`: the table pipeline from a shell, without Airflow."""
+"""`hipbridge run | status | frontend init | reveal | reconcile`: the table pipeline from a shell, without Airflow."""
 
 from __future__ import annotations
 
@@ -80,7 +80,9 @@ def _frontend_init(args) -> int:
     if args.adopt_ops and args.fresh_ops:
         raise SystemExit("hipbridge frontend init: --adopt-ops and --fresh-ops exclude each other")
     legacy = args.adopt_ops or ("fresh" if args.fresh_ops else "auto")
-    report = create_frontend(engine, specs, ops_legacy=legacy)
+    from hipbridge.crypto.frontend import frontend_columns
+
+    report = create_frontend(engine, specs, ops_legacy=legacy, encrypted=frontend_columns(specs))
     from hipbridge.redact import mask_url
 
     print(f"front-end {mask_url(engine.url)} (operations schema "
@@ -90,6 +92,8 @@ def _frontend_init(args) -> int:
         print(f"  {name}: added {', '.join(cols)}")
     for name, what in report.converted.items():
         print(f"  {name}: converted to {', '.join(what)}")
+    for name, cols in report.widened.items():
+        print(f"  {name}: widened for SM4 ciphertext (config/crypto.yaml frontend): {', '.join(cols)}")
     return 0
 
 
@@ -122,7 +126,48 @@ def register(sub) -> None:
                    help="start this front-end's own operations schema empty, leaving an earlier shared one alone")
     i.set_defaults(func=_frontend_init)
 
+    v = fs.add_parser("reveal", help="read rows of a front-end table with its SM4-encrypted columns decrypted "
+                                     "(config/crypto.yaml frontend)")
+    v.add_argument("table", help="table id (e.g. patient_info) or the province's table name (e.g. HZJBXXB)")
+    v.add_argument("--key", action="append", default=[], metavar="COLUMN=VALUE", required=True,
+                   help="a primary-key column's value (repeat for each key column you know)")
+    v.add_argument("--db", help="front-end database URL (default $HIPBRIDGE_FRONTEND_URL or the embedded SQLite)")
+    v.add_argument("--specs", help="spec folder (default table_specs/)")
+    v.set_defaults(func=_frontend_reveal)
+
     register_reconcile(sub)
+
+
+def _frontend_reveal(args) -> int:
+    """Rows of a front-end table by key, encrypted columns decrypted (JSON, one object per row)."""
+    from sqlalchemy import MetaData, Table, and_, select
+
+    from hipbridge.crypto.frontend import reveal_row
+
+    ctx = _context(args)
+    by_target = {s.target.name: t for t, s in ctx.specs.specs.items()}
+    table_id = args.table if args.table in ctx.specs.specs else by_target.get(args.table)
+    if table_id is None:
+        raise SystemExit(f"hipbridge frontend reveal: no table spec {args.table!r}")
+    spec = ctx.specs.get(table_id)
+    wanted: dict[str, str] = {}
+    for item in args.key:
+        col, sep, value = item.partition("=")
+        if not sep or col not in spec.target.primary_key:
+            raise SystemExit(f"hipbridge frontend reveal: --key {item!r}: expected COLUMN=VALUE with COLUMN one of "
+                             f"the primary key {', '.join(spec.target.primary_key)}")
+        wanted[col] = value
+    table = Table(spec.target.name, MetaData(), autoload_with=ctx.engine)
+    with ctx.engine.connect() as conn:
+        rows = [dict(r) for r in conn.execute(select(table).where(and_(*[table.c[c] == v for c, v in wanted.items()])))
+                .mappings()]
+    columns = ctx.encrypted.get(table_id, frozenset())
+    for row in rows:
+        print(json.dumps(reveal_row(ctx.engine, ctx.ops_schema, row, columns), ensure_ascii=False, default=str))
+    if not rows:
+        print(f"{spec.target.name}: no row with {', '.join(f'{c}={v}' for c, v in wanted.items())}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _reconcile(args) -> int:

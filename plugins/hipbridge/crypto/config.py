@@ -40,6 +40,16 @@ class SharedStoreCrypto(_Strict):
     identity: Identity
 
 
+class FrontendCrypto(_Strict):
+    """The province's front-end business tables: plaintext unless a table is listed here (docs §3.4).
+
+    `tables`: spec table id (or the province's table name) → the columns stored as SM4 ciphertext,
+    a list of column names or `sensitive` (every `sensitive: true` column of the spec). Checked
+    against the specs by `crypto.frontend.encrypted_columns` (unknown names are ConfigErrors).
+    """
+    tables: dict[str, list[str] | Literal["sensitive"]] = Field(default_factory=dict)
+
+
 class Rotation(_Strict):
     batch_rows: int = Field(2000, ge=1)
 
@@ -47,6 +57,7 @@ class Rotation(_Strict):
 class CryptoConfig(_Strict):
     sdf: Sdf = Field(default_factory=Sdf)
     shared_store: SharedStoreCrypto
+    frontend: FrontendCrypto = Field(default_factory=FrontendCrypto)
     rotation: Rotation = Field(default_factory=Rotation)
 
 

@@ -7,6 +7,9 @@ keys, wrap and unwrap DEKs. Two providers:
 - `SoftwareKeyProvider` — development, tests and the demo: one KEK file per purpose
   (`kek_<purpose>.hex`, created 0600) in the key folder; wrapping is SM4-GCM with the purpose and
   key id as associated data, so a wrapped key moved to another purpose or id does not unwrap.
+  KEK rotation (`new_kek`, driven by `registry.rewrap_all`) adds `kek_<purpose>_v<N>.hex`; a DEK
+  wrapped under version N ≥ 1 carries `KEKv` + N in front, so both versions unwrap while the
+  registry is re-wrapped, and the old file is then deleted.
   It is a *development* provider: the production profile refuses it (`check_profile`).
 - `SdfKeyProvider` — the boundary to the hospital's certified 服务器密码机 through the GM/T 0018 SDF
   API. The KEKs never leave the device; the methods map onto SDF functions as documented on each.
@@ -59,6 +62,16 @@ class KeyProvider(ABC):
     def unwrap(self, purpose: str, key_id: str, wrapped: bytes) -> bytes:
         """Decrypt a wrapped DEK; raises CryptoError if it was not wrapped here for this purpose and id."""
 
+    def new_kek(self, purpose: str) -> tuple[object, object]:
+        """Start a KEK rotation: a new KEK for `purpose` that `wrap` uses from now on; returns
+        (old version, new version). The old one still unwraps until `drop_kek`."""
+        raise CryptoError(f"{self.name}: KEK rotation is not available here")
+
+    def drop_kek(self, purpose: str, keep) -> None:
+        """End a KEK rotation: every KEK of `purpose` older than `keep` is gone (nothing is wrapped
+        under them any more)."""
+        raise CryptoError(f"{self.name}: KEK rotation is not available here")
+
 
 class SoftwareKeyProvider(KeyProvider):
     """KEKs in files of the key folder (0600). Development only."""
@@ -69,11 +82,29 @@ class SoftwareKeyProvider(KeyProvider):
     def __init__(self, directory: Path | str | None = None):
         self.directory = Path(directory) if directory else default_key_dir()
 
-    def _kek(self, purpose: str) -> bytes:
+    def _path(self, purpose: str, version: int) -> Path:
+        return self.directory / (f"kek_{purpose}.hex" if version == 0 else f"kek_{purpose}_v{version}.hex")
+
+    def _versions(self, purpose: str) -> list[int]:
+        found = [0] if self._path(purpose, 0).exists() else []
+        for p in self.directory.glob(f"kek_{purpose}_v*.hex"):
+            tail = p.name[len(f"kek_{purpose}_v"):-len(".hex")]
+            if tail.isdigit():
+                found.append(int(tail))
+        return sorted(found)
+
+    def _current(self, purpose: str) -> int:
+        versions = self._versions(purpose)
+        return versions[-1] if versions else 0
+
+    def _kek(self, purpose: str, version: int | None = None) -> bytes:
         if purpose not in PURPOSES:
             raise CryptoError(f"未知的密钥用途 {purpose!r}; expected one of {', '.join(PURPOSES)}")
-        path = self.directory / f"kek_{purpose}.hex"
+        version = self._current(purpose) if version is None else version
+        path = self._path(purpose, version)
         if not path.exists():
+            if version != 0 or self._versions(purpose):
+                raise CryptoError(f"KEK {path.name} 不存在 (已轮换并删除?)")
             try:
                 _write_private(path, secrets.token_hex(16))
             except FileExistsError:  # created concurrently: use the winner's
@@ -84,20 +115,45 @@ class SoftwareKeyProvider(KeyProvider):
         return secrets.token_bytes(nbytes)
 
     def wrap(self, purpose: str, key_id: str, key: bytes) -> bytes:
+        version = self._current(purpose)
         nonce = secrets.token_bytes(12)
-        enc = Cipher(algorithms.SM4(self._kek(purpose)), modes.GCM(nonce)).encryptor()
+        enc = Cipher(algorithms.SM4(self._kek(purpose, version)), modes.GCM(nonce)).encryptor()
         enc.authenticate_additional_data(f"{purpose}|{key_id}".encode())
         ct = enc.update(key) + enc.finalize()
-        return nonce + ct + enc.tag
+        head = _KEK_MAGIC + version.to_bytes(2, "big") if version else b""
+        return head + nonce + ct + enc.tag
 
     def unwrap(self, purpose: str, key_id: str, wrapped: bytes) -> bytes:
+        version = 0
+        if wrapped.startswith(_KEK_MAGIC) and len(wrapped) - 6 in _WRAPPED_LENGTHS:
+            version, wrapped = int.from_bytes(wrapped[4:6], "big"), wrapped[6:]
         nonce, ct, tag = wrapped[:12], wrapped[12:-16], wrapped[-16:]
         try:
-            dec = Cipher(algorithms.SM4(self._kek(purpose)), modes.GCM(nonce, tag)).decryptor()
+            dec = Cipher(algorithms.SM4(self._kek(purpose, version)), modes.GCM(nonce, tag)).decryptor()
             dec.authenticate_additional_data(f"{purpose}|{key_id}".encode())
             return dec.update(ct) + dec.finalize()
         except (InvalidTag, ValueError):
             raise CryptoError(f"密钥 {key_id} 解封失败: KEK ({purpose}) 不符或封装数据被篡改") from None
+
+    def new_kek(self, purpose: str) -> tuple[int, int]:
+        self._kek(purpose)   # the current one exists (a first rotation starts from version 0)
+        old = self._current(purpose)
+        try:
+            _write_private(self._path(purpose, old + 1), secrets.token_hex(16))
+        except FileExistsError:
+            raise CryptoError(f"KEK ({purpose}) 正在被另一进程轮换") from None
+        return old, old + 1
+
+    def drop_kek(self, purpose: str, keep: int) -> None:
+        if keep != self._current(purpose):
+            raise CryptoError(f"KEK ({purpose}) v{keep} 不是当前 KEK")
+        for version in self._versions(purpose):
+            if version < keep:   # (an interrupted earlier rotation may have left one more)
+                self._path(purpose, version).unlink(missing_ok=True)
+
+
+_KEK_MAGIC = b"KEKv"
+_WRAPPED_LENGTHS = {12 + n + 16 for n in (16, 32)}   # nonce + DEK (data 16, row 32 bytes) + GCM tag
 
 
 class SdfKeyProvider(KeyProvider):

@@ -106,6 +106,21 @@ class KeyRing:
         k = self._keys.get(key_id)
         if k is not None:
             return k
+        for attempt in (1, 2):   # a KEK rotation may re-wrap the row between our read and unwrap
+            row = self._row(key_id)
+            try:
+                k = self.provider.unwrap(row.purpose, key_id, base64.b64decode(row.wrapped_key))
+                break
+            except CryptoError:
+                if attempt == 2:
+                    raise
+        if kcv(k) != row.kcv:
+            raise CryptoError(f"密钥 {key_id} 校验值不符 (KCV)")
+        with self._lock:
+            self._keys[key_id] = k
+        return k
+
+    def _row(self, key_id: str):
         t = self.table
         with self.engine.connect() as conn:
             row = conn.execute(select(t.c.purpose, t.c.wrapped_key, t.c.kcv, t.c.destroyed)
@@ -114,12 +129,7 @@ class KeyRing:
             raise CryptoError(f"密钥 {key_id} 不在密钥登记表中")
         if row.destroyed is not None:
             raise CryptoError(f"密钥 {key_id} 已于 {row.destroyed:%Y-%m-%d %H:%M} 销毁, 数据不可恢复")
-        k = self.provider.unwrap(row.purpose, key_id, base64.b64decode(row.wrapped_key))
-        if kcv(k) != row.kcv:
-            raise CryptoError(f"密钥 {key_id} 校验值不符 (KCV)")
-        with self._lock:
-            self._keys[key_id] = k
-        return k
+        return row
 
     def active(self, purpose: str) -> tuple[str, bytes]:
         kid = self.active_id(purpose)
@@ -139,3 +149,37 @@ class KeyRing:
         with self.engine.begin() as conn:
             conn.execute(update(t).where(and_(t.c.key_id == key_id, t.c.status == "readable"))
                          .values(status="retired", retired=now))
+
+    def destroy(self, key_id: str, now: datetime | None = None) -> None:
+        """Crypto-shredding: erase the wrapped DEK of a retired key; whatever was encrypted under it
+        can never be read again. Callers check first that nothing references it (`rotate.destroy`)."""
+        now = now or self.clock()
+        t = self.table
+        with self.engine.begin() as conn:
+            done = conn.execute(update(t).where(and_(t.c.key_id == key_id, t.c.status == "retired"))
+                                .values(status="destroyed", destroyed=now, wrapped_key="")).rowcount
+        if done != 1:
+            raise CryptoError(f"密钥 {key_id} 不是已停用 (retired) 状态, 不能销毁")
+        with self._lock:
+            self._keys.pop(key_id, None)
+
+    def rewrap_all(self, purpose: str) -> dict:
+        """KEK rotation: a new KEK for `purpose`, every DEK of it not destroyed unwrapped with the old
+        KEK and wrapped with the new one (one transaction), then the old KEK deleted. The DEKs and
+        so every ciphertext stay as they are. A reader that fetched a row in the old form just
+        before the swap re-reads it (`key`)."""
+        if purpose not in ALGORITHMS:
+            raise CryptoError(f"未知的密钥用途 {purpose!r}; expected one of {', '.join(ALGORITHMS)}")
+        t = self.table
+        _old, new = self.provider.new_kek(purpose)
+        with self.engine.begin() as conn:
+            rows = conn.execute(select(t.c.key_id, t.c.wrapped_key, t.c.kcv).where(
+                and_(t.c.purpose == purpose, t.c.destroyed.is_(None), t.c.wrapped_key != ""))).all()
+            for key_id, wrapped, check in rows:
+                key = self.provider.unwrap(purpose, key_id, base64.b64decode(wrapped))
+                if kcv(key) != check:
+                    raise CryptoError(f"密钥 {key_id} 校验值不符 (KCV)")
+                conn.execute(update(t).where(t.c.key_id == key_id).values(
+                    wrapped_key=base64.b64encode(self.provider.wrap(purpose, key_id, key)).decode()))
+        self.provider.drop_kek(purpose, new)
+        return {"purpose": purpose, "kek_version": new, "rewrapped": [r[0] for r in rows]}

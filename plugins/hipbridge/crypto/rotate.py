@@ -6,8 +6,8 @@
    ciphertext and row MAC change in the same UPDATE). Older keys stay readable throughout.
 3. When nothing is left under an older key it is marked retired in the key registry.
 
-What is covered: the encrypted shared tables (ciphertext columns and row MACs) and the quarantine's
-raw rows. A shared row whose MAC does not verify is *not* re-MACed under the new key (that would
+What is covered: the encrypted shared tables (ciphertext columns and row MACs), the quarantine's
+raw rows and the front-end business tables' encrypted columns (config/crypto.yaml `frontend`). A shared row whose MAC does not verify is *not* re-MACed under the new key (that would
 launder a tampering): it is left as it is and counted in `tampered`.
 """
 
@@ -54,6 +54,33 @@ def _targets(life) -> list[_Target]:
                            st.encrypted, ("row_mac", st.mac_columns)))
     q = life.ops.table("quarantine")
     out.append(_Target(f"{life.ops.schema}.quarantine", life.frontend, q, ["id"], ["raw", "row_key"]))
+    return out + _frontend_targets(life)
+
+
+def _frontend_targets(life) -> list[_Target]:
+    """The province's business tables' encrypted columns (config/crypto.yaml `frontend`), when
+    their table exists. Only the ciphertext changes: the row digest and publish's ledger are over
+    the plaintext, so the pipeline sees no change."""
+    from sqlalchemy import inspect
+
+    from hipbridge.io.frontend import target_table
+
+    from .frontend import frontend_columns
+
+    specs = getattr(life, "specs", None)
+    if specs is None or specs.defaults is None:
+        return []
+    chosen = frontend_columns(specs)
+    if not chosen:
+        return []
+    existing = set(inspect(life.frontend).get_table_names())
+    out = []
+    for table_id, columns in sorted(chosen.items()):
+        spec = specs.get(table_id)
+        if spec.target.name not in existing:
+            continue
+        table = target_table(spec, specs.defaults, dialect=life.frontend.dialect.name, encrypted=columns)
+        out.append(_Target(spec.target.name, life.frontend, table, list(spec.target.primary_key), sorted(columns)))
     return out
 
 
@@ -85,7 +112,11 @@ def rotate(life, purpose: str = "data", batch_rows: int = 2000,
            progress: Callable[[int, int], None] | None = None) -> RotationReport:
     """Rotate the `data` (SM4) or `row` (row MAC) key of a front-end; see the module docstring."""
     ring: KeyRing = life.ring
-    old = [e["key_id"] for e in ring.entries() if e["purpose"] == purpose and e["status"] in ("active", "readable")]
+    # retired keys too: a batch staged before an earlier rotation and published after it brought
+    # ciphertext under a key retired meanwhile; this rotation rewrites it (they stay retired)
+    entries = [e for e in ring.entries() if e["purpose"] == purpose]
+    old = [e["key_id"] for e in entries if e["status"] in ("active", "readable", "retired")]
+    in_use = {e["key_id"] for e in entries if e["status"] in ("active", "readable")}
     new = ring.create(purpose, activate=True)
     report = RotationReport(purpose, new, old)
     cipher = FieldCipher(ring)
@@ -133,7 +164,7 @@ def rotate(life, purpose: str = "data", batch_rows: int = 2000,
             if progress:
                 progress(done, total)
     for k in old:   # retired once nothing is left under it (tampered rows keep theirs readable)
-        if not pending(life, purpose, [k]):
+        if k in in_use and not pending(life, purpose, [k]):
             ring.retire(k)
             report.retired.append(k)
     return report
@@ -142,3 +173,29 @@ def rotate(life, purpose: str = "data", batch_rows: int = 2000,
 def _changed(t: _Target) -> list[str]:
     return list(t.columns) + ([t.mac[0]] if t.mac else [])
 
+
+class KeyInUse(Exception):
+    """A key still referenced (or not retired) cannot be destroyed."""
+
+
+def destroy(life, key_id: str) -> None:
+    """Destroy (crypto-shred) a retired key once no ciphertext or MAC references it.
+
+    Refused, naming why, for an unknown, active or readable key, and for a retired key that any
+    secure table, the quarantine or a front-end encrypted column still uses (run `keys rotate`
+    first: it rewrites those rows under the active key)."""
+    ring: KeyRing = life.ring
+    entry = next((e for e in ring.entries() if e["key_id"] == key_id), None)
+    if entry is None:
+        raise KeyInUse(f"密钥 {key_id} 不在密钥登记表中")
+    if entry["status"] == "destroyed":
+        raise KeyInUse(f"密钥 {key_id} 已销毁")
+    if entry["status"] != "retired":
+        raise KeyInUse(f"密钥 {key_id} 状态为 {entry['status']}: 只能销毁已停用 (retired) 的密钥; "
+                       f"先运行 hipbridge keys rotate --purpose {entry['purpose']}")
+    refs = pending(life, entry["purpose"], [key_id])
+    if refs:
+        where = ", ".join(f"{t} {n} 行" for t, n in sorted(refs.items()))
+        raise KeyInUse(f"密钥 {key_id} 仍被引用 ({where}), 不能销毁; 先运行 hipbridge keys rotate --purpose "
+                       f"{entry['purpose']}")
+    ring.destroy(key_id)

@@ -53,20 +53,28 @@ _SECURITY_HEADERS = {
 }
 
 
+# HIS's token-authenticated endpoints on the display app: the launch, and the 互认 reminder's CDS
+# Hooks services (recognition/cds.py) with its decisions; all role workstation
+WORKSTATION_PATHS = {"/shared/launch": ["workstation"], "/cds-services/": ["workstation"],
+                     "/recognition/decisions": ["workstation"]}
+
+
 class DisplayGuard:
-    """ASGI middleware: HIS's `POST /shared/launch` passes the caller guard (token and role workstation
-    checked before the body is read, then the body limit, sharing.callers); every other `/shared` path
-    authenticates by its page session but gets the same body limit (413)."""
+    """ASGI middleware: HIS's token-authenticated calls — `POST /shared/launch`, the CDS Hooks
+    services `/cds-services/<id>` (and their feedback), `/recognition/decisions` — pass the caller
+    guard (token and role workstation checked before the body is read, then the body limit,
+    sharing.callers); every other `/shared` path authenticates by its page session, and the CDS
+    discovery `GET /cds-services` is public (CDS Hooks), but both get the same body limit (413)."""
 
     def __init__(self, app, store: CallerStore, max_body: int = DEFAULT_MAX_BODY):
         self.app, self.max_body = app, max_body
-        self.launch = CallerGuard(app, store, rules={"/shared/launch": ["workstation"]}, max_body=max_body)
+        self.launch = CallerGuard(app, store, rules=WORKSTATION_PATHS, max_body=max_body)
 
     async def __call__(self, scope, receive, send):
         path = scope.get("path", "") if scope["type"] == "http" else ""
-        if path == "/shared/launch":
+        if path in ("/shared/launch", "/recognition/decisions") or path.startswith("/cds-services/"):
             return await self.launch(scope, receive, send)
-        if not path.startswith("/shared/"):
+        if not (path.startswith("/shared/") or path == "/cds-services"):
             return await self.app(scope, receive, send)
         length = dict(scope.get("headers", [])).get(b"content-length", b"0")
         if not length.isdigit() or int(length) > self.max_body:
@@ -128,6 +136,16 @@ def create_display_app(*, frontend: Engine, ops: Ops, keys: KeyStore, reader: St
         detail = [{"loc": [p for p in e.get("loc", ()) if p != "body"], "type": e.get("type"), "msg": e.get("msg")}
                   for e in exc.errors()]
         return JSONResponse({"code": "INVALID", "detail": detail}, status_code=422, headers=_SECURITY_HEADERS)
+
+    from fastapi.exception_handlers import http_exception_handler
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 413:   # the body outgrew DisplayGuard's limit while streaming: answered as by length
+            return JSONResponse({"code": "PAYLOAD_TOO_LARGE", "detail": exc.detail}, status_code=413,
+                                headers={"Connection": "close"})
+        return await http_exception_handler(request, exc)
     app.mount("/shared/static", StaticFiles(directory=_HERE / "static"), name="static")
     templates = Environment(loader=FileSystemLoader(_HERE / "templates"), autoescape=select_autoescape(["html"]))
     page = templates.get_template("page.html")

@@ -114,6 +114,11 @@ class FrontendDialect:
         coltype = column.type.compile(dialect=self.sa_dialect)
         return f"ALTER TABLE {self.format_table(table)} ADD COLUMN {self.q(column.name)} {coltype}"
 
+    def widen_column_sql(self, table: Table, column) -> str | None:
+        """Give an existing column `column`'s (wider) type, keeping its data; None: nothing to do
+        (SQLite does not enforce VARCHAR lengths)."""
+        return None
+
     # ---------------------------------------------------------------- operations schema
 
     def create_schema(self, conn: Connection, schema: str, *, binary: bool = False) -> None:
@@ -329,6 +334,12 @@ class MySQL(FrontendDialect):
                     conn.execute(text(stmt))
         return done
 
+    def widen_column_sql(self, table: Table, column) -> str | None:
+        """MODIFY restates the whole column: nullable, with its comment."""
+        sql = (f"ALTER TABLE {self.format_table(table)} MODIFY {self.q(column.name)} "
+               f"{column.type.compile(dialect=self.sa_dialect)} NULL")
+        return sql + (f" COMMENT {_sql_string(column.comment)}" if column.comment else "")
+
     def add_column_sql(self, table: Table, column) -> str:
         """New columns carry their comment on MySQL/MariaDB."""
         sql = super().add_column_sql(table, column)
@@ -491,6 +502,10 @@ class PostgreSQL(FrontendDialect):
     has_bulk_loader = True
     parallel_gate = True
     had_server_wide_ops = True
+
+    def widen_column_sql(self, table: Table, column) -> str | None:
+        return (f"ALTER TABLE {self.format_table(table)} ALTER COLUMN {self.q(column.name)} TYPE "
+                f"{column.type.compile(dialect=self.sa_dialect)}")
 
     def create_schema(self, conn: Connection, schema: str, *, binary: bool = False) -> None:
         conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))

@@ -8,6 +8,7 @@ dialect, which is also what `hipbridge status` and the reports read.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy import (
@@ -23,6 +24,7 @@ from sqlalchemy import (
     Table,
     Text,
     inspect,
+    text,
 )
 from sqlalchemy.dialects.sqlite import DATETIME as SQLITE_DATETIME
 from sqlalchemy.engine import Engine
@@ -61,12 +63,31 @@ class TargetColumn:
     role: str | None = None  # audit role, or None for a spec column
 
 
-def target_columns(spec: TableSpec, defaults: Defaults) -> list[TargetColumn]:
-    """Physical column order: org columns, the spec's columns, then the other audit columns."""
+# The longest key id a ciphertext can carry (key_registry.key_id is VARCHAR(24)).
+_KEY_ID_MAX = 24
+
+
+def encrypted_type(ct: ColumnType) -> ColumnType:
+    """The type a column needs to hold the ciphertext of any value of `ct` (crypto/fields.py's
+    `v1:<key_id>:<iv b64>:<ct b64>`): up to 4 UTF-8 bytes a character, PKCS#7 to whole 16-byte
+    blocks, base64. Text stays text."""
+    if ct.kind != "varchar":
+        return ct
+    blocks = (4 * ct.length) // 16 + 1
+    b64 = 4 * -(-16 * blocks // 3)
+    return ColumnType("varchar", length=len("v1:") + _KEY_ID_MAX + 1 + 24 + 1 + b64)
+
+
+def target_columns(spec: TableSpec, defaults: Defaults, encrypted: frozenset[str] = frozenset()) -> list[TargetColumn]:
+    """Physical column order: org columns, the spec's columns, then the other audit columns.
+
+    encrypted: spec columns stored as ciphertext (config/crypto.yaml `frontend`), declared wide
+    enough for it (`encrypted_type`)."""
     head = [a for a in defaults.audit_columns if a.role in ("org_code", "org_name")]
     tail = [a for a in defaults.audit_columns if a.role not in ("org_code", "org_name")]
     cols = [TargetColumn(a.name, a.label, a.ctype, a.required, a.role) for a in head]
-    cols += [TargetColumn(c.name, c.label, c.ctype, c.required) for c in spec.columns]
+    cols += [TargetColumn(c.name, c.label, encrypted_type(c.ctype) if c.name in encrypted else c.ctype, c.required)
+             for c in spec.columns]
     cols += [TargetColumn(a.name, a.label, a.ctype, a.required, a.role) for a in tail]
     return cols
 
@@ -108,10 +129,11 @@ def text_columns(cols: list[TargetColumn], pk: set[str], dialect: type[FrontendD
 
 
 def target_table(spec: TableSpec, defaults: Defaults, metadata: MetaData | None = None,
-                 dialect: str | None = None, name: str | None = None, schema: str | None = None) -> Table:
+                 dialect: str | None = None, name: str | None = None, schema: str | None = None,
+                 encrypted: frozenset[str] = frozenset()) -> Table:
     """The SQLAlchemy Table of a spec's front-end table (or of a copy under another name/schema)."""
     md = metadata if metadata is not None else MetaData()
-    cols = target_columns(spec, defaults)
+    cols = target_columns(spec, defaults, encrypted)
     pk = set(spec.target.primary_key)
     kind = dialect_class(dialect)
     as_text = text_columns(cols, pk, kind)
@@ -161,14 +183,18 @@ class FrontendReport:
     upgraded: dict[str, list[str]]
     unchanged: list[str]
     converted: dict[str, list[str]] = field(default_factory=dict)  # table → what was made exact / utf8mb4
+    widened: dict[str, list[str]] = field(default_factory=dict)  # table → columns widened for ciphertext
 
 
 def create_frontend(engine: Engine, specs: SpecSet, tables: list[str] | None = None, *,
-                    ops_legacy: str = "auto") -> FrontendReport:
+                    ops_legacy: str = "auto", encrypted: Mapping[str, frozenset[str]] | None = None) -> FrontendReport:
     """Create missing front-end tables and add missing columns to existing ones (never drops).
 
     ops_legacy: what to do with an earlier version's server-wide operations schema (`ensure_ops`).
+    encrypted: table id → columns stored as ciphertext (`crypto.frontend.frontend_columns`); an
+    existing table's column narrower than its ciphertext needs is widened (never narrowed back).
     """
+    encrypted = encrypted or {}
     defaults = specs.defaults
     assert defaults is not None, "specs without _defaults.yaml"
     ops_schema = ops_schema_name(defaults, engine)
@@ -182,12 +208,16 @@ def create_frontend(engine: Engine, specs: SpecSet, tables: list[str] | None = N
     for table_id in tables or sorted(specs.specs):
         spec = specs.get(table_id)
         md = MetaData()
-        table = target_table(spec, defaults, md, dialect)
+        enc = encrypted.get(table_id, frozenset())
+        table = target_table(spec, defaults, md, dialect, encrypted=enc)
         if table.name not in existing:
             table.create(engine)
             report.created.append(table.name)
         else:
             added = add_missing_columns(engine, table, insp)
+            widened = _widen(engine, frontend, table, enc, insp)
+            if widened:
+                report.widened[table.name] = widened
             converted = frontend.upgrade_table(engine, table)
             if converted:
                 report.converted[table.name] = converted
@@ -210,3 +240,22 @@ def create_frontend(engine: Engine, specs: SpecSet, tables: list[str] | None = N
             conn.execute(cat.delete().where(cat.c.table_name.in_(names)))
             conn.execute(cat.insert(), catalog_rows)
     return report
+
+
+def _widen(engine: Engine, frontend: FrontendDialect, table: Table, columns: frozenset[str], insp) -> list[str]:
+    """Widen the encrypted columns an existing table declares narrower than their ciphertext needs."""
+    if not columns:
+        return []
+    have = {c["name"]: c["type"] for c in insp.get_columns(table.name, schema=table.schema)}
+    out = []
+    for name in sorted(columns):
+        want, cur = table.c[name].type, have.get(name)
+        if cur is None or isinstance(cur, Text) or getattr(cur, "length", None) is None:
+            continue   # already unbounded text
+        if isinstance(want, Text) or (want.length or 0) > cur.length:
+            sql = frontend.widen_column_sql(table, table.c[name])
+            if sql:
+                with engine.begin() as conn:
+                    conn.execute(text(sql))
+                out.append(name)
+    return out

@@ -27,7 +27,8 @@ def staging_name(spec: TableSpec) -> str:
 
 
 def batch_staging_table(spec: TableSpec, defaults: Defaults, ops_schema: str, batch_id: str,
-                        dialect: FrontendDialect, constants: dict[str, object] | None = None) -> Table:
+                        dialect: FrontendDialect, constants: dict[str, object] | None = None,
+                        encrypted: frozenset[str] = frozenset()) -> Table:
     """A batch's own staging table in the operations schema: the target's columns, all nullable, plus bookkeeping.
 
     `hb_rownum` orders rows of a batch (the last one per key wins), `hb_digest` is the row's
@@ -48,7 +49,7 @@ def batch_staging_table(spec: TableSpec, defaults: Defaults, ops_schema: str, ba
     """
     md = MetaData()
     name = batch_table_name(staging_name(spec), batch_id)
-    targets = target_columns(spec, defaults)
+    targets = target_columns(spec, defaults, encrypted)  # encrypted: ciphertext columns (crypto/frontend.py)
     pk = set(spec.target.primary_key)
     as_text = text_columns(targets, pk, type(dialect))
     types = {"hb_batch": String(64), "hb_rownum": BigInteger(), "hb_digest": String(32), "hb_void": Integer()}

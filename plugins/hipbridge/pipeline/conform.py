@@ -358,9 +358,14 @@ def _column_hash(series: pd.Series) -> np.ndarray:
     return pd.util.hash_array(values, categorize=False)
 
 
-def digest_frame(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
-    """Stable content digest per row (16 hex digits): the same values give the same digest in any process."""
+def digest_frame(frame: pd.DataFrame, columns: list[str], salt: str | None = None) -> pd.Series:
+    """Stable content digest per row (16 hex digits): the same values give the same digest in any process.
+
+    salt: mixed in when given (the front-end's encrypted columns, crypto/frontend.py): the same
+    values stored in another form are another digest, so the rows are republished once."""
     acc = np.full(len(frame), 0x9E3779B97F4A7C15, dtype=np.uint64)
+    if salt:
+        acc ^= pd.util.hash_array(np.array([salt], dtype=object), categorize=False)[0]
     mult = np.uint64(0x100000001B3)
     with np.errstate(over="ignore"):
         for c in columns:
@@ -373,9 +378,15 @@ def digest_frame(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
 
 
 def conform_chunk(source: pd.DataFrame, spec: TableSpec, defaults: Defaults, *, catalog, extracted_at: datetime,
-                  org_code: str, org_name: str, changed_column: str | None = None) -> ConformedChunk:
+                  org_code: str, org_name: str, changed_column: str | None = None,
+                  encrypt=None) -> ConformedChunk:
     """changed_column: the source column holding the change time (default: the watermark column;
-    transfer passes the column it computed from the watermark and its fallback)."""
+    transfer passes the column it computed from the watermark and its fallback).
+
+    encrypt: the front-end's column encryption (`crypto.frontend.FrontendEncryptor`: `columns`,
+    `salt`, called on the frame), applied to the rows that pass, *after* the digest: the digest
+    stays over the plaintext (a random IV would make every rerun look changed), and every check
+    of this step (types, lengths, codes) has already seen the plaintext."""
     source = source.reset_index(drop=True)
     n = len(source)
     lookup = _column_lookup(source)
@@ -420,7 +431,7 @@ def conform_chunk(source: pd.DataFrame, spec: TableSpec, defaults: Defaults, *, 
         frame["hb_void"] = np.zeros(n, dtype="int64")
 
     business = [c.name for c in spec.columns]
-    frame["hb_digest"] = digest_frame(frame, business + ["hb_void"])
+    frame["hb_digest"] = digest_frame(frame, business + ["hb_void"], salt=encrypt.salt if encrypt else None)
 
     frame[defaults.audit("org_code").name] = org_code
     frame[defaults.audit("org_name").name] = org_name
@@ -459,6 +470,8 @@ def conform_chunk(source: pd.DataFrame, spec: TableSpec, defaults: Defaults, *, 
                 "raw": json.dumps({str(k): _json_value(v) for k, v in raw.items()}, ensure_ascii=False),
             })
         frame = frame.loc[~bad]
+    if encrypt is not None:
+        encrypt(frame)
     return ConformedChunk(frame, quarantine, counts, max_changed)
 
 

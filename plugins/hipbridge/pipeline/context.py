@@ -65,9 +65,16 @@ class Context:
         """Hospital-local wall time, naive like the source systems' timestamps."""
         return hospital_now(self.defaults.timezone)
 
+    @cached_property
+    def encrypted(self) -> dict[str, frozenset[str]]:
+        """Table id → columns encrypted in its front-end table (config/crypto.yaml `frontend`)."""
+        from hipbridge.crypto.frontend import frontend_columns
+
+        return frontend_columns(self.specs)
+
     def ensure_frontend(self, tables: list[str] | None = None) -> None:
         _ = self.ops
-        create_frontend(self.engine, self.specs, tables)
+        create_frontend(self.engine, self.specs, tables, encrypted=self.encrypted)
 
     @property
     def dialect(self) -> FrontendDialect:
@@ -80,5 +87,5 @@ class Context:
         the table with them; the other steps only need its name and columns).
         """
         staging = batch_staging_table(spec, self.defaults, self.ops_schema, batch.batch_id, self.dialect,
-                                      constants=constants)
+                                      constants=constants, encrypted=self.encrypted.get(spec.table, frozenset()))
         return staging, ledger_table(spec, self.defaults, self.ops_schema, MetaData(), self.engine.dialect.name)

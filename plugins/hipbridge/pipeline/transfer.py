@@ -17,6 +17,7 @@ from sqlalchemy import and_, inspect, select, text
 from sqlalchemy.engine import Engine
 
 from hipbridge.crypto.atrest import quarantine_protector
+from hipbridge.crypto.frontend import FrontendEncryptor
 from hipbridge.io import engines, state
 from hipbridge.io.extract import filters_own_window, read_chunks
 from hipbridge.io.load import StagingWriter
@@ -118,9 +119,11 @@ def _batch_constants(ctx: Context, spec: TableSpec, extracted_at: datetime, code
     d = ctx.defaults
     out = {d.audit("org_code").name: code, d.audit("org_name").name: name,
            d.audit("confidentiality").name: d.confidentiality, d.audit("extracted_at").name: extracted_at}
+    encrypted = ctx.encrypted.get(spec.table, frozenset())   # ciphertext differs per row: never a constant
     for col in spec.columns:  # constant text values; anything typed is left to the loader
         v = col.value
         if (isinstance(v, str) and col.codes is None and col.ctype.kind == "varchar" and v.strip() == v
+                and col.name not in encrypted
                 and v not in EMPTY_MARKERS and len(v) <= (col.ctype.length or 0)):
             out[col.name] = v
     return {k: v for k, v in out.items() if v is not None}
@@ -157,6 +160,8 @@ def _transfer_locked(ctx: Context, batch: state.Batch, spec: TableSpec, source: 
     catalog = ctx.catalog if any(c.codes for c in spec.columns) else None
 
     protect = quarantine_protector(ctx.engine, ctx.ops_schema, spec)
+    enc_columns = ctx.encrypted.get(spec.table)
+    encrypt = FrontendEncryptor(ctx.engine, ctx.ops_schema, enc_columns) if enc_columns else None
 
     def write_quarantine(conn, rows):
         state.add_quarantine(conn, ctx.ops, batch.batch_id, batch.table_id, protect(rows), extracted_at)
@@ -174,7 +179,8 @@ def _transfer_locked(ctx: Context, batch: state.Batch, spec: TableSpec, source: 
             if rownum == 0 and read.column:
                 _check_watermark_type(ctx, spec, chunk, read.column, source)
             conformed = conform_chunk(chunk, spec, ctx.defaults, catalog=catalog, extracted_at=extracted_at,
-                                      org_code=code, org_name=name, changed_column=read.column)
+                                      org_code=code, org_name=name, changed_column=read.column,
+                                      encrypt=encrypt)
             if conformed.max_changed_at is not None:
                 max_changed = max(max_changed or conformed.max_changed_at, conformed.max_changed_at)
             frame = conformed.frame

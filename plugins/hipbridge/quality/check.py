@@ -125,6 +125,9 @@ def check_database(engine: Engine, specs: SpecSet, tables: list[str] | None = No
         domains = catalog_domains()
     results: list[RuleResult] = []
     timeliness: dict[str, Any] = {}
+    from hipbridge.crypto.frontend import frontend_columns
+
+    encrypted = frontend_columns(specs)
     with engine.connect() as conn:
         ev = Evaluator(conn, cfg, sql, base_params(specs, cfg, now))
         for tid in chosen:
@@ -134,7 +137,8 @@ def check_database(engine: Engine, specs: SpecSet, tables: list[str] | None = No
             cols = {c["name"] for c in insp.get_columns(spec.target.name)} if exists else set()
             scope = Scope(from_sql=sql.table(spec.target.name), pk=list(spec.target.primary_key), physical=physical,
                           exists=exists, columns=cols,
-                          sensitive={c.name for c in spec.columns if c.sensitive})
+                          sensitive={c.name for c in spec.columns if c.sensitive},
+                          encrypted=encrypted.get(tid, frozenset()))
             runnable, early = [], []
             for r in rules:
                 refs = set(_TABLE_REF.findall((r.violation or "") + " " + (r.filter or "")))

@@ -55,6 +55,31 @@ class Scope:
     # part, in parallel on its own connection, and the counts are added (a staged batch halved
     # by row number keeps both cores of the front-end busy)
     partitions: list[str] = field(default_factory=list)
+    # columns stored as SM4 ciphertext (config/crypto.yaml `frontend`, crypto/frontend.py): a rule
+    # that reads their values cannot run on ciphertext, so it is Not Applicable with the reason
+    encrypted: frozenset[str] = frozenset()
+
+
+_PLACEHOLDER = re.compile(r"\{(?:[A-Za-z_]\w*\.)?([A-Za-z_]\w*)\}")
+
+
+def encrypted_reason(rule: Rule, scope: Scope) -> str | None:
+    """Why `rule` cannot run in `scope` (it reads an encrypted column's values), or None.
+
+    Every column the rule names, its GB 11643 columns and the `{COL}` placeholders of its SQL
+    count: on ciphertext a length, format, ID-number, value-domain or placeholder check would
+    fail every value, and an equality (uniqueness, reference) would pass every value."""
+    if not scope.encrypted:
+        return None
+    used = set(rule.columns)
+    if rule.kind == "idcard":
+        used |= {rule.extra.get(k) for k in ("id", "type", "sex", "birth")} - {None}
+    used |= set(_PLACEHOLDER.findall((rule.violation or "") + " " + (rule.filter or "")))
+    hit = sorted(used & scope.encrypted)
+    if not hit:
+        return None
+    return (f"{', '.join(hit)} 在前置机中以SM4密文存储(config/crypto.yaml frontend), 无法在密文上检查值"
+            f"(长度、格式、值域、唯一性等); 类型与长度已在加密前逐行检查")
 
 
 @dataclass
@@ -169,7 +194,10 @@ class Evaluator:
         runnable: list[Rule] = []
         for r in rules:
             missing = self._missing_columns(r, scope)
-            if r.extra.get("config_error"):
+            encrypted = encrypted_reason(r, scope)
+            if encrypted:
+                results[r.rule_id] = _result(r, NOT_APPLICABLE, error=encrypted)
+            elif r.extra.get("config_error"):
                 results[r.rule_id] = _result(r, ERROR, error=r.extra["config_error"])
             elif missing:
                 results[r.rule_id] = _result(r, ERROR, error=f"列不存在: {', '.join(missing)}")

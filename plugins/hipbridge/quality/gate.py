@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Table
 from sqlalchemy.engine import Engine
 
+from hipbridge.crypto.frontend import encrypted_columns
 from hipbridge.io.dialects import FrontendDialect, frontend_dialect
 from hipbridge.settings import ops_schema_name
 from hipbridge.spec import SpecSet, TableSpec
@@ -86,7 +87,8 @@ def run_gate(engine: Engine, spec: TableSpec, specs: SpecSet, batch_id: str, sta
     scope = Scope(from_sql=sql.table(staging_table.name, staging_table.schema), pk=list(spec.target.primary_key),
                   physical=physical_names(sql, specs),
                   sensitive={c.name for c in spec.columns if c.sensitive},
-                  unique_keys=unique_keys if unique_keys is not None else _declared_keys(staging_table))
+                  unique_keys=unique_keys if unique_keys is not None else _declared_keys(staging_table),
+                  encrypted=encrypted_columns(specs, spec))
     if (rows or 0) >= PARALLEL_FROM_ROWS and sql.parallel_gate:
         scope.partitions = [f"t.hb_rownum < {int(rows) // 2}", f"t.hb_rownum >= {int(rows) // 2}"]
     with engine.connect() as conn:

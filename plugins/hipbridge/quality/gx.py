@@ -36,6 +36,7 @@ from .engine import (
     Scope,
     _result,
     _status,
+    encrypted_reason,
     physical_names,
 )
 from .rules import DomainCodes, Rule, build_rules, catalog_domains, render
@@ -101,6 +102,9 @@ def check_database_gx(engine: Engine, specs: SpecSet, tables: list[str] | None =
     url = engine.url.render_as_string(hide_password=False)
     ds = getattr(ctx.data_sources, f"add_{sql.gx_data_source}")(name="frontend", connection_string=url)
     results: list[RuleResult] = []
+    from hipbridge.crypto.frontend import frontend_columns
+
+    encrypted = frontend_columns(specs)
     with engine.connect() as conn:
         native = Evaluator(conn, cfg, sql, params)
         for tid in chosen:
@@ -109,8 +113,9 @@ def check_database_gx(engine: Engine, specs: SpecSet, tables: list[str] | None =
             exists = spec.target.name in existing
             cols = {c["name"] for c in inspect(engine).get_columns(spec.target.name)} if exists else set()
             scope = Scope(from_sql=sql.table(spec.target.name), pk=list(spec.target.primary_key), physical=physical,
-                          exists=exists, columns=cols, sensitive={c.name for c in spec.columns if c.sensitive})
-            via_gx = [r for r in rules if exists and (r.kind == "row" or (
+                          exists=exists, columns=cols, sensitive={c.name for c in spec.columns if c.sensitive},
+                          encrypted=encrypted.get(tid, frozenset()))
+            via_gx = [r for r in rules if exists and not encrypted_reason(r, scope) and (r.kind == "row" or (
                           r.kind == "control" and r.extra.get("control_table") in existing))
                       and not native._missing_columns(r, scope) and not r.extra.get("config_error")
                       and not (not sql.builtin_regexp and "REGEXP" in (r.violation or ""))]

@@ -339,7 +339,9 @@ def mount_cds(app: FastAPI, svc: CdsService, workstation: Callable[..., Any]) ->
 
             out = await run_in_threadpool(svc.answer, service_id, body, str(request.base_url),
                                           str(getattr(who, "name", who)))
-        except Exception:
+        except Exception as exc:
+            if getattr(exc, "status_code", None) == 413:
+                raise   # a body over the limit (display.app.DisplayGuard): refused, not answered with no cards
             log.exception("互认提醒出错, 返回空提醒 (不阻断开单): %s", service_id)
             out = {"cards": []}
         if out.pop(QUEUED, False) and svc.on_queued is not None:

@@ -106,7 +106,8 @@ class Column(Strict):
     codes: CodeBinding | None = None
     sensitive: bool = Field(False, description=(
         "personal data: SM4-encrypted in the shared store (with config/crypto.yaml encrypt_also), masked in "
-        "quality samples; the province's front-end table keeps the value as extracted"))
+        "quality samples; the province's front-end table keeps the value as extracted unless config/crypto.yaml "
+        "`frontend` lists the column"))
     references: str | None = Field(None, description="<table_id>.<COLUMN> this column must resolve to (关联性)")
     checks: list[Literal["gb11643", "mobile", "division_code"]] = Field(default_factory=list)
     pattern: str | None = Field(None, description="regular expression the value must match (规范性)")
