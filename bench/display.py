@@ -150,8 +150,9 @@ def main() -> int:
     ap.add_argument("--sessions", type=int, default=500)
     ap.add_argument("--callers", type=int, default=10)
     ap.add_argument("--seconds", type=float, default=20)
-    ap.add_argument("--workers", type=int, default=2,
-                    help="uvicorn worker processes of the display service (production: one per core; 2 here)")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="uvicorn worker processes of the display service (`hipbridge display serve --workers`, "
+                         "default 1: faster than 2 on this 2-core machine, see docs/display.md)")
     ap.add_argument("--store", choices=("encrypted", "landing"), default="encrypted",
                     help="where the sessions' patients' rows are: the encrypted tables (after ingest, the usual "
                          "case) or the landing tables (the first minutes after a push)")
