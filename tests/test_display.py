@@ -339,6 +339,22 @@ def test_no_audit_no_data(world):
         dead.close()
 
 
+def test_a_page_session_decrypts_its_launch_context_once(world, monkeypatch):
+    """docs/display.md: every call re-reads the launch row and its authorization (a revocation is seen),
+    but the launch's stored context, written once, is decrypted once per ciphertext, not on every call."""
+    import hipbridge.display.launch as launch_mod
+
+    calls = []
+    real = launch_mod.decrypt_field
+    monkeypatch.setattr(launch_mod, "decrypt_field", lambda keys, token: calls.append(token) or real(keys, token))
+    api = world.session(_token(world.launch("ZY007", "P-G", "D01")))
+    before = len(calls)
+    for _ in range(3):
+        assert api.get("/shared/timeline").status_code == 200
+        assert api.get("/shared/status").status_code == 200
+    assert len(calls) - before <= 1
+
+
 def test_a_report_of_another_patient_is_not_found(world):
     api_a = world.session(_token(world.launch("ZY001", "P-A", "D01")))
     lab_a = next(i for i in api_a.get("/shared/timeline").json()["items"] if i["kind"] == "lab")
