@@ -29,9 +29,7 @@ import json
 import os
 import random
 import secrets
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,7 +42,18 @@ from sqlalchemy import create_engine, text
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
 sys.path.insert(0, str(ROOT / "bench"))
-from shared_store import ANALYTES, ORGS, _stats, build_store, elt, fill_table, load, pct  # the bench helper
+from shared_store import (  # the bench helper
+    ANALYTES,
+    ORGS,
+    _stats,
+    build_store,
+    elt,
+    fill_table,
+    load,
+    pct,
+    start_service,
+    stop_service,
+)
 
 ADMIN = os.environ.get("HIPBRIDGE_TEST_MARIADB", "mysql+pymysql://root@127.0.0.1:3306/")
 NOW = datetime(2026, 3, 2, 9, 0, 0)
@@ -141,7 +150,9 @@ def main() -> int:
     ap.add_argument("--sessions", type=int, default=500)
     ap.add_argument("--callers", type=int, default=10)
     ap.add_argument("--seconds", type=float, default=20)
-    ap.add_argument("--workers", type=int, default=1, help="uvicorn worker processes of the display service")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="uvicorn worker processes of the display service (`hipbridge display serve --workers`, "
+                         "default 1: faster than 2 on this 2-core machine, see docs/display.md)")
     ap.add_argument("--store", choices=("encrypted", "landing"), default="encrypted",
                     help="where the sessions' patients' rows are: the encrypted tables (after ingest, the usual "
                          "case) or the landing tables (the first minutes after a push)")
@@ -163,7 +174,6 @@ def main() -> int:
     try:
         import hipbridge.display.state  # noqa: F401
         from hipbridge.crypto.keys import KeyStore
-        from hipbridge.demo.simulator import free_port
         from hipbridge.display.config import display_config
         from hipbridge.sharing.service import Lifecycle
         from hipbridge.spec import load_specs
@@ -191,22 +201,8 @@ def main() -> int:
             print(f"{encrypted_rows} rows of {len(pids) + 1} patients encrypted in {time.perf_counter() - t0:.1f} s",
                   flush=True)
 
-        port = free_port()
-        cmd = [sys.executable, "-m", "hipbridge.cli", "display", "serve", "--db", url, "--port", str(port),
-               "--workers", str(args.workers)]
-        server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                  start_new_session=True)
+        server, base = start_service(url, env, home / "serve.log", "--workers", str(args.workers))
         import httpx
-
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(300):
-            try:
-                if httpx.get(base + "/healthz", timeout=1, trust_env=False).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("display service did not start: " + server.stderr.read().decode()[-2000:])
 
         def api(tok, client):
             r = client.get("/shared/timeline", headers={"X-HB-Session": tok})
@@ -268,8 +264,7 @@ def main() -> int:
         return 0
     finally:
         if server is not None:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=20)
+            stop_service(server)
         if not args.keep:
             from hipbridge.io.engines import dispose_all
 

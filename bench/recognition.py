@@ -26,9 +26,7 @@ import argparse
 import json
 import os
 import random
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,7 +40,7 @@ from sqlalchemy import MetaData, create_engine, insert, text
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
 sys.path.insert(0, str(ROOT / "bench"))
-from shared_store import _stats, build_store, elt, load, pct  # the bench helper
+from shared_store import _stats, build_store, elt, load, pct, start_service, stop_service  # the bench helper
 
 ADMIN = os.environ.get("HIPBRIDGE_TEST_MARIADB", "mysql+pymysql://root@127.0.0.1:3306/")
 ORDERS = [("GGN", "HRJY0002"), ("XZ4", "HRJY0004"), ("KFXT", "HRJY0005")]   # lis_panel → 互认 item (30 days)
@@ -168,7 +166,6 @@ def main() -> int:
         import hipbridge.recognition.state  # noqa: F401
         from hipbridge.crypto.keys import KeyStore, provision_pair
         from hipbridge.demo.external import platform_keys
-        from hipbridge.demo.simulator import free_port
         from hipbridge.display.config import display_config
         from hipbridge.io.ops import ensure_ops
         from hipbridge.sharing.door import add_caller
@@ -196,23 +193,9 @@ def main() -> int:
         hospital_side(life, specs, pids, now)
         token = add_caller(keys, "bench-his", roles=("workstation",))
 
-        port = free_port()
-        cmd = [sys.executable, "-m", "hipbridge.cli", "display", "serve", "--db", url, "--port", str(port),
-               "--simulate-platform"]
-        log_path = home / "serve.log"     # a file, not a pipe nobody reads (a full pipe blocks the server)
-        server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log_path.open("wb"),
-                                  start_new_session=True)
+        log_path = home / "serve.log"
+        server, base = start_service(url, env, log_path, "--simulate-platform")
         import httpx
-
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(300):
-            try:
-                if httpx.get(base + "/healthz", timeout=1, trust_env=False).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("display service did not start: " + log_path.read_text(errors="replace")[-2000:])
 
         def body(pid: int) -> dict:
             entries = [{"resource": {"resourceType": "ServiceRequest", "id": f"o{i}", "status": "draft",
@@ -293,12 +276,7 @@ def main() -> int:
         return 0
     finally:
         if server is not None:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait(timeout=20)
+            stop_service(server)
             print(f"server log: {log_path}", flush=True)
         if not args.keep:
             from hipbridge.io.engines import dispose_all

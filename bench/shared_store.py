@@ -159,3 +159,43 @@ def load(fn, args_list: list, callers: int, duration_s: float) -> list[float]:
 def _stats(lat: list[float]) -> dict[str, float]:
     return {"requests": len(lat), "p50_ms": round(statistics.median(lat), 2), "p99_ms": round(pct(lat, 99), 2),
             "max_ms": round(max(lat), 2)}
+
+
+def start_service(url: str, env: dict[str, str], log_path, *args: str):
+    """`hipbridge display serve --db url` as deployed (a subprocess in its own session, `args` added, e.g.
+    `--workers 2` or `--simulate-platform`), stderr to `log_path` (a file: a pipe nobody reads blocks the
+    server once full); waits for /healthz. Returns (process, base URL); stop it with `stop_service`."""
+    import subprocess
+    import sys
+
+    import httpx
+    from hipbridge.demo.simulator import free_port
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "hipbridge.cli", "display", "serve", "--db", url, "--port", str(port), *args]
+    with open(log_path, "wb") as log:      # the child keeps its own descriptor
+        server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(base + "/healthz", timeout=1, trust_env=False).status_code == 200:
+                return server, base
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    stop_service(server)
+    with open(log_path, errors="replace") as log:
+        raise RuntimeError("display service did not start: " + log.read()[-2000:])
+
+
+def stop_service(server) -> None:
+    """SIGTERM to the service's process group (uvicorn and its workers), SIGKILL if it does not stop."""
+    import os
+    import signal
+    import subprocess
+
+    os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(timeout=20)

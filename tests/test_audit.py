@@ -103,3 +103,75 @@ def test_writers_of_several_processes_keep_one_chain(hb_home, mariadb_url):
             audit(c, ops, keys, ts=ev["ts"], actor_type="system", action="OUTBOX_GRANT", actor_id=f"D{i}")
     rep = verify(engine, ops, keys)
     assert rep.intact and rep.events == 16
+
+
+def test_a_second_batch_is_written_while_the_first_commits(hb_home, mariadb_url):
+    """The writer seals the next batch against the tail the previous one leaves and writes it while that
+    one commits (two transactions at once, never more); a batch that fails makes the next one read the
+    tail under lock: the chain stays whole and holds exactly the events of the requests told "ok"."""
+    import time
+
+    import hipbridge.platform.state  # noqa: F401
+    from hipbridge.audit import AuditUnavailable, AuditWriter, verify
+    from hipbridge.crypto.keys import KeyStore
+    from hipbridge.io.engines import engine_for
+    from hipbridge.io.ops import ensure_ops
+    from sqlalchemy import event
+
+    schema = os.environ["HIPBRIDGE_OPS_SCHEMA"]
+    engine = engine_for(mariadb_url, schema)
+    ops = ensure_ops(engine, schema)
+    keys = KeyStore(hb_home / "keys")
+    writer = AuditWriter(engine, ops, keys)
+    lock, state = threading.Lock(), {"open": 0, "most": 0, "fail": set()}
+
+    def began(conn):
+        with lock:
+            state["open"] += 1
+            state["most"] = max(state["most"], state["open"])
+
+    def ending(conn):
+        time.sleep(0.05)              # a slow flush: the next batch has time to start
+        with lock:
+            state["open"] -= 1
+
+    def insert_hook(conn, cursor, statement, params, context, executemany):
+        rows = params if isinstance(params, list) else [params]
+        if "audit_event" in statement and any(str(r.get("actor_id", "")) in state["fail"] for r in rows):
+            raise RuntimeError("disk full")        # this batch fails after moving the tail row
+
+    event.listen(engine, "begin", began)
+    event.listen(engine, "commit", ending)
+    event.listen(engine, "rollback", ending)
+    event.listen(engine, "before_cursor_execute", insert_hook)
+    state["fail"] = {"D3-1"}
+    told_ok, refused = [], []
+
+    def doctor(n: int) -> None:
+        for i in range(4):
+            actor = f"D{n}-{i}"
+            try:
+                writer.record([{"ts": datetime(2026, 3, 2, 9, 0, i), "actor_type": "doctor", "actor_id": actor,
+                                "action": "VIEW_TIMELINE"}])
+                told_ok.append(actor)
+            except AuditUnavailable:
+                refused.append(actor)
+
+    try:
+        threads = [threading.Thread(target=doctor, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        for name, fn in (("begin", began), ("commit", ending), ("rollback", ending),
+                         ("before_cursor_execute", insert_hook)):
+            event.remove(engine, name, fn)
+    assert state["most"] == 2                        # pipelined, and never more than two in flight
+    assert "D3-1" in refused and len(told_ok) + len(refused) == 32
+    ev = ops.table("audit_event")
+    with engine.connect() as c:
+        stored = set(c.execute(select(ev.c.actor_id)).scalars())
+    assert stored == set(told_ok)                    # every "ok" is stored; nothing refused is
+    rep = verify(engine, ops, keys)
+    assert rep.intact and rep.events == len(told_ok)

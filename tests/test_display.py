@@ -339,6 +339,22 @@ def test_no_audit_no_data(world):
         dead.close()
 
 
+def test_a_page_session_decrypts_its_launch_context_once(world, monkeypatch):
+    """docs/display.md: every call re-reads the launch row and its authorization (a revocation is seen),
+    but the launch's stored context, written once, is decrypted once per ciphertext, not on every call."""
+    import hipbridge.display.launch as launch_mod
+
+    calls = []
+    real = launch_mod.decrypt_field
+    monkeypatch.setattr(launch_mod, "decrypt_field", lambda keys, token: calls.append(token) or real(keys, token))
+    api = world.session(_token(world.launch("ZY007", "P-G", "D01")))
+    before = len(calls)
+    for _ in range(3):
+        assert api.get("/shared/timeline").status_code == 200
+        assert api.get("/shared/status").status_code == 200
+    assert len(calls) - before <= 1
+
+
 def test_a_report_of_another_patient_is_not_found(world):
     api_a = world.session(_token(world.launch("ZY001", "P-A", "D01")))
     lab_a = next(i for i in api_a.get("/shared/timeline").json()["items"] if i["kind"] == "lab")
@@ -591,3 +607,46 @@ def test_page_print_allowed_when_configured(world, page):
         assert page.locator(".item").count() > 0
     finally:
         server.stop()
+
+
+def test_page_highlights_a_critical_value(world, page):
+    """A lab result flagged critical (config/display.yaml abnormal.critical: HH) marks its report on the
+    timeline (red bar, 危急值 badge) and its row in the report (white on red)."""
+    from hipbridge.display.config import display_config
+
+    from tests.display_world import _filler
+
+    cfg, store = display_config(), world.life.store
+    lab, res = cfg.tables["lab"], cfg.tables["lab_result"]
+    lt, rt = store.tables[lab.table], store.tables[res.table]
+    org, orgn = store.defaults.audit("org_code").name, store.defaults.audit("org_name").name
+    when = world.clock() - timedelta(hours=2)
+    book = {org: "450100000011", orgn: "广西医科大学第一附属医院", store.cols["auth_id"]: world.auth("APPT-A")["auth_id"],
+            store.cols["batch_id"]: "B-CRIT", store.cols["instock_time"]: when, store.cols["data_num"]: 1,
+            store.cols["row_digest"]: "0" * 64}
+
+    def row(table, values):
+        r = {**book, **values}
+        return r | {c.name: _filler(c) for c in table.columns if c.name not in r and not c.nullable
+                    and c.autoincrement is not True}
+    with store.engine.begin() as c:
+        c.execute(lt.insert().values(row(lt, {lab.columns["id"]: "CRIT-1", lab.columns["time"]: when,
+                                              lab.columns["title"]: "急诊电解质", lab.columns["hr"]: "1"})))
+        c.execute(rt.insert().values(row(rt, {res.columns["id"]: "CRIT-1-1", res.columns["report"]: "CRIT-1",
+                                              res.columns["code"]: "2823-3", res.columns["name"]: "钾",
+                                              res.columns["value"]: "6.9", res.columns["abnormal"]: "HH",
+                                              res.columns["time"]: when})))
+    _open(world, page)
+    page.wait_for_selector("body[data-loaded='1']")
+    item = page.locator(".item.kind-lab", has_text="急诊电解质")
+    assert item.count() == 1 and "critical" in item.get_attribute("class").split()
+    assert item.locator(".badge.crit").inner_text() == "危急值"
+    plain = page.locator(".item.kind-lab:not(.critical)").first
+    style = "e => [getComputedStyle(e).backgroundColor, getComputedStyle(e).borderLeftColor]"
+    assert item.evaluate(style) == ["rgb(253, 236, 234)", "rgb(198, 40, 40)"]       # display.css .item.critical
+    assert plain.evaluate(style)[0] != "rgb(253, 236, 234)"
+    item.click()
+    page.wait_for_selector("#detail table.results tr.critical")
+    crit = page.locator("#detail table.results tr.critical")
+    assert crit.count() == 1 and "钾" in crit.inner_text() and "危急" in crit.inner_text()
+    assert crit.locator("td").first.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(198, 40, 40)"

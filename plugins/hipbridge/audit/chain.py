@@ -8,7 +8,7 @@ K_log (in the HSM in production) nobody can write a valid anchor for a shortened
 cannot catch is an old anchor row restored together with the events it covered (a backup roll-back).
 
 Appends serialize on the chain tail (`SELECT … FOR UPDATE`); `AuditWriter` (audit.writer) batches
-the events of concurrent requests into one such transaction.
+the events of concurrent requests into one such transaction, two batches in flight at most.
 """
 
 from __future__ import annotations
@@ -98,18 +98,18 @@ def event_values(e: dict[str, Any]) -> dict[str, Any]:
 
 
 def append(conn: Connection, ops: Ops, keys: KeyStore, events: list[dict[str, Any]],
-           tail: tuple[str, int] | None = None) -> tuple[str, int] | None:
+           tail: tuple[str, int] | None = None, key: bytes | None = None) -> tuple[str, int] | None:
     """Append events in order inside the caller's transaction; returns the new tail (last MAC, count).
 
     With `tail` (what this writer appended last) the tail row is moved by one conditional UPDATE and
     the events inserted (no SELECT); if another writer appended since, the UPDATE matches nothing and
-    the tail is read under `FOR UPDATE` as usual."""
+    the tail is read under `FOR UPDATE` as usual. `key`: K_log when the caller holds it already."""
     if not events:
         return tail
     chain, ev = ops.table("audit_chain"), ops.table("audit_event")
-    k = keys.secret("log")
+    k = key or keys.secret("log")
     if tail is not None:
-        rows, last = _sealed(k, tail[0], events)
+        rows, last = seal(k, tail[0], events)
         count = tail[1] + len(rows)
         moved = conn.execute(chain.update().where(chain.c.chain == CHAIN, chain.c.last_mac == tail[0],
                                                   chain.c.events == tail[1])
@@ -125,7 +125,7 @@ def append(conn: Connection, ops: Ops, keys: KeyStore, events: list[dict[str, An
     prev, count = row[0], row[1]
     if count is None:   # a chain written before anchors existed: count it once
         count = conn.execute(select(func.count()).select_from(ev)).scalar_one()
-    rows, last = _sealed(k, prev, events)
+    rows, last = seal(k, prev, events)
     conn.execute(ev.insert(), rows)
     count += len(rows)
     conn.execute(chain.update().where(chain.c.chain == CHAIN).values(
@@ -133,7 +133,8 @@ def append(conn: Connection, ops: Ops, keys: KeyStore, events: list[dict[str, An
     return last, count
 
 
-def _sealed(key: bytes, prev: str, events: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+def seal(key: bytes, prev: str, events: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+    """The stored rows of `events` chained after `prev`, and the last MAC."""
     rows = []
     for e in events:
         values = event_values(e)

@@ -18,7 +18,7 @@ def _serve(args) -> int:
 
     cfg = display_config()
     host, port = args.host or cfg.server.host, args.port or cfg.server.port
-    if args.workers > 1:   # one process per core; the audit chain serializes them on its tail row
+    if args.workers > 1:   # each process its own audit writer: they meet on the chain tail's row lock
 
         if args.db:
             os.environ["HIPBRIDGE_FRONTEND_URL"] = args.db
@@ -95,7 +95,8 @@ def register(sub) -> None:
     v.add_argument("--db", default=None, help="front-end database URL (default: HIPBRIDGE_FRONTEND_URL or embedded)")
     v.add_argument("--host", default=None)
     v.add_argument("--port", type=int, default=None)
-    v.add_argument("--workers", type=int, default=1, help="worker processes (production: one per core)")
+    v.add_argument("--workers", type=int, default=1, help="worker processes (default 1; on a 2-core machine 2 measured slower: the audit "
+                        "chain's tail row serializes the processes, docs/display.md)")
     v.add_argument("--simulate-platform", action="store_true",
                    help="demo: send 调阅记录 uploads to an in-process simulated platform")
     v.set_defaults(func=_serve)

@@ -43,6 +43,8 @@ from .review import queue_review
 
 log = logging.getLogger("hipbridge.display")
 _HERE = Path(__file__).resolve().parent
+TEMPLATES = _HERE / "templates"    # base.html: the page skeleton the reminder page extends too
+SHARED_STATIC = "/shared/static"   # base.css, common.js: shared with the reminder page
 SESSION_HEADER = "x-hb-session"
 _SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -146,8 +148,9 @@ def create_display_app(*, frontend: Engine, ops: Ops, keys: KeyStore, reader: St
             return JSONResponse({"code": "PAYLOAD_TOO_LARGE", "detail": exc.detail}, status_code=413,
                                 headers={"Connection": "close"})
         return await http_exception_handler(request, exc)
-    app.mount("/shared/static", StaticFiles(directory=_HERE / "static"), name="static")
-    templates = Environment(loader=FileSystemLoader(_HERE / "templates"), autoescape=select_autoescape(["html"]))
+
+    app.mount(SHARED_STATIC, StaticFiles(directory=_HERE / "static"), name="static")
+    templates = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
     page = templates.get_template("page.html")
     cookie = cfg.launch.cookie
     qc = QcNotes(frontend, ops)
@@ -175,7 +178,8 @@ def create_display_app(*, frontend: Engine, ops: Ops, keys: KeyStore, reader: St
                             status_code=ref.status, headers=_SECURITY_HEADERS)
 
     def html(status: int, **ctx: Any) -> HTMLResponse:
-        body = page.render(title=cfg.page.title, static="/shared/static", print_allowed=cfg.page.print,
+        body = page.render(title=cfg.page.title, static=SHARED_STATIC, shared_static=SHARED_STATIC,
+                           print_allowed=cfg.page.print,
                            print_msg=cfg.message("print_disabled"), poll_s=cfg.launch.status_poll_s,
                            timezone=timezone, timezone_label=cfg.page.timezone_label, **ctx)
         return HTMLResponse(body, status_code=status, headers=_SECURITY_HEADERS)

@@ -12,15 +12,18 @@ Every later call re-checks that authorization, so a revocation clears an open pa
 
 from __future__ import annotations
 
+import copy
 import json
 import secrets
+import threading
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from hipbridge.crypto.fields import decrypt_field, encrypt_field
@@ -87,10 +90,14 @@ def mask(value: str | None, keep: int) -> str | None:
 
 
 class Launcher:
+    FACTS_CACHE = 4096     # decrypted launch contexts kept (one per open page, about)
+
     def __init__(self, frontend: Engine, ops: Ops, keys: KeyStore, visits: VisitLookup, cfg: DisplayConfig,
                  clock: Callable[[], datetime], read_engine: Engine | None = None):
         self.frontend, self.ops, self.keys, self.visits, self.cfg, self.clock = frontend, ops, keys, visits, cfg, clock
         self.read_engine = read_engine or frontend   # the per-call session check (autocommit on a server)
+        self._facts_cache: dict[str, dict[str, Any]] = {}
+        self._facts_lock = threading.Lock()
 
     # ------------------------------------------------------------ decision
 
@@ -105,10 +112,9 @@ class Launcher:
         ar = self.ops.table("auth_record")
         records: list[dict] = []
         if pkey:
-            with self.frontend.connect() as conn:
-                records = [dict(r) for r in conn.execute(select(ar).where(and_(
-                    ar.c.patient_key == pkey, ar.c.org_code == req.org_code,
-                    or_(ar.c.visit_no.is_(None), ar.c.visit_no == req.visit_id))).order_by(ar.c.id)).mappings()]
+            q = select(ar).where(and_(ar.c.patient_key == pkey, ar.c.org_code == req.org_code,
+                                      or_(ar.c.visit_no.is_(None), ar.c.visit_no == req.visit_id))).order_by(ar.c.id)
+            records = [dict(r) for r in self._read(lambda conn: conn.execute(q).mappings().all())]
         ended = [r["visit_end"] for r in records if r["visit_no"] == req.visit_id and r["visit_end"] is not None]
         if not visit.open_at(now) or any(e <= now for e in ended):
             return "visit_closed", visit, pkey, None
@@ -141,17 +147,18 @@ class Launcher:
     # ------------------------------------------------------------ launch / redeem / session
 
     def launch(self, req: LaunchRequest, caller: str,
-               decided: tuple[str, VisitFacts | None, str | None, dict | None] | None = None
-               ) -> tuple[str, datetime, LaunchContext]:
-        """`decided`: the caller's own `decide(req, …)` of this moment (the 互认 hook has just made it)."""
+               decided: tuple[str, VisitFacts | None, str | None, dict | None] | None = None,
+               conn: Connection | None = None) -> tuple[str, datetime, LaunchContext]:
+        """`decided`: the caller's own `decide(req, …)` of this moment (the 互认 hook has just made it);
+        `conn`: write the launch row in the caller's transaction (committed with its cards)."""
         now = self.clock()
         decision, visit, pkey, auth = decided if decided is not None else self.decide(req, now)
         token = secrets.token_urlsafe(32)          # 256 bits
         expires = now + timedelta(seconds=self.cfg.launch.token_ttl_s)
         facts = self._facts(req, visit)
         dl = self.ops.table("display_launch")
-        with self.frontend.begin() as conn:
-            res = conn.execute(dl.insert().values(
+        with self._tx(conn) as tx:
+            res = tx.execute(dl.insert().values(
                 launch_sm3=sm3_hex(token.encode()), caller=caller, org_code=req.org_code, visit_id=req.visit_id,
                 doctor_id=req.doctor_id, dept_id=req.dept_id, purpose=req.purpose, patient_key=pkey,
                 auth_record_id=auth["id"] if auth and decision == "ok" else None,
@@ -163,6 +170,9 @@ class Launcher:
                             auth["id"] if auth and decision == "ok" else None,
                             auth["auth_id"] if auth and decision == "ok" else None, decision, facts)
         return token, expires, ctx
+
+    def _tx(self, conn: Connection | None):
+        return nullcontext(conn) if conn is not None else self.frontend.begin()
 
     def _facts(self, req: LaunchRequest, visit: VisitFacts | None) -> dict[str, Any]:
         keep = self.cfg.page.mask_keep
@@ -180,8 +190,24 @@ class Launcher:
             r = conn.execute(select(dl).where(where)).mappings().first()
         return dict(r) if r else None
 
+    def _facts_of(self, token: str | None) -> dict[str, Any]:
+        """The launch's decrypted context. A stored context is written once at launch and never changed,
+        so its plaintext is kept per ciphertext (bounded): a page's every call re-reads its launch row and
+        its authorization, but does not pay an SM4 key setup for the same bytes again."""
+        if not token:
+            return {}
+        with self._facts_lock:
+            facts = self._facts_cache.get(token)
+        if facts is None:
+            facts = json.loads(decrypt_field(self.keys, token))
+            with self._facts_lock:
+                if len(self._facts_cache) >= self.FACTS_CACHE:
+                    self._facts_cache.pop(next(iter(self._facts_cache)))
+                self._facts_cache[token] = facts
+        return copy.deepcopy(facts)       # callers may change theirs
+
     def _context(self, r: dict) -> LaunchContext:
-        facts = json.loads(decrypt_field(self.keys, r["context"])) if r["context"] else {}
+        facts = self._facts_of(r["context"])
         return LaunchContext(r["id"], r["org_code"], r["visit_id"], r["doctor_id"], r["dept_id"], r["purpose"],
                              r["patient_key"], r["auth_record_id"], r["auth_id"], r["decision"], facts)
 
@@ -219,6 +245,18 @@ class Launcher:
             raise Refused(decision, 403, ctx)
         return ctx, session
 
+    def _read(self, fn):
+        """fn(connection) on the read engine (autocommit: it sees the latest commit, e.g. a revocation);
+        a pooled connection the server dropped is retried once on a fresh one (the engine skips pre-ping)."""
+        for attempt in (1, 2):
+            try:
+                with self.read_engine.connect() as conn:
+                    return fn(conn)
+            except DBAPIError as exc:
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise
+        return None
+
     def session(self, token: str | None) -> LaunchContext:
         """The context of a live page session whose authorization still holds (one query)."""
         if not token:
@@ -228,14 +266,7 @@ class Launcher:
         q = (select(dl, ar.c.status.label("auth_status"), ar.c.expire_time.label("auth_expire"))
              .select_from(dl.outerjoin(ar, ar.c.id == dl.c.auth_record_id))
              .where(dl.c.session_sm3 == sm3_hex(token.encode())))
-        for attempt in (1, 2):
-            try:
-                with self.read_engine.connect() as conn:
-                    r = conn.execute(q).mappings().first()
-                break
-            except DBAPIError as exc:   # a pooled connection the server dropped: once more on a fresh one
-                if attempt == 2 or not exc.connection_invalidated:
-                    raise
+        r = self._read(lambda conn: conn.execute(q).mappings().first())
         if r is None:
             raise Refused("session_expired", 401)
         r = dict(r)

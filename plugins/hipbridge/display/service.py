@@ -79,9 +79,10 @@ class DisplayService:
         cfg = cfg or display_config()
         ensure_ops(life.frontend, life.ops.schema)
         clock = clock or life.now
-        writer = writer or AuditWriter(hot_engine(life.frontend, read_only=False), life.ops, life.keys)
-        launcher = Launcher(life.frontend, life.ops, life.keys, VisitLookup(life.frontend, cfg), cfg, clock,
-                            read_engine=hot_engine(life.frontend, read_only=True))
+        fe_read, fe_write = hot_engine(life.frontend, read_only=True), hot_engine(life.frontend, read_only=False)
+        writer = writer or AuditWriter(fe_write, life.ops, life.keys)
+        visits = VisitLookup(life.frontend, cfg, engine=fe_read if cfg.visit_source.connection == "frontend" else None)
+        launcher = Launcher(life.frontend, life.ops, life.keys, visits, cfg, clock, read_engine=fe_read)
         store = store or life.store
         reader = StoreReader(store, cfg, engine=hot_engine(store.engine, read_only=True))
         svc = cls(life, cfg, None, writer)
@@ -109,29 +110,33 @@ class DisplayService:
             timezone=life.specs.defaults.timezone)
         svc.app.state.launcher, svc.app.state.reader = launcher, reader
         _mount_recognition(svc.app, life, launcher, reader, writer, cfg, clock,   # CDS Hooks /cds-services
-                           upload if upload_now else None, platform_url)
+                           upload if upload_now else None, platform_url, engines=(fe_read, fe_write))
         svc.app.state.callers = caller_store(life.keys)   # HIS's tokens: `hipbridge door-token create … --role workstation`
         svc.app.add_middleware(DisplayGuard, store=svc.app.state.callers)
         return svc
 
 
 def _mount_recognition(app, life: Lifecycle, launcher: Launcher, reader: StoreReader, writer: AuditWriter,
-                       cfg: DisplayConfig, clock, on_queued, platform_url: str | None = None) -> None:
-    """The 互认 reminder (recognition/, CDS Hooks) on the same app: same launch, reader and audit."""
+                       cfg: DisplayConfig, clock, on_queued, platform_url: str | None = None,
+                       engines: tuple[Engine, Engine] | None = None) -> None:
+    """The 互认 reminder (recognition/, CDS Hooks) on the same app: same launch, reader and audit, and the
+    page's per-call engines (`engines`: read, write — see hot_engine)."""
+    fe_read, fe_write = engines or (life.frontend, life.frontend)
     from hipbridge.io.ops import ops_for
     from hipbridge.recognition.catalog import recognition_config
     from hipbridge.recognition.cds import CdsService, mount_cds
     from hipbridge.recognition.engine import Recognizer
 
     ops = ops_for(life.ops.schema)
-    rec = Recognizer(reader, recognition_config(), load_catalogs(cfg).institutions, life.org_code, life.frontend, ops)
+    rec = Recognizer(reader, recognition_config(), load_catalogs(cfg).institutions, life.org_code, life.frontend, ops,
+                     read_engine=fe_read)
     from hipbridge.recognition.reasons import ReasonDictionary, platform_fetch
 
     reasons = ReasonDictionary(rec.rec, life.frontend, ops, clock=clock,     # 不互认理由: the platform's, cached
                                fetch=platform_fetch(life.client(clock=clock, base_url=platform_url), life.org_code))
     app.state.recognition = CdsService(rec=rec, launcher=launcher, writer=writer, frontend=life.frontend, ops=ops,
                                        org_code=life.org_code, clock=clock, keys=life.keys, on_queued=on_queued,
-                                       reasons=reasons)
+                                       reasons=reasons, read_engine=fe_read, write_engine=fe_write)
     mount_cds(app, app.state.recognition, workstation)
     from hipbridge.recognition.page import mount_reminder_page
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 from hipbridge.io.engines import source_engine
 from hipbridge.platform.config import ConfigError, config_dir
@@ -61,8 +62,14 @@ class VisitLookup:
         self.engine = engine or (frontend if src.connection == "frontend" else source_engine(src.connection))
 
     def lookup(self, org_code: str, visit_id: str) -> VisitFacts | None:
-        with self.engine.connect() as conn:
-            rows = conn.execute(self.sql, {"org_code": org_code, "visit_id": visit_id}).mappings().all()
+        for attempt in (1, 2):
+            try:
+                with self.engine.connect() as conn:
+                    rows = conn.execute(self.sql, {"org_code": org_code, "visit_id": visit_id}).mappings().all()
+                break
+            except DBAPIError as exc:   # a pooled connection the server dropped (no pre-ping): once more
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise
         if not rows:
             return None
         missing = [c for c in self.columns if c not in rows[0]]

@@ -84,11 +84,15 @@ def orders_of(context: dict[str, Any], categories: dict[str, str]) -> list[Order
 class CdsService:
     def __init__(self, *, rec: Recognizer, launcher: Launcher, writer: AuditWriter, frontend: Engine, ops: Ops,
                  org_code: str, clock: Callable[[], datetime], keys=None,
-                 on_queued: Callable[[], object] | None = None, reasons: ReasonDictionary | None = None):
+                 on_queued: Callable[[], object] | None = None, reasons: ReasonDictionary | None = None,
+                 read_engine: Engine | None = None, write_engine: Engine | None = None):
         """`on_queued` runs after an answer that queued uploads (e.g. drain the outbox); `reasons` is the
-        不互认 dictionary (default: the cached platform list, else the seed CSV, never asking the platform)."""
+        不互认 dictionary (default: the cached platform list, else the seed CSV, never asking the platform).
+        `read_engine` / `write_engine`: the hook's per-call engines (display.service.hot_engine: an
+        autocommit reader and a writer without pre-ping or ROLLBACK on return); the front-end by default."""
         self.rec, self.launcher, self.writer, self.keys, self.on_queued = rec, launcher, writer, keys, on_queued
         self.frontend, self.ops, self.org_code, self.clock = frontend, ops, org_code, clock
+        self.read_engine, self.write_engine = read_engine or frontend, write_engine or frontend
         self.cfg: Recognition = rec.rec
         self.reasons = reasons or ReasonDictionary(rec.rec, frontend, ops)
         self.by_id = {s.id: (hook, s) for hook, s in self.cfg.cfg.cds.services.items()}
@@ -126,19 +130,35 @@ class CdsService:
             self._audit(now, doctor, pkey, "HR_REMIND", "none", visit, {"hook": hook, "cards": 0})
             return {"cards": []}
         orders_ctx = [{"orderId": o.order_id, "code": o.local_code, "kind": o.kind} for o, _ in pairs if o]
-        token, _exp, lctx = self.launcher.launch(LaunchRequest(self.org_code, visit, patient, doctor, None,
-                                                               "RECOGNIZE", orders_ctx), caller, decided=decided)
+        queued: list[str] = []
+        known = self._known_reminders(visit, doctor, svc.search_type)
+        cards_rows: list[dict[str, Any]] = []
+        instance = str(body.get("hookInstance"))[:64] if body.get("hookInstance") else None
+        # one transaction (one commit) for the launch behind the link, the reminder rows still missing
+        # (their 提醒记录 queued with them) and the cards: all of it must exist before the answer leaves
+        with self.write_engine.begin() as conn:
+            token, _exp, lctx = self.launcher.launch(LaunchRequest(self.org_code, visit, patient, doctor, None,
+                                                                   "RECOGNIZE", orders_ctx), caller, decided=decided,
+                                                     conn=conn)
+            stored = []
+            for o, c in pairs:
+                got = known.get((c.org_code, c.report_no, o.order_id if o else ""))
+                if got is None:
+                    got = self._create_reminder(conn, now, visit, patient, doctor, svc.search_type, o, c,
+                                                lctx.patient_key, queued)
+                stored.append((o, c, got))
+            card_ids = ([str(uuid.uuid4()) for _ in stored] if hook == "order-select" else [str(uuid.uuid4())])
+            for i, (_o, _c, (rid, _r)) in enumerate(stored):
+                cid = card_ids[i] if hook == "order-select" else card_ids[0]
+                cards_rows.append({"card_uuid": cid, "hook": hook, "hook_instance": instance, "reminder_id": rid,
+                                   "created_at": now})
+            conn.execute(insert(self.ops.table("recognition_card")), cards_rows)
         link = {"label": self.cfg.cfg.cds.link_label, "url": f"{base_url.rstrip('/')}/shared/ui?t={token}",
                 "type": "absolute"}
-        queued: list[str] = []
-        stored = [(o, c, self._reminder(now, visit, patient, doctor, svc.search_type, o, c, lctx.patient_key,
-                                        queued)) for o, c in pairs]
         cds = self.cfg.cfg.cds
         cards: list[dict[str, Any]] = []
         if hook == "order-select":
-            for o, c, rid in stored:
-                card_id = str(uuid.uuid4())
-                self._card(card_id, hook, body.get("hookInstance"), [rid], now)
+            for card_id, (o, c, (_rid, remind_id)) in zip(card_ids, stored, strict=True):
                 summary = cds.summary_order_select.format(n=1, org=c.org_name, date=f"{c.report_time:%Y-%m-%d}",
                                                           title=c.title, until=c.valid_until.isoformat(),
                                                           item=c.title)
@@ -151,10 +171,9 @@ class CdsService:
                                                   "description": f"{cds.suggestion}: 引用 {c.org_name} 报告 {c.report_no}",
                                                   "resourceId": [f"ServiceRequest/{o.order_id}"]}]}],
                     "selectionBehavior": "at-most-one", "overrideReasons": self.override_reasons(),
-                    "links": [link], "extension": {"hipbridge": self._ext(c) | {"remindId": self._remind_id(rid)}}})
+                    "links": [link], "extension": {"hipbridge": self._ext(c) | {"remindId": remind_id}}})
         else:
-            card_id = str(uuid.uuid4())
-            self._card(card_id, hook, body.get("hookInstance"), [rid for _, _, rid in stored], now)
+            card_id = card_ids[0]
             first = stored[0][1]
             summary = cds.summary_patient_view.format(n=len(stored), org=first.org_name,
                                                       date=f"{first.report_time:%Y-%m-%d}", title=first.title,
@@ -164,8 +183,8 @@ class CdsService:
                           "source": {"label": first.org_name if len({c.org_code for _, c, _ in stored}) == 1
                                      else cds.source_label},
                           "overrideReasons": self.override_reasons(), "links": [link],
-                          "extension": {"hipbridge": [self._ext(c) | {"remindId": self._remind_id(rid)}
-                                                      for _, c, rid in stored]}})
+                          "extension": {"hipbridge": [self._ext(c) | {"remindId": r[1]}
+                                                      for _, c, r in stored]}})
         self._audit(now, doctor, lctx.patient_key, "HR_REMIND", "ok", visit,
                     {"hook": hook, "cards": len(cards), "reports": [[c.org_code, c.report_no] for _, c, _ in stored]})
         return {"cards": cards, QUEUED: bool(queued)} if queued else {"cards": cards}
@@ -195,6 +214,45 @@ class CdsService:
                          for c in cs)
 
     # ------------------------------------------------------------ local records
+
+    def _known_reminders(self, visit: str, doctor: str, search_type: str) -> dict[tuple[str, str, str], tuple[int, str]]:
+        """(report org, report no, order id) → (row id, remindId) of this visit's and doctor's reminders of
+        this search type: one indexed read instead of one per result (a visit has a handful)."""
+        t = self.ops.table("recognition_reminder")
+        with self.read_engine.connect() as conn:
+            rows = conn.execute(select(t.c.report_org_code, t.c.report_no, t.c.order_id, t.c.id, t.c.remind_id).where(
+                and_(t.c.visit_id == visit, t.c.doctor_id == doctor, t.c.search_type == search_type))).all()
+        return {(r[0], r[1], r[2] or ""): (int(r[3]), str(r[4])) for r in rows}
+
+    def _create_reminder(self, conn, now: datetime, visit: str, patient: str, doctor: str, search_type: str,
+                         o: Order | None, c: Candidate, pkey: str | None, queued: list[str]) -> tuple[int, str]:
+        """The reminder row and its 提醒记录 inside the caller's transaction, in a savepoint: a concurrent
+        call that created the same row first wins, and its row is read back."""
+        t = self.ops.table("recognition_reminder")
+        oid = o.order_id if o else ""
+        try:
+            with conn.begin_nested():
+                remind_id = uuid.uuid4().hex
+                new = int(conn.execute(insert(t).values(
+                    remind_id=remind_id, org_code=self.org_code, visit_id=visit, patient_id=patient,
+                    doctor_id=doctor, search_type=search_type, order_id=oid, order_code=o.local_code if o else None,
+                    kind=c.kind, item_code=c.item_code, report_org_code=c.org_code, report_org_name=c.org_name,
+                    report_no=c.report_no, report_name=c.title, report_time=c.report_time,
+                    valid_until=datetime.combine(c.valid_until, datetime.min.time()), created_at=now)
+                ).inserted_primary_key[0])
+                if self.keys is not None:
+                    self._queue_remind(conn, remind_id, now, visit, patient, doctor, search_type, o, c, pkey)
+            if self.keys is not None:
+                queued.append(remind_id)
+            return new, remind_id
+        except IntegrityError:
+            got = conn.execute(select(t.c.id, t.c.remind_id).where(and_(
+                t.c.visit_id == visit, t.c.doctor_id == doctor, t.c.report_org_code == c.org_code,
+                t.c.report_no == c.report_no, t.c.search_type == search_type, t.c.order_id == oid))
+                .with_for_update()).first()        # a locking read: the latest commit, not this transaction's snapshot
+            if got is None:
+                raise
+            return int(got[0]), str(got[1])
 
     def _remind_id(self, rid: int) -> str:
         t = self.ops.table("recognition_reminder")

@@ -13,6 +13,7 @@ authorization covering the visit, exactly as the external data page reads them.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -67,9 +68,12 @@ def within_window(report_time: datetime | date, days: int | None, today: date) -
 
 class Recognizer:
     def __init__(self, reader: StoreReader, rec: Recognition, institutions: dict[str, Any], org_code: str,
-                 frontend: Engine, ops: Ops):
+                 frontend: Engine, ops: Ops, read_engine: Engine | None = None):
         self.reader, self.rec, self.institutions, self.org_code = reader, rec, institutions, org_code
         self.frontend, self.ops = frontend, ops
+        self.read_engine = read_engine or frontend     # per-call reads (autocommit on a server)
+        self._checked: dict[tuple[str, str], bool] = {}  # (batch, table name) → rejected
+        self._checked_lock = threading.Lock()
         inst = institutions.get(org_code)
         self.our_level = inst.level if inst else rec.cfg.level_unknown
 
@@ -85,15 +89,23 @@ class Recognizer:
         return self.rec.eligible(scope_mark=scope_mark, source_level=self.level(org_code), our_level=self.our_level,
                                  same_alliance=org_code in self.rec.alliance)
 
-    def rejected_batches(self, batches: set[str]) -> set[tuple[str, str]]:
-        """(batch, table name) pairs push-back verification rejected."""
-        if not batches:
-            return set()
-        pc = self.ops.table("push_check")
-        with self.frontend.connect() as conn:
-            return {(r[0], r[1]) for r in conn.execute(
-                select(pc.c.batch_id, pc.c.table_name).where(and_(pc.c.batch_id.in_(sorted(batches)),
-                                                                   pc.c.status == "REJECTED")))}
+    def rejected(self, pairs: set[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Those (batch, table name) pairs push-back verification rejected. A pair is verified once
+        (sharing.verify.new_batches skips checked pairs), so its outcome is remembered; a pair with no
+        check yet is asked again on the next call."""
+        with self._checked_lock:
+            missing = sorted({b for b, t in pairs if (b, t) not in self._checked})
+        if missing:
+            pc = self.ops.table("push_check")
+            with self.read_engine.connect() as conn:
+                rows = conn.execute(select(pc.c.batch_id, pc.c.table_name, pc.c.status)
+                                    .where(pc.c.batch_id.in_(missing))).all()
+            with self._checked_lock:
+                if len(self._checked) > 50000:
+                    self._checked.clear()
+                self._checked.update({(b, t): status == "REJECTED" for b, t, status in rows})
+        with self._checked_lock:
+            return {p for p in pairs if self._checked.get(p)}
 
     def log_gap(self, order: Order, reason: str, now: datetime) -> None:
         """NO_MAPPING (and part / method mismatches) go to recognition_gap for the catalog team."""
@@ -162,7 +174,7 @@ class Recognizer:
                 if not self.eligible_source(r["org_code"], str(r.get("hr"))):
                     continue
                 pre.append((kind, r, item))
-        rejected = self.rejected_batches({r["_batch"] for _, r, _ in pre})
+        rejected = self.rejected({(r["_batch"], self.reader.table_name(kind)) for kind, r, _ in pre})
         out: dict[str, list[Candidate]] = {}
         for kind, r, item in pre:
             if (r["_batch"], self.reader.table_name(kind)) in rejected:

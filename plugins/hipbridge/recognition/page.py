@@ -26,7 +26,7 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import and_, select
 
-from hipbridge.display.app import _SECURITY_HEADERS
+from hipbridge.display.app import _SECURITY_HEADERS, SHARED_STATIC, TEMPLATES
 from hipbridge.display.config import DisplayConfig
 from hipbridge.display.launch import LaunchContext, Launcher, Refused
 from hipbridge.display.records import StoreUnavailable
@@ -66,13 +66,16 @@ def mount_reminder_page(app: FastAPI, svc: CdsService, launcher: Launcher, dcfg:
                         timezone: str = DEFAULT_TIMEZONE) -> None:
     rec = svc.cfg
     cookie = dcfg.launch.cookie
-    templates = Environment(loader=FileSystemLoader(_HERE / "templates"), autoescape=select_autoescape(["html"]))
+    # remind.html extends the display page's base.html; base.css and common.js come from /shared/static
+    templates = Environment(loader=FileSystemLoader([_HERE / "templates", TEMPLATES]),
+                            autoescape=select_autoescape(["html"]))
     page = templates.get_template("remind.html")
     app.mount("/shared/remind-static", StaticFiles(directory=_HERE / "static"), name="remind-static")
     search_type = {hook: s.search_type for hook, s in rec.cfg.cds.services.items()}
 
     def html(status: int, **ctx: Any) -> HTMLResponse:
-        body = page.render(title=rec.cfg.page.title, static="/shared/remind-static", timezone=timezone,
+        body = page.render(title=rec.cfg.page.title, static="/shared/remind-static", shared_static=SHARED_STATIC,
+                           timezone=timezone,
                            timezone_label=dcfg.page.timezone_label, **ctx)
         return HTMLResponse(body, status_code=status, headers=_SECURITY_HEADERS)
 

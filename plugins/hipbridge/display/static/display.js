@@ -6,34 +6,17 @@
   var timer = null;
   var cleared = false;
 
-  function el(tag, cls, text) {
-    var e = document.createElement(tag);
-    if (cls) { e.className = cls; }
-    if (text !== undefined && text !== null) { e.textContent = String(text); }
-    return e;
-  }
+  var P = window.hipbridgePage, el = P.el, clear = P.clear, showMessage = P.showMessage;   /* common.js */
   function svg(tag, attrs) {
     var e = document.createElementNS("http://www.w3.org/2000/svg", tag);
     Object.keys(attrs || {}).forEach(function (k) { e.setAttribute(k, attrs[k]); });
     return e;
   }
-  function clear(node) { while (node && node.firstChild) { node.removeChild(node.firstChild); } }
-
-  function showMessage(text) {
-    var m = document.getElementById("message");
-    m.textContent = text;
-    m.className = "message shown";
-  }
   /* a refusal (401 re-launch, 403 revoked/expired): nothing of the patient stays on screen */
   function clearPage(text) {
     cleared = true;
     if (timer) { clearInterval(timer); timer = null; }
-    ["timeline", "detail", "patient", "content", "watermark"].forEach(function (id) {
-      var n = document.getElementById(id);
-      if (n) { n.parentNode.removeChild(n); }
-    });
-    body.className += " cleared";
-    showMessage(text);
+    P.clearPage(["timeline", "detail", "patient", "content", "watermark"], text);
   }
 
   function api(path) {

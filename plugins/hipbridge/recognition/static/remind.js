@@ -4,26 +4,8 @@
   var body = document.body;
   var reasons = [];
 
-  function el(tag, cls, text) {
-    var e = document.createElement(tag);
-    if (cls) { e.className = cls; }
-    if (text !== undefined && text !== null) { e.textContent = String(text); }
-    return e;
-  }
-  function clear(node) { while (node && node.firstChild) { node.removeChild(node.firstChild); } }
-  function showMessage(text) {
-    var m = document.getElementById("message");
-    m.textContent = text;
-    m.className = "message shown";
-  }
-  function clearPage(text) {
-    ["content", "patient"].forEach(function (id) {
-      var n = document.getElementById(id);
-      if (n) { n.parentNode.removeChild(n); }
-    });
-    body.className += " cleared";
-    showMessage(text);
-  }
+  var P = window.hipbridgePage, el = P.el, clear = P.clear, showMessage = P.showMessage;   /* common.js */
+  function clearPage(text) { P.clearPage(["content", "patient"], text); }
 
   function call(method, path, payload) {
     var opts = { method: method, credentials: "same-origin", cache: "no-store",
