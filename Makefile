@@ -36,7 +36,7 @@ lint: venv
 bench: bench-transfer
 
 bench-transfer: venv
-	$(PY) bench/transfer.py $(if $(ROWS),--rows $(ROWS),)
+	$(PY) bench/transfer.py $(if $(ROWS),--rows $(ROWS),) $(if $(SKIP_DLT),--skip-dlt,)
 
 bench-mapping: venv
 	$(PY) bench/mapping.py

@@ -1,6 +1,11 @@
 """Transfer benchmark: the full pipeline against a fair raw copy and against dlt, measured in one run.
 
-    python bench/transfer.py [--rows N]          (make bench ROWS=1000000)
+    python bench/transfer.py [--rows N] [--skip-dlt]   (make bench ROWS=1000000)
+
+`--skip-dlt` leaves the peer out (its first load alone takes ~8 minutes here) for iterating on the
+pipeline: its ratios against the raw copy only, in bench/results/transfer-no-dlt.json. One phase
+alone: `HIPBRIDGE_BENCH_TAG=<tag> python bench/transfer.py --phase pipeline_rerun --rows N` on the
+databases of a run kept with `--keep` (the tag is printed at the start).
 
 1. builds a synthetic 30-column source table of N rows inside MariaDB (INSERT … SELECT from the
    sequence engine, not row by row from Python), with an index on its change-time column;
@@ -485,15 +490,20 @@ def main() -> int:
                     help="rows for the naive baseline (default 200,000; its rows/s is a rate, so a sample is fair)")
     ap.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
     ap.add_argument("--keep", action="store_true", help="keep the bench databases afterwards")
+    ap.add_argument("--skip-dlt", action="store_true",
+                    help="leave out the dlt peer (its first load alone takes minutes): pipeline, raw copy, start-up "
+                         "and naive only, written to bench/results/transfer-no-dlt.json, not transfer.json")
     args = ap.parse_args()
     if args.phase:
         print(json.dumps(PHASES[args.phase](args.rows), default=str))
         return 0
     rows = args.rows
     load_before = os.getloadavg()
-    print(f"building a {rows:,}-row, 30-column source table in MariaDB …", flush=True)
+    print(f"building a {rows:,}-row, 30-column source table in MariaDB (databases {TAG}_*) …", flush=True)
     print(f"  built in {build_source(rows):.1f}s", flush=True)
-    dlt_python()   # install the peer before anything is timed
+    with_dlt = not args.skip_dlt
+    if with_dlt:
+        dlt_python()   # install the peer before anything is timed
     results: dict[str, dict] = {}
 
     def measure(scenario: str, contender: str, fn) -> None:
@@ -504,14 +514,17 @@ def main() -> int:
 
     measure("first", "pipeline", lambda: run_phase("pipeline_first", rows))
     measure("first", "raw", lambda: run_phase("raw_first", rows))
-    measure("first", "dlt", lambda: run_dlt("first"))
+    if with_dlt:
+        measure("first", "dlt", lambda: run_dlt("first"))
     changed = mutate(rows)
     print(f"{changed:,} source rows changed (10 %)", flush=True)
     measure("incremental", "pipeline", lambda: run_phase("pipeline_incremental", rows))
     measure("incremental", "raw", lambda: run_phase("raw_incremental", rows))
-    measure("incremental", "dlt", lambda: run_dlt("incremental"))
+    if with_dlt:
+        measure("incremental", "dlt", lambda: run_dlt("incremental"))
     measure("rerun", "pipeline", lambda: run_phase("pipeline_rerun", rows))
-    measure("rerun", "dlt", lambda: run_dlt("rerun"))
+    if with_dlt:
+        measure("rerun", "dlt", lambda: run_dlt("rerun"))
     start = startup()
     print(f"start-up of `hipbridge run` to its first SQL: {start['seconds']:.2f}s (runs {start['runs']}), "
           f"CPU {start['cpu_seconds']:.2f}s", flush=True)
@@ -521,14 +534,17 @@ def main() -> int:
     first, inc, rerun = results["first"], results["incremental"], results["rerun"]
     ratio = {
         "first_vs_raw": round(first["raw"]["seconds"] / first["pipeline"]["seconds"], 2),
-        "first_vs_dlt": round(first["dlt"]["seconds"] / first["pipeline"]["seconds"], 2),
+        "first_vs_dlt": round(first["dlt"]["seconds"] / first["pipeline"]["seconds"], 2) if with_dlt else None,
         "incremental_vs_raw": round(inc["raw"]["seconds"] / inc["pipeline"]["seconds"], 2),
-        "incremental_vs_dlt": round(inc["dlt"]["seconds"] / inc["pipeline"]["seconds"], 2),
-        "rerun_vs_dlt": round(rerun["dlt"]["seconds"] / rerun["pipeline"]["seconds"], 2),
+        "incremental_vs_dlt": round(inc["dlt"]["seconds"] / inc["pipeline"]["seconds"], 2) if with_dlt else None,
+        "rerun_vs_dlt": round(rerun["dlt"]["seconds"] / rerun["pipeline"]["seconds"], 2) if with_dlt else None,
         "first_vs_naive": round(_rate(first["pipeline"]) / _rate(naive), 2),
     }
+    if not with_dlt:
+        ratio = {k: v for k, v in ratio.items() if v is not None}
     result = {
-        "rows": rows, "changed_rows": changed, "chunk_rows": CHUNK_ROWS, "dlt_version": DLT_VERSION,
+        "rows": rows, "changed_rows": changed, "chunk_rows": CHUNK_ROWS,
+        "dlt_version": DLT_VERSION if with_dlt else "not run (--skip-dlt)",
         "ratios": ratio,
         "targets": {"first_vs_raw": ">= 0.8", "first_vs_dlt": ">= 4", "incremental_vs_dlt": ">= 3",
                     "rerun_seconds": "<= 3 for 100,000 rows in the lookback", "startup_seconds": "<= 2",
@@ -552,7 +568,7 @@ def main() -> int:
     print("ratios (time of the other ÷ time of the pipeline; > 1: the pipeline is faster):")
     for k, v in ratio.items():
         print(f"  {k:<20} {v}")
-    out = ROOT / "bench" / "results" / "transfer.json"
+    out = ROOT / "bench" / "results" / ("transfer.json" if with_dlt else "transfer-no-dlt.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"wrote {out.relative_to(ROOT)}")

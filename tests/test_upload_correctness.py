@@ -453,6 +453,41 @@ def test_key_reconciliation_sends_rows_deleted_at_the_source_as_3(mini, any_fron
     assert r.quarantined == 5 and r.deleted == 0 and _flags(ctx)["V4"] == "1"
 
 
+def test_a_later_publish_classifies_the_staged_rows_in_key_order(mini, mariadb_url, hb_home):
+    """MariaDB: against a non-empty ledger, publish first rewrites the Aria staging heap in primary-key
+    order (its key lookups into ledger and target then visit each page once, docs/transfer.md);
+    what it decides is the same as for the rows in the order they were read."""
+    from hipbridge.pipeline.publish import publish_batch
+
+    ctx = Context.create(mini.specs, mariadb_url)
+    assert sync_table("visit", ctx=ctx).inserted == 3
+    # V0 comes last from the source (SQLite returns rowid order), so the batch is staged out of key order
+    mini.execute("INSERT INTO CLINIC_VISIT VALUES ('V0', 'P0', '2026-11-20 08:00:00', 3, '李四', 'N', "
+                 "'2026-11-20 09:30:00')")
+    mini.execute("UPDATE CLINIC_VISIT SET FEE = 99, UPDATE_TIME = '2026-11-20 11:00:00' WHERE VISIT_NO = 'V2'")
+    batch = plan.plan(ctx, "visit", "window", date(2026, 11, 20), date(2026, 11, 21))
+    transfer.transfer(ctx, batch)
+    assert not gate.gate(ctx, batch)["blocked"]
+    spec = ctx.specs.get("visit")
+    staging, ledger = ctx.tables_for(spec, batch)
+    physical = f"SELECT JZLSH, hb_flag FROM {ledger.schema}.{staging.name}"  # no ORDER BY: the heap's own order
+    with ctx.engine.connect() as c:
+        staged = [k for k, _ in c.execute(text(physical)).all()]
+    assert staged != sorted(staged) and staged[-1] == "V0"
+    with ctx.engine.begin() as conn:
+        counts = publish_batch(conn, spec, ctx.defaults, staging, ledger, batch.batch_id, clock=ctx.now)
+    with ctx.engine.connect() as c:
+        after = c.execute(text(physical)).all()
+    assert [k for k, _ in after] == sorted(staged)
+    flags = dict(after)
+    assert (flags["V0"], flags["V1"], flags["V2"], flags["V3"]) == ("1", None, "2", "-u")
+    assert (counts.inserted, counts.updated, counts.unsent) == (1, 1, 1)
+    q = ctx.engine.dialect.identifier_preparer.quote
+    with ctx.engine.connect() as c:
+        got = dict(c.execute(text(f"SELECT {q('JZLSH')}, {q('JE')} FROM {q('MZJZJL')}")).all())
+    assert float(got["V0"]) == 3 and float(got["V2"]) == 99 and "V3" not in got
+
+
 @pytest.mark.parametrize("dialect", ["mariadb", "postgresql"])
 def test_two_publishes_at_once_keep_the_newer_row(mini, dialect, request, tmp_path, hb_home):
     """The daily run's publish holds its transaction open while a backfill window with an older V1 publishes."""

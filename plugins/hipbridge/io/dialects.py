@@ -147,6 +147,12 @@ class FrontendDialect:
         """Table options of a batch's staging table."""
         return {}
 
+    def sort_staging_sql(self, staging: str, pk: list[str]) -> str | None:
+        """A statement that rewrites a heap staging table in key order before publish reads it (None: no need).
+
+        It runs outside publish's transaction (DDL commits on MySQL/MariaDB)."""
+        return None
+
     # ---------------------------------------------------------------- loading a chunk
 
     @property
@@ -492,6 +498,18 @@ class MariaDB(MySQL):
         if settings().staging_engine == "aria":
             options.update({"mysql_engine": "Aria", "mysql_transactional": "0"})
         return options
+
+    def sort_staging_sql(self, staging: str, pk: list[str]) -> str | None:
+        """`ALTER TABLE … ORDER BY` the key: an Aria heap is then read in the order of the ledger's and
+        the target's primary key, so publish's key lookups and upserts visit each InnoDB page once,
+        in order, instead of once per row in change-time order. When ledger and target do not fit
+        in the buffer pool (a million rows here: 117 + 392 MB against 128 MB) every random lookup
+        was a page read: the classifying UPDATE of 100,000 rows read 196,000 pages in 28 s; after
+        the sort (0.6 s) it read 27,000 in 4.8 s (docs/transfer.md). InnoDB ignores ORDER BY in
+        ALTER TABLE, so only Aria staging is sorted."""
+        if settings().staging_engine != "aria":
+            return None
+        return f"ALTER TABLE {staging} ORDER BY {', '.join(self.q(k) for k in pk)}"
 
 
 class PostgreSQL(FrontendDialect):

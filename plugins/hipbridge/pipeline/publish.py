@@ -309,6 +309,8 @@ def publish_batch(conn: Connection, spec: TableSpec, defaults: Defaults, staging
     if unique is None:
         unique = conn.execute(text(sql.duplicates()), params).first() is None
     sql.unique = unique
+    if heap and unique:
+        _sort_staging(conn, sql)
     if staged is None:
         staged = conn.execute(text(f"SELECT COUNT(*) FROM {sql.stg} WHERE {sql.batch()}"),
                               params).scalar() or 0
@@ -344,6 +346,19 @@ def publish_batch(conn: Connection, spec: TableSpec, defaults: Defaults, staging
     if not in_place:
         conn.execute(text(sql.drop_changed()))
     return counts
+
+
+def _sort_staging(conn: Connection, sql: PublishSQL) -> None:
+    """Rewrite the staging heap in key order when a classification pass will read it (`sort_staging_sql`).
+
+    Not on the table's first publish (an empty ledger: nothing is looked up, and the rows are
+    appended to an empty target). The check reads without a lock and the sort is DDL, which
+    commits: both come before publish's first locking read, so nothing of the transaction is
+    committed early. A ledger is never emptied again, so "not empty" here stays true.
+    """
+    sort = sql.dialect.sort_staging_sql(sql.stg, sql.pk)
+    if sort and conn.execute(text(f"SELECT 1 FROM {sql.led} LIMIT 1")).first() is not None:
+        conn.exec_driver_sql(sort)
 
 
 def publish(ctx: Context, batch: state.Batch) -> PublishCounts:
