@@ -114,6 +114,21 @@ def test_configured_columns_hold_ciphertext_rerun_writes_nothing_change_republis
     assert out.returncode == 0, out.stderr
     shown = json.loads(out.stdout.strip())
     assert (shown["JZLSH"], shown["XM"], shown["HZWYBSH"]) == ("V2", "周五", "P2")
+    missing = subprocess.run([sys.executable, "-m", "hipbridge.cli", "frontend", "reveal", "MZJZJL", "--key",
+                              "JZLSH=NOPE", "--db", frontend_url, "--specs", str(mini.specs)],
+                             check=False, capture_output=True, text=True, env=env, timeout=120)
+    assert missing.returncode == 1 and missing.stdout == ""
+    # each reveal is in the hash-chained audit log (who, which row, which columns), and the chain holds
+    with ctx.engine.connect() as c:
+        events = c.execute(text(f"SELECT actor_type, action, object_type, object_id, result_code, detail_json FROM "
+                                f"{ctx.dialect.table('audit_event', ctx.ops_schema)} WHERE action = 'REVEAL' "
+                                f"ORDER BY id")).all()
+    assert [(e[0], e[2], e[3], e[4]) for e in events] == [("system", "MZJZJL", "JZLSH=V2", "ok"),
+                                                          ("system", "MZJZJL", "JZLSH=NOPE", "not_found")]
+    assert "周五" not in str(events) and "HZWYBSH" in events[0][5]
+    verify = subprocess.run([sys.executable, "-m", "hipbridge.cli", "audit", "verify", "--db", frontend_url],
+                            check=False, capture_output=True, text=True, env=env, timeout=120)
+    assert verify.returncode == 0, verify.stderr + verify.stdout
 
     # the quality gate did not run value checks on ciphertext: required 患者唯一标识号 is Not Applicable, with why
     with ctx.engine.connect() as c:

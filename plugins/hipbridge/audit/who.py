@@ -17,7 +17,7 @@ from hipbridge.crypto.keys import KeyStore
 from hipbridge.io.ops import Ops
 
 # actions written by the external data page (hipbridge.display) and the services reusing it
-ACCESS_ACTIONS = ("LAUNCH", "VIEW_TIMELINE", "VIEW_REPORT", "ACCESS_DENIED")
+ACCESS_ACTIONS = ("LAUNCH", "VIEW_TIMELINE", "VIEW_REPORT", "ACCESS_DENIED", "REVEAL")
 
 
 def who_viewed(engine: Engine, ops: Ops, keys: KeyStore, id_type: str, id_no: str,

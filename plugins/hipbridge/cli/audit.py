@@ -32,7 +32,7 @@ def _patient(text: str) -> tuple[str, str]:
 
 
 _ACTIONS = {"LAUNCH": "医生站启动", "VIEW_TIMELINE": "查看外院数据列表", "VIEW_REPORT": "查看报告详情",
-            "ACCESS_DENIED": "拒绝访问"}
+            "ACCESS_DENIED": "拒绝访问", "REVEAL": "解密查看前置机数据"}
 
 
 def _who(args) -> int:

@@ -162,12 +162,41 @@ def _frontend_reveal(args) -> int:
         rows = [dict(r) for r in conn.execute(select(table).where(and_(*[table.c[c] == v for c, v in wanted.items()])))
                 .mappings()]
     columns = ctx.encrypted.get(table_id, frozenset())
-    for row in rows:
-        print(json.dumps(reveal_row(ctx.engine, ctx.ops_schema, row, columns), ensure_ascii=False, default=str))
+    shown = [reveal_row(ctx.engine, ctx.ops_schema, row, columns) for row in rows]
+    # audited before anything is printed: decrypted personal data leaves only with its audit event
+    _audit_reveal(ctx, spec.target.name, wanted, sorted(columns), shown)
+    for row in shown:
+        print(json.dumps(row, ensure_ascii=False, default=str))
     if not rows:
         print(f"{spec.target.name}: no row with {', '.join(f'{c}={v}' for c, v in wanted.items())}", file=sys.stderr)
         return 1
     return 0
+
+
+def _audit_reveal(ctx, target: str, key: dict[str, str], columns: list[str], rows: list[dict]) -> None:
+    """One REVEAL event per revealed row (per patient, so `audit who --patient` finds it) in the
+    hash-chained audit log, actor the operating-system login; no row → one event with result not_found."""
+    import getpass
+
+    from hipbridge.audit import AuditUnavailable, append
+    from hipbridge.crypto.config import crypto_config
+    from hipbridge.crypto.keys import KeyStore
+    from hipbridge.io.ops import ensure_ops
+
+    ident = crypto_config().shared_store.identity
+    keys = KeyStore()
+    object_id = ",".join(f"{c}={v}" for c, v in key.items())[:64]
+    base = {"ts": ctx.now(), "actor_type": "system", "actor_id": getpass.getuser()[:64], "action": "REVEAL",
+            "object_type": target[:32], "object_id": object_id, "detail": {"columns": columns}}
+    events = [{**base, "result_code": "ok",
+               "patient_key": keys.patient_key(r.get(ident.id_type) or "01", r[ident.id_no])
+               if r.get(ident.id_no) else None} for r in rows] or [{**base, "result_code": "not_found"}]
+    try:
+        with ctx.engine.begin() as conn:
+            append(conn, ensure_ops(ctx.engine, ctx.ops_schema), keys, events)
+    except Exception as exc:  # noqa: BLE001 - whatever stopped the audit write, nothing is shown
+        raise AuditUnavailable(f"hipbridge frontend reveal: the audit log could not be written ({type(exc).__name__}); "
+                               "nothing is shown") from exc
 
 
 def _reconcile(args) -> int:
