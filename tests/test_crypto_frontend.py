@@ -129,6 +129,15 @@ def test_configured_columns_hold_ciphertext_rerun_writes_nothing_change_republis
     verify = subprocess.run([sys.executable, "-m", "hipbridge.cli", "audit", "verify", "--db", frontend_url],
                             check=False, capture_output=True, text=True, env=env, timeout=120)
     assert verify.returncode == 0, verify.stderr + verify.stdout
+    # a revealed row that carries 证件号码 is found by the patient's "who looked at my data"
+    from hipbridge.audit import who_viewed
+    from hipbridge.cli.pipeline import _audit_reveal
+    from hipbridge.crypto.keys import KeyStore
+    from hipbridge.io.ops import ensure_ops
+
+    _audit_reveal(ctx, "HZJBXXB", {"HZWYBSH": "P9"}, ["ZJHM"], [{"ZJLXDM": "01", "ZJHM": "450102199001011234"}])
+    seen = who_viewed(ctx.engine, ensure_ops(ctx.engine, ctx.ops_schema), KeyStore(), "01", "450102199001011234")
+    assert [(e["action"], e["object_type"], e["object_id"]) for e in seen] == [("REVEAL", "HZJBXXB", "HZWYBSH=P9")]
 
     # the quality gate did not run value checks on ciphertext: required 患者唯一标识号 is Not Applicable, with why
     with ctx.engine.connect() as c:
