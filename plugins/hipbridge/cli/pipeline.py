@@ -194,7 +194,7 @@ def _audit_reveal(ctx, target: str, key: dict[str, str], columns: list[str], row
     try:
         with ctx.engine.begin() as conn:
             append(conn, ensure_ops(ctx.engine, ctx.ops_schema), keys, events)
-    except Exception as exc:  # noqa: BLE001 - whatever stopped the audit write, nothing is shown
+    except Exception as exc:
         raise AuditUnavailable(f"hipbridge frontend reveal: the audit log could not be written ({type(exc).__name__}); "
                                "nothing is shown") from exc
 
