@@ -194,7 +194,7 @@ def _audit_reveal(ctx, target: str, key: dict[str, str], columns: list[str], row
     try:
         with ctx.engine.begin() as conn:
             append(conn, ensure_ops(ctx.engine, ctx.ops_schema), keys, events)
-    except Exception as exc:
+    except Exception as exc:   # whatever stopped the audit write, nothing is shown
         raise AuditUnavailable(f"hipbridge frontend reveal: the audit log could not be written ({type(exc).__name__}); "
                                "nothing is shown") from exc
 
