@@ -59,11 +59,11 @@ class DisplayWorld:
     def __init__(self, home, frontend_url: str, clock: Clock | None = None, start_servers: bool = True):
         from hipbridge.crypto.keys import KeyStore, provision_pair
         from hipbridge.demo.simulator import ServerThread, create_app
-        from hipbridge.display.service import DisplayService
         from hipbridge.io.frontend import create_frontend, target_table
         from hipbridge.sharing.door import add_caller
         from hipbridge.sharing.service import Lifecycle
         from hipbridge.spec import load_specs
+        from hipbridge.workstation.service import DisplayService
 
         self.clock = clock or Clock(datetime(2026, 3, 2, 9, 0, 0))
         self.keys, self.platform_keys = KeyStore(home / "keys"), KeyStore(home / "platform_keys")
@@ -99,7 +99,7 @@ class DisplayWorld:
         """Another display service on the same databases, reading `store` / writing the audit through
         `writer` (e.g. unreachable ones)."""
         from hipbridge.demo.simulator import ServerThread
-        from hipbridge.display.service import DisplayService
+        from hipbridge.workstation.service import DisplayService
 
         svc = DisplayService.from_lifecycle(self.life, clock=self.clock, platform_url=self.sim.url, store=store,
                                             writer=writer)

@@ -593,7 +593,7 @@ def test_page_print_allowed_when_configured(world, page):
     """`page.print: true` (config/display.yaml) lets the page print; the default blocks it (test above)."""
     from hipbridge.demo.simulator import ServerThread
     from hipbridge.display.config import display_config
-    from hipbridge.display.service import DisplayService
+    from hipbridge.workstation.service import DisplayService
 
     cfg = display_config()
     cfg = cfg.model_copy(update={"page": cfg.page.model_copy(update={"print": True})})

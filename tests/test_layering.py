@@ -22,12 +22,9 @@ DAGS = Path(__file__).resolve().parents[1] / "dags"
 # platform (the YAML loader moved to hipbridge.yamlconfig), {io, settings, spec} (derive_ops_schema moved
 # into settings; `spec check` is handed the connection lookup instead of importing io), and {display,
 # quality, recognition, sharing} (the quality report, whose 互认 section reads recognition's KPI, moved
-# above both to reporting/quality.py).
-KNOWN_CYCLES: list[frozenset[str]] = [
-    # 互认 cards and the reminder page use the display's launch, records and app; the display's service
-    # (display/service.py) serves the reminders. That service composes both and belongs above them.
-    frozenset({"display", "recognition"}),
-]
+# above both to reporting/quality.py), and display ↔ recognition (the service serving both moved above
+# them to workstation/service.py). None is left.
+KNOWN_CYCLES: list[frozenset[str]] = []
 
 
 def _part(module: str) -> str | None:
@@ -132,6 +129,8 @@ def test_no_new_import_cycle_between_parts_of_the_package():
     assert "io" not in graph.get("settings", set()) and "io" not in graph.get("spec", set()), \
         "settings and spec sit below io"
     assert "recognition" not in graph.get("quality", set()), "the quality report's 互认 section lives in reporting/"
+    assert found == [], f"import cycles between parts of hipbridge: {found}"
+    assert "recognition" not in graph.get("display", set()), "the service serving both lives in workstation/"
 
 
 def test_production_code_never_imports_the_demo():

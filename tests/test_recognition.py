@@ -659,7 +659,7 @@ def test_a_rejected_upload_is_shown_not_retried_and_the_platform_down_keeps_deci
     assert (bad["_status"], bad["_code"]) == ("FAILED", "A1077")
     # platform down: a service whose platform is unreachable saves the decision; its upload waits in the outbox
     from hipbridge.demo.simulator import ServerThread
-    from hipbridge.display.service import DisplayService
+    from hipbridge.workstation.service import DisplayService
 
     svc = DisplayService.from_lifecycle(world.life, clock=world.clock, platform_url="http://127.0.0.1:1")
     server = ServerThread(svc.app).start()
@@ -776,8 +776,8 @@ def test_concurrent_duplicate_feedback_and_decisions_are_recorded_once(world, pa
 
 def test_override_reasons_come_from_the_platform_with_a_cached_fallback(world, patient_a):
     from hipbridge.demo.simulator import ServerThread
-    from hipbridge.display.service import DisplayService
     from hipbridge.recognition.reasons import ReasonDictionary
+    from hipbridge.workstation.service import DisplayService
 
     from tests.display_world import wait
 

@@ -13,8 +13,8 @@ def _serve(args) -> int:
     import uvicorn
 
     from hipbridge.display.config import display_config
-    from hipbridge.display.service import DisplayService
     from hipbridge.sharing.service import Lifecycle
+    from hipbridge.workstation.service import DisplayService
 
     cfg = display_config()
     host, port = args.host or cfg.server.host, args.port or cfg.server.port
@@ -23,7 +23,7 @@ def _serve(args) -> int:
         if args.db:
             os.environ["HIPBRIDGE_FRONTEND_URL"] = args.db
         print(f"外院数据展示: http://{host}:{port}  ({args.workers} worker processes)")
-        uvicorn.run("hipbridge.display.service:app_from_env", factory=True, host=host, port=port,
+        uvicorn.run("hipbridge.workstation.service:app_from_env", factory=True, host=host, port=port,
                     workers=args.workers, log_level="warning")
         return 0
     life = Lifecycle.open(args.db)

@@ -88,7 +88,7 @@ class CdsService:
                  read_engine: Engine | None = None, write_engine: Engine | None = None):
         """`on_queued` runs after an answer that queued uploads (e.g. drain the outbox); `reasons` is the
         不互认 dictionary (default: the cached platform list, else the seed CSV, never asking the platform).
-        `read_engine` / `write_engine`: the hook's per-call engines (display.service.hot_engine: an
+        `read_engine` / `write_engine`: the hook's per-call engines (workstation.service.hot_engine: an
         autocommit reader and a writer without pre-ping or ROLLBACK on return); the front-end by default."""
         self.rec, self.launcher, self.writer, self.keys, self.on_queued = rec, launcher, writer, keys, on_queued
         self.frontend, self.ops, self.org_code, self.clock = frontend, ops, org_code, clock

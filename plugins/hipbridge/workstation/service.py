@@ -1,4 +1,5 @@
-"""Wiring of the external data page: engines, keys, shared store, visit lookup, outbox → one FastAPI app.
+"""Wiring of the doctor-workstation service: the external data page (display/) and the 互认 reminders
+(recognition/) on one FastAPI app, over one set of engines, keys, shared store, visit lookup and outbox.
 
     svc = DisplayService.open(frontend_url)        # or DisplayService.from_lifecycle(life)
     uvicorn.run(svc.app, host=…, port=…)            # `hipbridge display serve`
@@ -19,20 +20,24 @@ from sqlalchemy.engine import Engine
 import hipbridge.display.state
 import hipbridge.recognition.state  # noqa: F401 - the 互认 reminder's ops tables (mounted beside the page)
 from hipbridge.audit import AuditWriter
+from hipbridge.display.app import DisplayGuard, create_display_app
+from hipbridge.display.config import DisplayConfig, display_config, load_catalogs
+from hipbridge.display.launch import Launcher
+from hipbridge.display.records import StoreReader
+from hipbridge.display.visits import VisitLookup
 from hipbridge.io.dialects import frontend_dialect
-from hipbridge.io.ops import ensure_ops
+from hipbridge.io.ops import ensure_ops, ops_for
+from hipbridge.recognition.catalog import recognition_config
+from hipbridge.recognition.cds import CdsService, mount_cds
+from hipbridge.recognition.engine import Recognizer
+from hipbridge.recognition.page import mount_reminder_page
+from hipbridge.recognition.reasons import ReasonDictionary, platform_fetch
 from hipbridge.settings import settings
 from hipbridge.sharing.callers import require_role
 from hipbridge.sharing.door import caller_store
 from hipbridge.sharing.service import Lifecycle
 
-from .app import DisplayGuard, create_display_app
-from .config import DisplayConfig, display_config, load_catalogs
-from .launch import Launcher
-from .records import StoreReader
-from .visits import VisitLookup
-
-log = logging.getLogger("hipbridge.display.service")
+log = logging.getLogger("hipbridge.workstation.service")
 _workstation_role = require_role("workstation")
 
 
@@ -122,15 +127,10 @@ def _mount_recognition(app, life: Lifecycle, launcher: Launcher, reader: StoreRe
     """The 互认 reminder (recognition/, CDS Hooks) on the same app: same launch, reader and audit, and the
     page's per-call engines (`engines`: read, write — see hot_engine)."""
     fe_read, fe_write = engines or (life.frontend, life.frontend)
-    from hipbridge.io.ops import ops_for
-    from hipbridge.recognition.catalog import recognition_config
-    from hipbridge.recognition.cds import CdsService, mount_cds
-    from hipbridge.recognition.engine import Recognizer
 
     ops = ops_for(life.ops.schema)
     rec = Recognizer(reader, recognition_config(), load_catalogs(cfg).institutions, life.org_code, life.frontend, ops,
                      read_engine=fe_read)
-    from hipbridge.recognition.reasons import ReasonDictionary, platform_fetch
 
     reasons = ReasonDictionary(rec.rec, life.frontend, ops, clock=clock,     # 不互认理由: the platform's, cached
                                fetch=platform_fetch(life.client(clock=clock, base_url=platform_url), life.org_code))
@@ -138,7 +138,6 @@ def _mount_recognition(app, life: Lifecycle, launcher: Launcher, reader: StoreRe
                                        org_code=life.org_code, clock=clock, keys=life.keys, on_queued=on_queued,
                                        reasons=reasons, read_engine=fe_read, write_engine=fe_write)
     mount_cds(app, app.state.recognition, workstation)
-    from hipbridge.recognition.page import mount_reminder_page
 
     mount_reminder_page(app, app.state.recognition, launcher, cfg, life.specs.defaults.timezone)   # /shared/remind
 
