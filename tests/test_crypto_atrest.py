@@ -68,10 +68,10 @@ def test_ingest_moves_pushed_rows_into_encrypted_tables_and_reads_them_back(worl
             for c in ("HZWYBSH",):
                 if r.get(c):
                     assert r[c] not in dump                   # encrypt_also columns too
-    st = w.life.secure.tables["op_visit"]
-    assert {"XM", "ZJHM", "HZWYBSH"} <= set(st.encrypted)
+    st = w.life.secure.tables["lab_report"]                    # the real spec: name, ID number, patient id
+    assert {"HZXM", "ZJHM", "HZWYBSH"} <= set(st.encrypted)
     with w.life.secure.engine.connect() as c:
-        tokens = c.execute(select(st.table.c.XM, st.table.c.row_mac)).all()
+        tokens = c.execute(select(st.table.c.HZXM, st.table.c.row_mac)).all()
     assert tokens and all(t.startswith("v1:") and len(t.split(":")) == 4 for t, _ in tokens)
     assert len({t for t, _ in tokens}) == len(tokens)          # random IV: equal names, different ciphertexts
 
@@ -84,8 +84,9 @@ def test_ingest_moves_pushed_rows_into_encrypted_tables_and_reads_them_back(worl
             assert sr.data == r
 
     found = w.life.find(id_type="01", id_no=ID_A)             # blind index: no decryption involved
-    assert set(found) == {"op_visit"}                          # the sample specs' table with the ID number
-    assert len(found["op_visit"]) == len(before["op_visit"])
+    with_id = {tid for tid in before if "ZJHM" in w.life.secure.tables[tid].table.c}
+    assert with_id and set(found) == with_id                   # the pushed tables that carry 证件号码
+    assert all(len(found[tid]) == len(before[tid]) for tid in with_id)
     assert w.life.find(id_type="01", id_no=ID_B) == {}
     pid = before["op_visit"][0]["HZWYBSH"]
     by_pid = w.life.find(patient_id=f"  {pid.lower()} ")        # normalised: trimmed, upper case
@@ -101,18 +102,18 @@ def test_tampered_shared_row_is_flagged_never_returned_as_data(world):
     st = w.life.secure.tables["op_visit"]
     t = st.table
     with w.life.secure.engine.begin() as c:
-        rows = c.execute(select(t.c.MZJZLSH, t.c.XM, t.c.JZKSSJ).order_by(t.c.MZJZLSH)).all()
+        rows = c.execute(select(t.c.MZJZLSH, t.c.HZXM, t.c.JZKSSJ).order_by(t.c.MZJZLSH)).all()
         assert len(rows) >= 3
         (k0, n0, _), (k1, n1, _), (k2, _, d2) = rows[:3]
         # swap two valid ciphertexts (each still decrypts), and move a plaintext date by a day
-        c.execute(t.update().where(t.c.MZJZLSH == k0).values(XM=n1))
-        c.execute(t.update().where(t.c.MZJZLSH == k1).values(XM=n0))
+        c.execute(t.update().where(t.c.MZJZLSH == k0).values(HZXM=n1))
+        c.execute(t.update().where(t.c.MZJZLSH == k1).values(HZXM=n0))
         c.execute(t.update().where(t.c.MZJZLSH == k2).values(JZKSSJ=d2 + timedelta(days=1)))
     got = {r.key["MZJZLSH"]: r for r in w.life.read("op_visit")}
     for k in (k0, k1, k2):
         assert got[k].tampered and got[k].data is None and "篡改" in got[k].reason
     rest = [r for key, r in got.items() if key not in (k0, k1, k2)]
-    assert rest and not any(r.tampered for r in rest) and all(r.data["XM"] == "孙八" for r in rest)
+    assert rest and not any(r.tampered for r in rest) and all(r.data["HZXM"] == "孙八" for r in rest)
 
 
 def test_purge_finds_the_patient_through_the_blind_index(world):
@@ -122,15 +123,15 @@ def test_purge_finds_the_patient_through_the_blind_index(world):
     w.life.ingest(w.clock())
     from hipbridge.sharing.secure import protect_row
 
-    st = w.life.secure.tables["op_visit"]
+    st = w.life.secure.tables["lab_report"]                    # a real spec that carries 证件号码
     # a row of the same patient that reached the store under an authId this hospital does not hold
-    row = next(r.data for r in w.life.read("op_visit", auth_ids=[auth]))
-    row = {**row, "MZJZLSH": "EXTRA-1", "auth_id": "AUTH-UNKNOWN"}
+    row = next(r.data for r in w.life.read("lab_report", auth_ids=[auth]))
+    row = {**row, "JYJLLSH": "EXTRA-1", "auth_id": "AUTH-UNKNOWN"}
     row = {k: v for k, v in row.items() if k in st.table.c}   # a read row keeps the landing layout (row_sign)
     with w.life.secure.engine.begin() as c:
         c.execute(st.table.insert().values(protect_row(st, row, w.life.cipher, w.life.keys)))
-    assert w.life.find(id_type="01", id_no=ID_A)["op_visit"].count({"YLJGDM": row["YLJGDM"],
-                                                                    "MZJZLSH": "EXTRA-1"}) == 1
+    assert w.life.find(id_type="01", id_no=ID_A)["lab_report"].count({"YLJGDM": row["YLJGDM"],
+                                                                      "JYJLLSH": "EXTRA-1"}) == 1
     total = w.shared_rows()
     w.post("/booking/cancel", appointmentId="P1")
     rep = w.drain()
