@@ -467,7 +467,7 @@ def test_a_later_publish_classifies_the_staged_rows_in_key_order(mini, mariadb_u
     mini.execute("UPDATE CLINIC_VISIT SET FEE = 99, UPDATE_TIME = '2026-11-20 11:00:00' WHERE VISIT_NO = 'V2'")
     batch = plan.plan(ctx, "visit", "window", date(2026, 11, 20), date(2026, 11, 21))
     transfer.transfer(ctx, batch)
-    assert not gate.gate(ctx, batch)["blocked"]
+    assert not gate.gate(ctx, batch).blocked
     spec = ctx.specs.get("visit")
     staging, ledger = ctx.tables_for(spec, batch)
     physical = f"SELECT JZLSH, hb_flag FROM {ledger.schema}.{staging.name}"  # no ORDER BY: the heap's own order
