@@ -373,7 +373,7 @@ def test_postgresql_source_fast_arrow_and_streaming_reads_agree(tmp_path, hb_hom
     defaults = (ROOT / "table_specs" / "_defaults.yaml").read_text(encoding="utf-8")  # voided rows sent too
     (specs / "_defaults.yaml").write_text(defaults.replace("first_seen_voided: skip", "first_seen_voided: send"),
                                           encoding="utf-8")
-    (specs / "visit.yaml").write_text(SPEC % {"chunk": 300}, encoding="utf-8")
+    (specs / "visit.yaml").write_text(SPEC % {"chunk": 250}, encoding="utf-8")   # 1,200 rows: more than 4 chunks
     monkeypatch.setenv("HIPBRIDGE_CONN_SRC", postgres_url)
     dispose_all()
     from hipbridge.io import extract
@@ -384,11 +384,22 @@ def test_postgresql_source_fast_arrow_and_streaming_reads_agree(tmp_path, hb_hom
     ctx = Context.create(specs, f"sqlite:///{tmp_path / 'fe.db'}")
     first = sync_table("visit", "full", ctx=ctx)
     assert (first.status, first.extracted, first.quarantined) == ("published", 1200, 0)
-    assert len(arrow_reads) >= 4  # in slices of about 300 rows
+    assert len(arrow_reads) >= 4  # in slices of about 250 rows
     with ctx.engine.connect() as c:
         names = dict(c.execute(text("SELECT JZLSH, XM FROM MZJZJL WHERE JZLSH IN ('V000000001', 'V000000003')")).all())
         digests = dict(c.execute(text(f"SELECT JZLSH, hb_digest FROM {ctx.ops_schema}.ledger_visit")).all())
     assert names == {"V000000001": "李四", "V000000003": None}  # stripped; the text NULL is empty
+    # a window of at most 4 chunks (a daily increment) is one streamed query: no slices, the same rows
+    arrow_reads.clear()
+    src_engine = create_engine(postgres_url)
+    window = (datetime(2026, 11, 1), datetime(2026, 11, 1, 1, 10))          # upd = g × 7 s: g = 1 … 599
+    streamed = list(extract.read_chunks(src_engine, "SELECT id, upd FROM visit_src", "upd", *window, 300))
+    assert arrow_reads == [] and [len(f) for f in streamed] == [300, 299]
+    monkeypatch.setattr(extract, "_STREAM_CHUNKS", 1)                        # 599 rows > 1 chunk: slices
+    sliced = list(extract.read_chunks(src_engine, "SELECT id, upd FROM visit_src", "upd", *window, 300))
+    assert len(arrow_reads) >= 2
+    assert sorted(i for f in streamed for i in f["id"]) == sorted(i for f in sliced for i in f["id"])
+    src_engine.dispose()
     monkeypatch.setenv("HIPBRIDGE_FAST_READ", "0")
     again = sync_table("visit", "full", ctx=ctx)  # psycopg2 streaming: the same digests
     assert again.extracted == 1200 and again.unchanged == 1200 and again.updated == 0
