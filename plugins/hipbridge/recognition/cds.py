@@ -224,6 +224,16 @@ class CdsService:
                 and_(t.c.visit_id == visit, t.c.doctor_id == doctor, t.c.search_type == search_type))).all()
         return {(r[0], r[1], r[2] or ""): (int(r[3]), str(r[4])) for r in rows}
 
+    def _reminder_row(self, remind_id: str, now: datetime, visit: str, patient: str, doctor: str, search_type: str,
+                      o: Order | None, c: Candidate) -> dict:
+        """The stored reminder of candidate `c` for order `o` (none: a patient-view banner)."""
+        return {"remind_id": remind_id, "org_code": self.org_code, "visit_id": visit, "patient_id": patient,
+                "doctor_id": doctor, "search_type": search_type, "order_id": o.order_id if o else "",
+                "order_code": o.local_code if o else None, "kind": c.kind, "item_code": c.item_code,
+                "report_org_code": c.org_code, "report_org_name": c.org_name, "report_no": c.report_no,
+                "report_name": c.title, "report_time": c.report_time,
+                "valid_until": datetime.combine(c.valid_until, datetime.min.time()), "created_at": now}
+
     def _create_reminder(self, conn, now: datetime, visit: str, patient: str, doctor: str, search_type: str,
                          o: Order | None, c: Candidate, pkey: str | None, queued: list[str]) -> tuple[int, str]:
         """The reminder row and its 提醒记录 inside the caller's transaction, in a savepoint: a concurrent
@@ -234,11 +244,7 @@ class CdsService:
             with conn.begin_nested():
                 remind_id = uuid.uuid4().hex
                 new = int(conn.execute(insert(t).values(
-                    remind_id=remind_id, org_code=self.org_code, visit_id=visit, patient_id=patient,
-                    doctor_id=doctor, search_type=search_type, order_id=oid, order_code=o.local_code if o else None,
-                    kind=c.kind, item_code=c.item_code, report_org_code=c.org_code, report_org_name=c.org_name,
-                    report_no=c.report_no, report_name=c.title, report_time=c.report_time,
-                    valid_until=datetime.combine(c.valid_until, datetime.min.time()), created_at=now)
+                    self._reminder_row(remind_id, now, visit, patient, doctor, search_type, o, c))
                 ).inserted_primary_key[0])
                 if self.keys is not None:
                     self._queue_remind(conn, remind_id, now, visit, patient, doctor, search_type, o, c, pkey)
@@ -275,11 +281,7 @@ class CdsService:
                 try:
                     remind_id = uuid.uuid4().hex
                     new = int(conn.execute(insert(t).values(
-                        remind_id=remind_id, org_code=self.org_code, visit_id=visit, patient_id=patient,
-                        doctor_id=doctor, search_type=search_type, order_id=oid, order_code=o.local_code if o else None,
-                        kind=c.kind, item_code=c.item_code, report_org_code=c.org_code, report_org_name=c.org_name,
-                        report_no=c.report_no, report_name=c.title, report_time=c.report_time,
-                        valid_until=datetime.combine(c.valid_until, datetime.min.time()), created_at=now)
+                        self._reminder_row(remind_id, now, visit, patient, doctor, search_type, o, c))
                     ).inserted_primary_key[0])
                     if self.keys is not None:
                         self._queue_remind(conn, remind_id, now, visit, patient, doctor, search_type, o, c, pkey)
