@@ -22,12 +22,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import BackgroundTasks, Depends, FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Engine
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hipbridge.audit import AuditUnavailable, AuditWriter
 from hipbridge.crypto.keys import KeyStore
@@ -88,9 +90,7 @@ class DisplayGuard:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.max_body:
-                from starlette.exceptions import HTTPException
-
-                raise HTTPException(413, f"请求体超过 {self.max_body} 字节")
+                raise StarletteHTTPException(413, f"请求体超过 {self.max_body} 字节")
             return message
 
         return await self.app(scope, limited, send)
@@ -138,9 +138,6 @@ def create_display_app(*, frontend: Engine, ops: Ops, keys: KeyStore, reader: St
         detail = [{"loc": [p for p in e.get("loc", ()) if p != "body"], "type": e.get("type"), "msg": e.get("msg")}
                   for e in exc.errors()]
         return JSONResponse({"code": "INVALID", "detail": detail}, status_code=422, headers=_SECURITY_HEADERS)
-
-    from fastapi.exception_handlers import http_exception_handler
-    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
