@@ -252,10 +252,8 @@ class CdsService:
                 queued.append(remind_id)
             return new, remind_id
         except IntegrityError:
-            got = conn.execute(select(t.c.id, t.c.remind_id).where(and_(
-                t.c.visit_id == visit, t.c.doctor_id == doctor, t.c.report_org_code == c.org_code,
-                t.c.report_no == c.report_no, t.c.search_type == search_type, t.c.order_id == oid))
-                .with_for_update()).first()        # a locking read: the latest commit, not this transaction's snapshot
+            got = conn.execute(select(t.c.id, t.c.remind_id).where(_reminder_key(t, visit, doctor, search_type, oid, c))
+                               .with_for_update()).first()        # a locking read: the latest commit, not this transaction's snapshot
             if got is None:
                 raise
             return int(got[0]), str(got[1])
@@ -271,8 +269,7 @@ class CdsService:
         and its 提醒记录 queued in the outbox in the same transaction."""
         t = self.ops.table("recognition_reminder")
         oid = o.order_id if o else ""
-        key = and_(t.c.visit_id == visit, t.c.doctor_id == doctor, t.c.report_org_code == c.org_code,
-                   t.c.report_no == c.report_no, t.c.search_type == search_type, t.c.order_id == oid)
+        key = _reminder_key(t, visit, doctor, search_type, oid, c)
         for _ in (1, 2):
             with self.frontend.begin() as conn:
                 got = conn.execute(select(t.c.id).where(key)).scalar()
@@ -444,3 +441,10 @@ def mount_cds(app: FastAPI, svc: CdsService, workstation: Callable[..., Any]) ->
         return JSONResponse(out.as_dict(), background=tasks)
 
     app.include_router(router)
+
+
+def _reminder_key(t, visit: str, doctor: str, search_type: str, order_id: str, c: Candidate):
+    """What makes a reminder one: (visit, doctor, report, search type, order) — the table's unique key."""
+    return and_(t.c.visit_id == visit, t.c.doctor_id == doctor, t.c.report_org_code == c.org_code,
+                t.c.report_no == c.report_no, t.c.search_type == search_type, t.c.order_id == order_id)
+
